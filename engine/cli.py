@@ -1,0 +1,108 @@
+"""Command line: `volley run` and `volley queue`.
+
+Responsible for: argument parsing, turning flags into configuration overrides, printing
+configuration errors as one clear line (exit status 2), and formatting `volley queue`.
+Not responsible for: running anything itself (engine.runtime.supervisor) or reading the
+spool's formats (spool.queue_summary reads names and mtimes only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from engine.config import ConfigError, Settings, load_settings
+
+__all__ = ["main"]
+
+
+def _version() -> str:
+    try:
+        return version("volley")
+    except PackageNotFoundError:
+        return "0"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if args.spool is not None:
+        overrides["spool.path"] = args.spool
+    if getattr(args, "workers", None) is not None:
+        overrides["workers"] = args.workers
+    if getattr(args, "dns", None):
+        overrides["dns.nameservers"] = args.dns
+    if getattr(args, "smtp_port", None) is not None:
+        overrides["smtp.port"] = args.smtp_port
+    return load_settings(args.config, overrides)
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def cmd_queue(settings: Settings, as_json: bool) -> int:
+    from spool import queue_summary
+
+    now = time.time()
+    summary = queue_summary(settings.spool_path, now)
+    rows = sorted(summary.items(), key=lambda kv: -(kv[1].queued + kv[1].deferred))
+    if as_json:
+        out = {
+            domain: {
+                "queued": s.queued,
+                "deferred": s.deferred,
+                "oldest_age": round(now - s.oldest_id_time, 3),
+                "next_attempt": s.next_attempt,
+            }
+            for domain, s in rows
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{'domain':<40} {'queued':>8} {'deferred':>9} {'oldest':>8}  next retry")
+    tq = td = 0
+    for domain, s in rows:
+        tq += s.queued
+        td += s.deferred
+        nxt = "-" if s.next_attempt is None else f"in {_age(s.next_attempt - now)}"
+        print(f"{domain:<40} {s.queued:>8} {s.deferred:>9} {_age(now - s.oldest_id_time):>8}  {nxt}")
+    print(f"{'total':<40} {tq:>8} {td:>9}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="volley", description="Outbound bulk mail delivery engine.")
+    p.add_argument("--version", action="version", version=f"volley {_version()}")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the engine in the foreground (Ctrl-C stops it cleanly)")
+    run.add_argument("--config", help="TOML configuration file")
+    run.add_argument("--spool", help="spool directory (spool.path)")
+    run.add_argument("--workers", type=int, help="worker processes (workers)")
+    run.add_argument("--dns", action="append", metavar="IP[:PORT]", help="DNS server (dns.nameservers); repeatable")
+    run.add_argument("--smtp-port", type=int, help="destination SMTP port (smtp.port)")
+    q = sub.add_parser("queue", help="per-domain queue counts, oldest message, next retry")
+    q.add_argument("--config", help="TOML configuration file")
+    q.add_argument("--spool", help="spool directory (spool.path)")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    args = p.parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ConfigError as e:
+        print(f"volley: configuration error: {e}", file=sys.stderr)
+        return 2
+    if args.command == "queue":
+        return cmd_queue(settings, args.json)
+    from engine.runtime.supervisor import run as run_supervisor
+
+    return run_supervisor(settings, _version())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

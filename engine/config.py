@@ -1,0 +1,336 @@
+"""Typed configuration: TOML file + command-line overrides -> frozen `Settings`.
+
+Responsible for: every setting's name, type and default; rejecting unknown keys with
+the key's dotted name; per-destination policy lookup (`Settings.policy(domain)`).
+Not responsible for: acting on settings (the runtime does), or reading any file but
+the one TOML file it is given.
+
+Every key has a default, so `volley run` works with no file at all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from engine.model import SmtpTimeouts, TlsPolicy
+
+__all__ = ["ConfigError", "DomainPolicy", "Settings", "load_settings", "parse_duration"]
+
+
+class ConfigError(ValueError):
+    """The configuration is wrong; the message names the offending key."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(value: object, key: str) -> float:
+    """Seconds from a number or a string like "250ms", "30s", "10m", "2h", "5d"."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a duration, got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ConfigError(f"{key}: must not be negative")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _UNIT[m.group(2) or "s"]
+    raise ConfigError(f"{key}: expected a duration like 30s, 10m, 5d; got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class DomainPolicy:
+    """Limits and retry policy for one destination domain (`[domains.<name>]`)."""
+
+    max_connections: int = 10
+    max_messages_per_connection: int = 100
+    max_recipients_per_transaction: int = 100
+    # In the spirit of RFC 5321 §4.5.4.1 (retry at least every 30 min, give up after
+    # 4-5 days) with Postfix's faster first retries: 5, 10, 20, 40 min, then hourly.
+    retry_schedule: tuple[float, ...] = (300.0, 600.0, 1200.0, 2400.0, 3600.0)
+    # +-20 %: a recovered domain's backlog comes back spread over a window, not at once.
+    retry_jitter: float = 0.2
+    max_age: float = 5 * 86400.0
+    tls: TlsPolicy = TlsPolicy.OPPORTUNISTIC
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    spool_path: Path = Path("var/spool")
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_message_size: int = 50 * 1024 * 1024
+    max_recipients: int = 1000
+    intake_interval: float = 0.05  # seconds between scans of incoming/ when it was empty
+    intake_batch: int = 256  # drops taken per group commit
+    dns_nameservers: tuple[str, ...] | None = None  # None: the system resolver
+    dns_timeout: float = 5.0
+    dns_negative_ttl: float = 300.0
+    smtp_port: int = 25
+    helo_name: str = field(default_factory=socket.getfqdn)
+    source_address: str | None = None
+    smtp_timeouts: SmtpTimeouts = SmtpTimeouts()
+    idle_timeout: float = 5.0  # an unused pooled connection is closed after this long
+    metrics_listen: str = "127.0.0.1:9108"
+    log_path: Path = Path("var/log/delivery.jsonl")
+    dsn_enabled: bool = True
+    drain_timeout: float = 30.0
+    default_policy: DomainPolicy = DomainPolicy()
+    domain_policies: Mapping[str, DomainPolicy] = field(default_factory=dict)
+
+    def policy(self, domain: str) -> DomainPolicy:
+        return self.domain_policies.get(domain, self.default_policy)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain TOML-shaped dict that `from_dict` reads back (sent to workers)."""
+        out: dict[str, Any] = {
+            "spool": {
+                "path": str(self.spool_path),
+                "max_message_size": self.max_message_size,
+                "max_recipients": self.max_recipients,
+            },
+            "workers": self.workers,
+            "intake": {"interval": self.intake_interval, "batch": self.intake_batch},
+            "dns": {"timeout": self.dns_timeout, "negative_ttl": self.dns_negative_ttl},
+            "smtp": {
+                "port": self.smtp_port,
+                "helo_name": self.helo_name,
+                "idle_timeout": self.idle_timeout,
+                "timeouts": {f.name: getattr(self.smtp_timeouts, f.name) for f in fields(SmtpTimeouts)},
+            },
+            "metrics": {"listen": self.metrics_listen},
+            "log": {"path": str(self.log_path)},
+            "dsn": {"enabled": self.dsn_enabled},
+            "shutdown": {"drain_timeout": self.drain_timeout},
+            "domains": {"default": _policy_dict(self.default_policy)}
+            | {name: _policy_dict(p) for name, p in self.domain_policies.items()},
+        }
+        if self.dns_nameservers is not None:
+            out["dns"]["nameservers"] = list(self.dns_nameservers)
+        if self.source_address is not None:
+            out["smtp"]["source_address"] = self.source_address
+        return out
+
+
+def _policy_dict(p: DomainPolicy) -> dict[str, Any]:
+    return {
+        "max_connections": p.max_connections,
+        "max_messages_per_connection": p.max_messages_per_connection,
+        "max_recipients_per_transaction": p.max_recipients_per_transaction,
+        "retry_schedule": list(p.retry_schedule),
+        "retry_jitter": p.retry_jitter,
+        "max_age": p.max_age,
+        "tls": p.tls.value,
+    }
+
+
+class _Table:
+    """Reads one TOML table, remembering which keys were used so leftovers are errors."""
+
+    def __init__(self, data: Mapping[str, Any], prefix: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{prefix or 'config'}: expected a table")
+        self.data = data
+        self.prefix = prefix
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def get(self, name: str) -> Any:
+        self.used.add(name)
+        return self.data.get(name)
+
+    def table(self, name: str) -> _Table:
+        self.used.add(name)
+        return _Table(self.data.get(name, {}), self.key(name))
+
+    def integer(self, name: str, default: int, minimum: int = 0) -> int:
+        v = self.get(name)
+        if v is None:
+            return default
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise ConfigError(f"{self.key(name)}: expected an integer >= {minimum}, got {v!r}")
+        return v
+
+    def number(self, name: str, default: float) -> float:
+        v = self.get(name)
+        if v is None:
+            return default
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+            raise ConfigError(f"{self.key(name)}: expected a number >= 0, got {v!r}")
+        return float(v)
+
+    def duration(self, name: str, default: float) -> float:
+        v = self.get(name)
+        return default if v is None else parse_duration(v, self.key(name))
+
+    def string(self, name: str, default: str | None) -> str | None:
+        v = self.get(name)
+        if v is None:
+            return default
+        if not isinstance(v, str) or not v:
+            raise ConfigError(f"{self.key(name)}: expected a non-empty string, got {v!r}")
+        return v
+
+    def boolean(self, name: str, default: bool) -> bool:
+        v = self.get(name)
+        if v is None:
+            return default
+        if not isinstance(v, bool):
+            raise ConfigError(f"{self.key(name)}: expected true or false, got {v!r}")
+        return v
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(f"unknown configuration key: {self.key(unknown[0])}")
+
+
+def _read_policy(t: _Table, base: DomainPolicy) -> DomainPolicy:
+    sched = t.get("retry_schedule")
+    schedule = base.retry_schedule
+    if sched is not None:
+        if not isinstance(sched, list) or not sched:
+            raise ConfigError(f"{t.key('retry_schedule')}: expected a non-empty list of durations")
+        schedule = tuple(parse_duration(v, t.key("retry_schedule")) for v in sched)
+    tls_raw = t.string("tls", base.tls.value)
+    try:
+        tls = TlsPolicy(tls_raw)
+    except ValueError:
+        choices = ", ".join(p.value for p in TlsPolicy)
+        raise ConfigError(f"{t.key('tls')}: expected one of {choices}; got {tls_raw!r}") from None
+    jitter = t.number("retry_jitter", base.retry_jitter)
+    if jitter >= 1:
+        raise ConfigError(f"{t.key('retry_jitter')}: must be below 1")
+    policy = replace(
+        base,
+        max_connections=t.integer("max_connections", base.max_connections, 1),
+        max_messages_per_connection=t.integer(
+            "max_messages_per_connection", base.max_messages_per_connection, 1
+        ),
+        max_recipients_per_transaction=t.integer(
+            "max_recipients_per_transaction", base.max_recipients_per_transaction, 1
+        ),
+        retry_schedule=schedule,
+        retry_jitter=jitter,
+        max_age=t.duration("max_age", base.max_age),
+        tls=tls,
+    )
+    t.finish()
+    return policy
+
+
+def from_dict(data: Mapping[str, Any]) -> Settings:
+    """Build Settings from a TOML-shaped dict; unknown keys raise ConfigError."""
+    d = Settings()
+    root = _Table(data, "")
+    sp = root.table("spool")
+    spool_path = Path(sp.string("path", str(d.spool_path)) or d.spool_path)
+    max_size = sp.integer("max_message_size", d.max_message_size, 1)
+    max_rcpts = sp.integer("max_recipients", d.max_recipients, 1)
+    sp.finish()
+    workers = root.integer("workers", d.workers, 1)
+    it = root.table("intake")
+    intake_interval = it.duration("interval", d.intake_interval)
+    intake_batch = it.integer("batch", d.intake_batch, 1)
+    it.finish()
+    dn = root.table("dns")
+    ns_raw = dn.get("nameservers")
+    nameservers: tuple[str, ...] | None = None
+    if ns_raw is not None:
+        if not isinstance(ns_raw, list) or not all(isinstance(s, str) and s for s in ns_raw):
+            raise ConfigError("dns.nameservers: expected a list of \"ip\" or \"ip:port\" strings")
+        nameservers = tuple(ns_raw) or None
+    dns_timeout = dn.duration("timeout", d.dns_timeout)
+    negative_ttl = dn.duration("negative_ttl", d.dns_negative_ttl)
+    dn.finish()
+    sm = root.table("smtp")
+    port = sm.integer("port", d.smtp_port, 1)
+    if port > 65535:
+        raise ConfigError("smtp.port: must be at most 65535")
+    helo = sm.string("helo_name", None) or d.helo_name
+    source = sm.string("source_address", None)
+    idle = sm.duration("idle_timeout", d.idle_timeout)
+    tt = sm.table("timeouts")
+    timeouts = SmtpTimeouts(
+        **{f.name: tt.duration(f.name, getattr(d.smtp_timeouts, f.name)) for f in fields(SmtpTimeouts)}
+    )
+    tt.finish()
+    sm.finish()
+    me = root.table("metrics")
+    listen = me.string("listen", d.metrics_listen) or d.metrics_listen
+    me.finish()
+    lg = root.table("log")
+    log_path = Path(lg.string("path", str(d.log_path)) or d.log_path)
+    lg.finish()
+    ds = root.table("dsn")
+    dsn_enabled = ds.boolean("enabled", d.dsn_enabled)
+    ds.finish()
+    sh = root.table("shutdown")
+    drain = sh.duration("drain_timeout", d.drain_timeout)
+    sh.finish()
+    domains = root.table("domains")
+    default_policy = _read_policy(domains.table("default"), DomainPolicy())
+    per_domain: dict[str, DomainPolicy] = {}
+    for name in domains.data:
+        if name == "default":
+            continue
+        per_domain[name.lower().rstrip(".")] = _read_policy(domains.table(name), default_policy)
+    domains.finish()
+    root.finish()
+    return Settings(
+        spool_path=spool_path,
+        workers=workers,
+        max_message_size=max_size,
+        max_recipients=max_rcpts,
+        intake_interval=intake_interval,
+        intake_batch=intake_batch,
+        dns_nameservers=nameservers,
+        dns_timeout=dns_timeout,
+        dns_negative_ttl=negative_ttl,
+        smtp_port=port,
+        helo_name=helo,
+        source_address=source,
+        smtp_timeouts=timeouts,
+        idle_timeout=idle,
+        metrics_listen=listen,
+        log_path=log_path,
+        dsn_enabled=dsn_enabled,
+        drain_timeout=drain,
+        default_policy=default_policy,
+        domain_policies=per_domain,
+    )
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Read the TOML file (if any), apply command-line overrides, validate.
+
+    `overrides` uses dotted keys as on the command line, e.g. {"spool.path": "/x"}.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path}: {e}") from None
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return from_dict(data)

@@ -1,0 +1,291 @@
+"""Delivery: one task per SMTP connection to a destination, reused for many messages.
+
+Responsible for: the life of one connection — take a lease (the destination's
+cross-process slot) before anything else, resolve the route (cached), try the MX hosts
+and their addresses in order until one gives a session, then send the destination's
+ready entries one after another over it (up to max_messages_per_connection), wait a
+little for more work when idle, QUIT, and give the lease back in `finally`.
+Not responsible for: what failures mean (engine.sched.classify), spool updates
+(engine.runtime.outcome), or how many connections a destination gets (engine.sched.queue).
+
+Whole-destination failures — no route, or no MX host would take a session while this
+domain had no other open connection — suspend the destination and defer its ready
+entries (Postfix's "dead destination"), so a broken domain is not hammered entry by entry.
+A connection failure while other connections to the domain are open only lowers that
+domain's concurrency window (the receiver is telling us it wants fewer connections).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from engine.clock import Clock
+from engine.config import DomainPolicy, Settings
+from engine.model import (
+    ConnectFailure,
+    Disposition,
+    FailureKind,
+    Phase,
+    RecipientOutcome,
+    Transaction,
+    TransportFailure,
+)
+from engine.net.mx import Route, RouteFailure, RouteFailureKind
+from engine.net.session import SmtpSession, open_session
+from engine.runtime.outcome import Attempt, Outcomes
+from engine.sched.backoff import retry_delay
+from engine.sched.classify import (
+    classify_connect_failure,
+    classify_route_failure,
+    classify_txn,
+    precheck,
+)
+from engine.sched.queue import WorkQueue
+from engine.telemetry.metrics import Tally
+from spool import CorruptEntry, EntryRef, ShardQueue
+
+__all__ = ["Deliverer"]
+
+
+class Resolver(Protocol):
+    async def resolve(self, domain: str) -> Route | RouteFailure: ...
+
+
+class Leases(Protocol):
+    async def acquire(self, domain: str, limit: int) -> None: ...
+
+    def release(self, domain: str) -> None: ...
+
+
+class Deliverer:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        shard: ShardQueue,
+        queue: WorkQueue,
+        resolver: Resolver,
+        leases: Leases,
+        outcomes: Outcomes,
+        tally: Tally,
+        clock: Clock,
+        rng: random.Random,
+        kick: Callable[[], None],
+        open_session_fn: Callable[..., Awaitable[SmtpSession | ConnectFailure]] = open_session,
+    ) -> None:
+        self._s = settings
+        self._shard = shard
+        self._queue = queue
+        self._resolver = resolver
+        self._leases = leases
+        self._outcomes = outcomes
+        self._tally = tally
+        self._clock = clock
+        self._rng = rng
+        self._kick = kick
+        self._open = open_session_fn
+        self._work: dict[str, asyncio.Event] = {}
+        self._contended: dict[str, float] = {}
+        self.draining = False
+        self.open_sessions = 0
+        self.idle_sessions = 0
+
+    # -- signals from the worker ------------------------------------------------------
+    def work_arrived(self, domain: str) -> None:
+        ev = self._work.get(domain)
+        if ev is not None:
+            ev.set()
+
+    def contend(self, domain: str) -> None:
+        """Another worker waits for a slot of `domain`: idle connections close now."""
+        self._contended[domain] = self._clock.monotonic() + self._s.idle_timeout
+        self.work_arrived(domain)
+
+    def drain(self) -> None:
+        self.draining = True
+        for ev in self._work.values():
+            ev.set()
+
+    # -- one connection ------------------------------------------------------------------
+    async def run_connection(self, domain: str) -> None:
+        """Caller has counted this task in queue.domain(domain).connections."""
+        policy = self._s.policy(domain)
+        state = self._queue.domain(domain)
+        leased = False
+        try:
+            await self._leases.acquire(domain, policy.max_connections)
+            leased = True
+            if not state.ready or self.draining:
+                return
+            route = await self._resolver.resolve(domain)
+            if isinstance(route, RouteFailure):
+                self._tally.inc("volley_dns_lookups", "failure")
+                self._fail_destination(domain, policy, route=route)
+                return
+            session = await self._connect(route, policy)
+            if isinstance(session, ConnectFailure):
+                self._tally.inc("volley_connections", "failed")
+                if state.connections > 1:
+                    state.window = max(1, state.connections - 1)
+                else:
+                    self._fail_destination(domain, policy, connect=session)
+                return
+            self._tally.inc("volley_connections", "opened")
+            if state.window is not None:
+                state.window = min(policy.max_connections, state.window + 1)
+            self.open_sessions += 1
+            try:
+                await self._serve(session, domain, policy)
+            finally:
+                self.open_sessions -= 1
+                await session.close()
+        finally:
+            state.connections -= 1
+            if leased:
+                self._leases.release(domain)
+            self._kick()
+
+    async def _connect(self, route: Route, policy: DomainPolicy) -> SmtpSession | ConnectFailure:
+        last: ConnectFailure | None = None
+        for host in route.hosts:
+            for address in host.addresses:
+                got = await self._open(
+                    address,
+                    self._s.smtp_port,
+                    mx_host=host.name,
+                    helo_name=self._s.helo_name,
+                    source_address=self._s.source_address,
+                    tls=policy.tls,
+                    timeouts=self._s.smtp_timeouts,
+                )
+                if isinstance(got, SmtpSession):
+                    return got
+                last = got
+        return last or ConnectFailure(
+            host=route.domain,
+            address="",
+            failure=TransportFailure(Phase.CONNECT, FailureKind.REFUSED, "no MX host address"),
+        )
+
+    async def _serve(self, session: SmtpSession, domain: str, policy: DomainPolicy) -> None:
+        sent = 0
+        while sent < policy.max_messages_per_connection and session.is_reusable() and not self.draining:
+            ref = self._queue.take(domain)
+            if ref is None:
+                if not await self._wait_for_work(domain):
+                    return
+                continue
+            assert isinstance(ref, EntryRef)
+            if sent:
+                self._tally.inc("volley_connection_reuses")
+            sent += 1
+            await self._deliver(session, ref, policy)
+
+    async def _wait_for_work(self, domain: str) -> bool:
+        """Idle: wait up to idle_timeout for ready work; False means close."""
+        deadline = self._clock.monotonic() + self._s.idle_timeout
+        ev = self._work.setdefault(domain, asyncio.Event())
+        self.idle_sessions += 1
+        try:
+            while not self.draining:
+                if self._queue.domain(domain).ready:
+                    return True
+                now = self._clock.monotonic()
+                if now >= deadline or self._contended.get(domain, 0.0) > now:
+                    return False
+                ev.clear()
+                try:
+                    await asyncio.wait_for(ev.wait(), deadline - now)
+                except TimeoutError:
+                    return bool(self._queue.domain(domain).ready)
+            return False
+        finally:
+            self.idle_sessions -= 1
+
+    async def _deliver(self, session: SmtpSession, ref: EntryRef, policy: DomainPolicy) -> None:
+        now = self._clock.wall()
+        try:
+            meta, body = self._shard.load(ref)
+        except FileNotFoundError:
+            self._queue.done(ref, retry_at=None, now=now)
+            return
+        except CorruptEntry as e:
+            self._shard.quarantine(ref, f"cannot decode spool entry: {e.reason}")
+            self._queue.done(ref, retry_at=None, now=now)
+            return
+        rcpts: list[str] = list(meta["rcpts"])
+        size = policy.max_recipients_per_transaction
+        outcomes: list[RecipientOutcome] = []
+        try:
+            for i in range(0, len(rcpts), size):
+                txn = Transaction(
+                    sender=meta["sender"],
+                    recipients=tuple(rcpts[i : i + size]),
+                    body=body,
+                    body_8bit=bool(meta.get("8bit")),
+                    smtputf8=bool(meta.get("smtputf8")),
+                )
+                refused = precheck(
+                    txn, smtputf8=session.supports("SMTPUTF8"), size_limit=session.size_limit
+                )
+                if refused is not None:
+                    outcomes.extend(refused)
+                    continue
+                if not session.is_reusable():
+                    lost = TransportFailure(Phase.MAIL, FailureKind.CLOSED, "connection closed before this transaction")
+                    outcomes.extend(
+                        RecipientOutcome(r, Disposition.DEFERRED, 451, "4.4.2", lost.detail, False)
+                        for r in txn.recipients
+                    )
+                    continue
+                self._tally.inc("volley_transactions")
+                result = await session.send(txn)
+                for reply in itertools.chain((result.mail, result.data, result.final), result.rcpts):
+                    if reply is not None:
+                        self._tally.inc("volley_smtp_replies", str(reply.code))
+                outcomes.extend(classify_txn(txn, result))
+        except BaseException:
+            # Cancelled (shutdown): the entry stays as it is on disk and is retried
+            # after restart; in memory it simply goes back.
+            self._queue.untake(ref)
+            raise
+        self._outcomes.apply(
+            ref, meta, body, outcomes, Attempt(session.mx_host, session.address), self._clock.wall()
+        )
+
+    def _fail_destination(
+        self,
+        domain: str,
+        policy: DomainPolicy,
+        *,
+        route: RouteFailure | None = None,
+        connect: ConnectFailure | None = None,
+    ) -> None:
+        """Apply a whole-destination failure to every ready entry of the domain."""
+        now = self._clock.wall()
+        temporary = route is None or route.kind is RouteFailureKind.TEMPORARY
+        until = now + retry_delay(1, policy.retry_schedule, policy.retry_jitter, self._rng)
+        refs = self._queue.suspend(domain, until) if temporary else self._queue.take_all(domain)
+        attempt = Attempt(connect.host if connect else None, connect.address if connect else None)
+        for ref in refs:
+            assert isinstance(ref, EntryRef)
+            try:
+                meta, body = self._shard.load(ref)
+            except FileNotFoundError:
+                self._queue.done(ref, retry_at=None, now=now)
+                continue
+            except CorruptEntry as e:
+                self._shard.quarantine(ref, f"cannot decode spool entry: {e.reason}")
+                self._queue.done(ref, retry_at=None, now=now)
+                continue
+            rcpts: list[str] = list(meta["rcpts"])
+            if route is not None:
+                outcomes = classify_route_failure(rcpts, route)
+            else:
+                assert connect is not None
+                outcomes = classify_connect_failure(rcpts, connect)
+            self._outcomes.apply(ref, meta, body, outcomes, attempt, now)

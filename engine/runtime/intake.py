@@ -1,0 +1,133 @@
+"""Intake: drop files in incoming/ -> durable spool entries of this worker's shard.
+
+Responsible for: choosing this shard's drops (a hash of the file name, so workers never
+contend for a file and need no lock), reading and parsing them (engine.drop), splitting
+each message into one entry per destination domain, the group commit, and only then
+removing the drops.  Rejections go to rejected/ with a reason beside them.
+Not responsible for: scheduling (the worker hands the new entries to the queue), the
+file formats (spool), or what makes a drop acceptable (engine.drop).
+
+Durability order (the promise of the README's "Guarantees"):
+  1. every entry of the batch is written, fsynced, linked into queue/<k>/, and queue/<k>/
+     is fsynced (spool.ShardQueue.add);
+  2. only then are the drops unlinked and incoming/ fsynced (spool.Spool.consume_drops).
+A crash between 1 and 2 leaves both; re-taking the drop derives the same entry ids from
+the drop's identity (name, inode, size, mtime), so `add` finds them already queued and
+nothing is queued twice.
+
+`take_batch` is blocking file work; the worker runs it in a thread so the event loop
+keeps delivering meanwhile (fsync releases the GIL).
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.config import Settings
+from engine.drop import DropEnvelope, DropFile, DropRejection, domain_of, parse_drop, read_drop
+from engine.smtp.encode import wire_body
+from spool import EntryRef, NewEntry, ShardQueue, Spool, SpoolFull, entry_id
+
+__all__ = ["IntakeBatch", "Taken", "shard_of", "take_batch"]
+
+
+def shard_of(name: str, shards: int) -> int:
+    """Which worker takes the drop `name` (crc32: stable across processes and runs)."""
+    return zlib.crc32(name.encode("utf-8", "surrogateescape")) % shards
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    ref: EntryRef
+    sender: str
+    recipients: tuple[str, ...]
+    message_id: str | None
+    drop: str
+
+
+@dataclass(slots=True)
+class IntakeBatch:
+    taken: list[Taken] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (final name, reason)
+    deferred_names: int = 0  # drops left for a later scan (still being written)
+    full: str | None = None  # set when the spool is out of space: intake paused
+    more: bool = False  # the batch limit was reached: scan again at once
+
+
+def new_meta(env: DropEnvelope, rcpts: list[str], domain: str, now: float, drop: str) -> dict[str, Any]:
+    """The spool metadata of one entry (msgpack-encoded by spool.record)."""
+    return {
+        "v": 1,
+        "sender": env.sender,
+        "rcpts": rcpts,
+        "domain": domain,
+        "created": now,
+        "attempts": 0,
+        "msgid": env.message_id,
+        "smtputf8": env.smtputf8,
+        "8bit": env.body_8bit,
+        "dsn": False,
+        "drop": drop,
+    }
+
+
+def split_by_domain(recipients: tuple[str, ...]) -> dict[str, list[str]]:
+    """One spool entry per destination domain (recipients keep their order)."""
+    out: dict[str, list[str]] = {}
+    for r in recipients:
+        out.setdefault(domain_of(r), []).append(r)
+    return out
+
+
+def take_batch(spool: Spool, shard: ShardQueue, k: int, settings: Settings, now: float) -> IntakeBatch:
+    """Take up to `settings.intake_batch` of this shard's drops; see the module docstring."""
+    batch = IntakeBatch()
+    names = [n for n in spool.incoming_names() if shard_of(n, settings.workers) == k]
+    if len(names) > settings.intake_batch:
+        names = names[: settings.intake_batch]
+        batch.more = True
+    if not names:
+        return batch
+    new: list[NewEntry] = []
+    pending: list[tuple[str, DropEnvelope, list[str]]] = []  # (drop, env, entry ids)
+    dir_fd = os.open(spool.incoming, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in names:
+            got = read_drop(dir_fd, name, max_size=settings.max_message_size)
+            if isinstance(got, DropRejection):
+                batch.rejected.append((spool.reject_drop(name, got.reason), got.reason))
+                continue
+            if not isinstance(got, DropFile):
+                batch.deferred_names += 1
+                continue
+            env = parse_drop(got.data, max_recipients=settings.max_recipients)
+            if isinstance(env, DropRejection):
+                batch.rejected.append((spool.reject_drop(name, env.reason), env.reason))
+                continue
+            body = wire_body(env.message)
+            ids = []
+            for domain, rcpts in split_by_domain(env.recipients).items():
+                eid = entry_id(got.mtime_ns, got.identity + domain.encode())
+                ids.append(eid)
+                new.append(NewEntry(eid, domain, new_meta(env, rcpts, domain, now, name), body, now))
+            pending.append((name, env, ids))
+    finally:
+        os.close(dir_fd)
+    if not new:
+        return batch
+    try:
+        refs = shard.add(new)
+    except SpoolFull as e:
+        batch.full = str(e)
+        return batch
+    spool.consume_drops([name for name, _, _ in pending])
+    by_id = {r.id: r for r in refs}
+    for name, env, ids in pending:
+        for eid in ids:
+            ref = by_id[eid]
+            rcpts = tuple(r for r in env.recipients if domain_of(r) == ref.domain)
+            batch.taken.append(Taken(ref, env.sender, rcpts, env.message_id, name))
+    return batch

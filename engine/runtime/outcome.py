@@ -1,0 +1,179 @@
+"""Outcome: apply one attempt's per-recipient verdicts to the spool, the log and metrics.
+
+Responsible for: expiring deferrals past max_age, logging one record per recipient
+(before the spool changes: write-ahead, so a delivered message is never missing from the
+log), queueing an RFC 3464 DSN for bounced/expired recipients, then removing the entry
+(nothing left to do) or rewriting it with only the recipients still pending, its attempt
+count and its next attempt time (a restart never resends to recipients that accepted).
+Not responsible for: deciding verdicts (engine.sched.classify) or retry timing
+(engine.sched.backoff).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.config import Settings
+from engine.drop import domain_of
+from engine.dsn import FailedRecipient, build_dsn
+from engine.model import Disposition, RecipientOutcome
+from engine.sched.backoff import is_expired, plan_retry
+from engine.sched.classify import expire
+from engine.sched.queue import WorkQueue
+from engine.smtp.encode import wire_body
+from engine.telemetry.eventlog import EventLog
+from engine.telemetry.metrics import Tally
+from spool import EntryRef, NewEntry, ShardQueue, entry_id, random_salt
+
+__all__ = ["Attempt", "Outcomes"]
+
+_COUNTER = {
+    Disposition.DELIVERED: "volley_delivered",
+    Disposition.DEFERRED: "volley_deferred",
+    Disposition.BOUNCED: "volley_bounced",
+    Disposition.EXPIRED: "volley_expired",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """Where an attempt went (for the log)."""
+
+    mx: str | None = None
+    ip: str | None = None
+
+
+class Outcomes:
+    def __init__(
+        self,
+        settings: Settings,
+        shard: ShardQueue,
+        queue: WorkQueue,
+        log: EventLog,
+        tally: Tally,
+        rng: random.Random,
+    ) -> None:
+        self._settings = settings
+        self._shard = shard
+        self._queue = queue
+        self._log = log
+        self._tally = tally
+        self._rng = rng
+
+    def apply(
+        self,
+        ref: EntryRef,
+        meta: dict[str, Any],
+        body: bytes,
+        outcomes: Sequence[RecipientOutcome],
+        attempt: Attempt,
+        now: float,
+    ) -> None:
+        policy = self._settings.policy(ref.domain)
+        created = float(meta["created"])
+        attempts = int(meta.get("attempts", 0)) + 1
+        if is_expired(now, created, policy.max_age):
+            outcomes = [
+                expire(o, policy.max_age) if o.disposition is Disposition.DEFERRED else o
+                for o in outcomes
+            ]
+        for o in outcomes:
+            self._log.add(
+                o.disposition.value,
+                now,
+                id=ref.id,
+                msgid=meta.get("msgid"),
+                sender=meta["sender"],
+                rcpt=o.recipient,
+                domain=ref.domain,
+                mx=attempt.mx,
+                ip=attempt.ip,
+                code=o.code,
+                enhanced=o.enhanced,
+                text=o.text,
+                attempt=attempts,
+                queued_at=created,
+                in_queue=round(now - created, 3),
+            )
+            self._tally.inc(_COUNTER[o.disposition], ref.domain)
+        self._log.flush()
+        failed = [o for o in outcomes if o.disposition in (Disposition.BOUNCED, Disposition.EXPIRED)]
+        if failed and meta["sender"] and not meta.get("dsn") and self._settings.dsn_enabled:
+            self._queue_dsn(ref, meta, body, failed, attempt, now)
+        pending = [o for o in outcomes if o.disposition is Disposition.DEFERRED]
+        if not pending:
+            self._shard.remove(ref)
+            self._queue.done(ref, retry_at=None, now=now)
+            return
+        retry = plan_retry(
+            now, created, attempts, policy.retry_schedule, policy.retry_jitter, policy.max_age, self._rng
+        )
+        last = pending[-1]
+        new_meta = dict(meta)
+        new_meta.update(
+            rcpts=[o.recipient for o in pending],
+            attempts=attempts,
+            last={"code": last.code, "enhanced": last.enhanced, "text": last.text[:500]},
+        )
+        self._shard.rewrite(ref, new_meta, body, retry.at)
+        self._queue.done(ref, retry_at=retry.at, now=now)
+
+    def _queue_dsn(
+        self,
+        ref: EntryRef,
+        meta: dict[str, Any],
+        body: bytes,
+        failed: Sequence[RecipientOutcome],
+        attempt: Attempt,
+        now: float,
+    ) -> None:
+        sender = str(meta["sender"])
+        helo = self._settings.helo_name
+        salt = random_salt()
+        eid = entry_id(int(now * 1e9), salt)
+        header_end = body.find(b"\r\n\r\n")
+        headers = body[: header_end + 2] if header_end >= 0 else body
+        dsn = build_dsn(
+            reporting_mta=helo,
+            original_sender=sender,
+            original_message=headers,
+            failed=[
+                FailedRecipient(
+                    recipient=o.recipient,
+                    status="5.4.7" if o.disposition is Disposition.EXPIRED else _permanent(o.enhanced),
+                    diagnostic=f"smtp; {o.code} {o.enhanced} {o.text}" if o.remote else None,
+                    remote_mta=attempt.mx if o.remote else None,
+                )
+                for o in failed
+            ],
+            arrival_date=float(meta["created"]),
+            now=now,
+            message_id=f"<{eid}@{helo}>",
+        )
+        domain = domain_of(sender)
+        dsn_meta = {
+            "v": 1,
+            "sender": "",
+            "rcpts": [sender],
+            "domain": domain,
+            "created": now,
+            "attempts": 0,
+            "msgid": f"<{eid}@{helo}>",
+            "smtputf8": any(ord(c) > 127 for c in sender),
+            "8bit": False,
+            "dsn": True,
+            "drop": None,
+            "about": ref.id,
+        }
+        (new_ref,) = self._shard.add([NewEntry(eid, domain, dsn_meta, wire_body(dsn), now)])
+        self._queue.add(new_ref, new_ref.mtime, now)
+        self._tally.inc("volley_dsns")
+        self._log.add("dsn", now, id=eid, about=ref.id, rcpt=sender, domain=domain, msgid=dsn_meta["msgid"])
+
+
+def _permanent(enhanced: str) -> str:
+    """A DSN with Action: failed carries a 5.x.x status (RFC 3464 §2.3.4)."""
+    return "5" + enhanced[1:] if enhanced[:1] in ("4", "5") else "5.0.0"

@@ -1,0 +1,186 @@
+"""The supervisor: the `volley run` process that starts, watches and stops the workers.
+
+Responsible for: preparing the spool (directories; moving entries of shards that no
+longer exist after a change of `workers`), starting N worker processes, restarting one
+that dies (with backoff), arbitrating per-destination connection slots across them
+(engine.sched.leases), exporting every worker's metrics on one /metrics endpoint, and a
+clean stop on SIGTERM/SIGINT: workers drain, then the supervisor exits 0.
+Not responsible for: any mail handling; it never touches a message (Postfix master(8)).
+
+Workers are fresh interpreters (`python -m engine.runtime.worker`), not forks of this
+process: forking from inside a running event loop duplicates its epoll state and buffered
+writes (python/asyncio#347), and a worker's aiodns resolver and sockets must be created
+in the worker anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client import start_http_server
+
+from engine.config import Settings
+from engine.runtime.ipc import Channel, Message, open_channel
+from engine.sched.leases import LeaseTable
+from engine.telemetry.metrics import Exporter
+from spool import Spool
+
+__all__ = ["Supervisor", "run"]
+
+RESTART_MIN = 0.5  # seconds before restarting a worker that died
+RESTART_MAX = 30.0  # backoff doubles up to this
+HEALTHY_AFTER = 30.0  # a worker that ran this long resets the backoff
+
+
+@dataclass(slots=True)
+class WorkerHandle:
+    k: int
+    proc: asyncio.subprocess.Process | None = None
+    channel: Channel | None = None
+    started: float = 0.0
+    backoff: float = RESTART_MIN
+    restarts: int = 0
+    watcher: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def _nothing() -> None:
+    """A worker's channel closing is reported by its process exit (_watch)."""
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, version: str = "0") -> None:
+        self.s = settings
+        self.spool = Spool(settings.spool_path)
+        self.leases = LeaseTable()
+        self.exporter = Exporter(version=version)
+        self.workers: dict[int, WorkerHandle] = {}
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> int:
+        self.spool.ensure(self.s.workers)
+        moved = self.spool.rehome(self.s.workers)
+        if moved:
+            print(f"volley: moved {moved} entries from retired shards", file=sys.stderr)
+        host, _, port = self.s.metrics_listen.rpartition(":")
+        start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.exporter.registry)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        for k in range(self.s.workers):
+            h = self.workers[k] = WorkerHandle(k)
+            await self._start(h)
+        print(
+            f"volley: running {self.s.workers} workers; spool {self.s.spool_path}, "
+            f"metrics http://{self.s.metrics_listen}/metrics",
+            file=sys.stderr,
+            flush=True,
+        )
+        await self.stopping.wait()
+        await self._stop_all()
+        return 0
+
+    # -- worker processes ------------------------------------------------------------
+    async def _start(self, h: WorkerHandle) -> None:
+        parent, child = socket.socketpair()
+        try:
+            h.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "engine.runtime.worker",
+                "--shard", str(h.k), "--fd", str(child.fileno()),
+                pass_fds=(child.fileno(),),
+                start_new_session=True,  # Ctrl-C goes to us; we drain the workers
+            )
+        finally:
+            child.close()
+        h.channel = await open_channel(parent, functools.partial(self._on_message, h.k), _nothing)
+        h.channel.send("config", self.s.to_dict())
+        h.started = time.monotonic()
+        self._set_alive()
+        h.watcher = asyncio.create_task(self._watch(h))
+
+    async def _watch(self, h: WorkerHandle) -> None:
+        assert h.proc is not None
+        code = await h.proc.wait()
+        self._worker_gone(h)
+        if self.stopping.is_set():
+            return
+        print(f"volley: worker {h.k} exited with status {code}; restarting", file=sys.stderr, flush=True)
+        if time.monotonic() - h.started > HEALTHY_AFTER:
+            h.backoff = RESTART_MIN
+        delay, h.backoff = h.backoff, min(RESTART_MAX, h.backoff * 2)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), delay)
+        if not self.stopping.is_set():
+            h.restarts += 1
+            self.exporter.count("volley_worker_restarts")
+            await self._start(h)
+
+    def _worker_gone(self, h: WorkerHandle) -> None:
+        if h.channel is not None:
+            h.channel.close()
+            h.channel = None
+        for _domain, holder, req in self.leases.drop_holder(h.k):
+            self._send(holder, "grant", req)
+        self.exporter.worker_gone(h.k)
+        self._set_alive()
+
+    def _set_alive(self) -> None:
+        alive = sum(
+            1 for h in self.workers.values() if h.proc is not None and h.proc.returncode is None
+        )
+        self.exporter.workers_alive.set(alive)
+
+    async def _stop_all(self) -> None:
+        for h in self.workers.values():
+            if h.channel is not None:
+                h.channel.send("drain")
+        procs = [h.proc for h in self.workers.values() if h.proc is not None]
+        waits = [asyncio.create_task(p.wait()) for p in procs]
+        if waits:
+            _, pending = await asyncio.wait(waits, timeout=self.s.drain_timeout + 5.0)
+            for p in procs:
+                if p.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        p.kill()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        watchers = [h.watcher for h in self.workers.values() if h.watcher is not None]
+        await asyncio.gather(*watchers, return_exceptions=True)
+
+    # -- control messages ------------------------------------------------------------
+    def _send(self, k: int, *msg: object) -> None:
+        h = self.workers.get(k)
+        if h is not None and h.channel is not None:
+            h.channel.send(*msg)
+
+    def _on_message(self, k: int, msg: Message) -> None:
+        kind = msg[0]
+        if kind == "acquire":
+            _, req, domain, limit = msg
+            if self.leases.acquire(domain, int(limit), k, req):
+                self._send(k, "grant", req)
+            else:
+                for holder in self.leases.holders(domain):
+                    if holder != k:
+                        self._send(holder, "contend", domain)
+        elif kind == "release":
+            for holder, req in self.leases.release(msg[1], k):
+                self._send(holder, "grant", req)
+        elif kind == "cancel":
+            self.leases.cancel(msg[2], k, msg[1])
+        elif kind == "metrics":
+            self.exporter.apply(k, msg[1], msg[2])
+
+
+def run(settings: Settings, version: str = "0") -> int:
+    import uvloop
+
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    return uvloop.run(Supervisor(settings, version).run())

@@ -1,0 +1,295 @@
+"""One worker process: a uvloop event loop that owns spool shard k.
+
+Responsible for: wiring one shard's pipeline — intake (drops -> entries), the work queue,
+MX resolution (an aiodns resolver created here, inside this process's loop), connection
+tasks, outcomes, the delivery log and metric flushes — and the process's life: lock the
+shard, recover, scan, run, drain on request, exit.
+Not responsible for: other shards, cross-process limits (asks the supervisor for leases),
+or restarting itself (the supervisor does).
+
+Started by the supervisor as `python -m engine.runtime.worker --shard K --fd FD`; the
+first message on the control socket is the configuration.  If that socket closes (the
+supervisor died) the worker stops at once, so a new supervisor never runs two workers on
+one shard; the shard lock (flock on queue/<k>.lock) enforces the same on the filesystem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import os
+import random
+import signal
+import socket
+import sys
+from typing import Any
+
+from engine.clock import Clock, SystemClock
+from engine.config import Settings, from_dict
+from engine.net.dns import AiodnsClient
+from engine.net.mx import MxResolver, Route, RouteFailure
+from engine.runtime.delivery import Deliverer
+from engine.runtime.intake import IntakeBatch, take_batch
+from engine.runtime.ipc import Channel, Message, open_channel
+from engine.runtime.outcome import Outcomes
+from engine.sched.queue import WorkQueue
+from engine.telemetry.eventlog import EventLog
+from engine.telemetry.metrics import Tally
+from spool import ShardQueue, Spool
+
+__all__ = ["main"]
+
+METRICS_INTERVAL = 0.25  # seconds: what a worker killed with -9 can lose of its counts
+
+
+class LeaseClient:
+    """Worker side of the connection-slot protocol (see engine.sched.leases)."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+        self._waiting: dict[int, tuple[str, asyncio.Future[None]]] = {}
+        self._next = 0
+
+    async def acquire(self, domain: str, limit: int) -> None:
+        self._next += 1
+        req = self._next
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[req] = (domain, fut)
+        self._channel.send("acquire", req, domain, limit)
+        try:
+            await fut
+        except BaseException:
+            if self._waiting.pop(req, None) is not None:
+                self._channel.send("cancel", req, domain)
+            raise
+
+    def granted(self, req: int) -> None:
+        waiting = self._waiting.pop(req, None)
+        if waiting is None:
+            return
+        domain, fut = waiting
+        if fut.done():  # cancelled after the grant was sent: give the slot straight back
+            self._channel.send("release", domain)
+        else:
+            fut.set_result(None)
+
+    def release(self, domain: str) -> None:
+        self._channel.send("release", domain)
+
+
+class CountingResolver:
+    """MxResolver plus cache hit/miss counting for metrics."""
+
+    def __init__(self, inner: MxResolver, tally: Tally) -> None:
+        self._inner = inner
+        self._tally = tally
+
+    async def resolve(self, domain: str) -> Route | RouteFailure:
+        hits = self._inner.hits
+        got = await self._inner.resolve(domain)
+        self._tally.inc("volley_dns_lookups", "hit" if self._inner.hits > hits else "miss")
+        return got
+
+
+class Worker:
+    def __init__(self, settings: Settings, shard_no: int, channel: Channel, clock: Clock) -> None:
+        self.s = settings
+        self.k = shard_no
+        self.channel = channel
+        self.clock = clock
+        self.rng = random.Random()
+        self.spool = Spool(settings.spool_path)
+        self.shard: ShardQueue = self.spool.shard(shard_no)
+        self.queue = WorkQueue()
+        self.tally = Tally()
+        self.log = EventLog(settings.log_path, shard_no)
+        self.leases = LeaseClient(channel)
+        self._kick = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.dns = AiodnsClient(
+            list(settings.dns_nameservers) if settings.dns_nameservers else None,
+            timeout=settings.dns_timeout,
+            tries=2,
+        )
+        mx = MxResolver(
+            self.dns, clock=clock.monotonic, rng=self.rng, negative_ttl=settings.dns_negative_ttl
+        )
+        self.outcomes = Outcomes(settings, self.shard, self.queue, self.log, self.tally, self.rng)
+        self.deliverer = Deliverer(
+            settings=settings,
+            shard=self.shard,
+            queue=self.queue,
+            resolver=CountingResolver(mx, self.tally),
+            leases=self.leases,
+            outcomes=self.outcomes,
+            tally=self.tally,
+            clock=clock,
+            rng=self.rng,
+            kick=self._kick.set,
+        )
+
+    # -- control messages ------------------------------------------------------------
+    def on_message(self, msg: Message) -> None:
+        kind = msg[0]
+        if kind == "grant":
+            self.leases.granted(msg[1])
+        elif kind == "contend":
+            self.deliverer.contend(msg[1])
+        elif kind == "drain":
+            self.drain()
+
+    def drain(self) -> None:
+        self.deliverer.drain()
+        self._stop.set()
+        self._kick.set()
+
+    # -- main ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        self.shard.recover()
+        now = self.clock.wall()
+        for ref in self.shard.scan():
+            self.queue.add(ref, ref.mtime, now)
+        loops = [
+            asyncio.create_task(self._intake_loop(), name="intake"),
+            asyncio.create_task(self._dispatch_loop(), name="dispatch"),
+            asyncio.create_task(self._flush_loop(), name="flush"),
+        ]
+        await self._stop.wait()
+        for t in loops:
+            t.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        if self._tasks:
+            _, still = await asyncio.wait(self._tasks, timeout=self.s.drain_timeout)
+            for t in still:
+                t.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+        self._flush_metrics()
+        self.log.close()
+        await self.dns.close()
+
+    async def _intake_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch: IntakeBatch = await loop.run_in_executor(
+                None, take_batch, self.spool, self.shard, self.k, self.s, self.clock.wall()
+            )
+            now = self.clock.wall()
+            for name, reason in batch.rejected:
+                self.log.add("rejected", now, drop=name, reason=reason)
+                self.tally.inc("volley_drops_rejected")
+            for t in batch.taken:
+                if self.queue.add(t.ref, t.ref.mtime, now):
+                    for rcpt in t.recipients:
+                        self.log.add(
+                            "received", now, id=t.ref.id, msgid=t.message_id, sender=t.sender,
+                            rcpt=rcpt, domain=t.ref.domain, drop=t.drop,
+                        )
+                    self.tally.inc("volley_received", t.ref.domain, n=len(t.recipients))
+            self.log.flush()
+            if batch.full:
+                self.log.add("intake_paused", now, reason=batch.full)
+                self.log.flush()
+            if batch.taken:
+                self._kick.set()
+            if batch.full:
+                await asyncio.sleep(1.0)  # wait for space; drops stay in incoming/
+            elif not batch.more:
+                await asyncio.sleep(self.s.intake_interval)
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            self._kick.clear()
+            now = self.clock.wall()
+            for domain in self.queue.release_due(now):
+                self.deliverer.work_arrived(domain)
+            for domain in self.queue.ready_domains():
+                policy = self.s.policy(domain)
+                self.deliverer.work_arrived(domain)
+                n = self.queue.connections_wanted(
+                    domain, policy.max_connections, policy.max_messages_per_connection
+                )
+                for _ in range(n):
+                    self.queue.domain(domain).connections += 1
+                    task = asyncio.create_task(self.deliverer.run_connection(domain))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            nxt = self.queue.next_due()
+            timeout = 1.0 if nxt is None else min(1.0, max(0.0, nxt - self.clock.wall()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), timeout)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(METRICS_INTERVAL)
+            self._flush_metrics()
+
+    def _flush_metrics(self) -> None:
+        ready, waiting, inflight = self.queue.counts()
+        self.tally.set("volley_queue_entries", ready, "ready")
+        self.tally.set("volley_queue_entries", waiting, "waiting")
+        self.tally.set("volley_queue_entries", inflight, "inflight")
+        self.tally.set("volley_connections_open", self.deliverer.open_sessions)
+        self.tally.set("volley_connections_idle", self.deliverer.idle_sessions)
+        counts, gauges = self.tally.drain()
+        self.channel.send("metrics", counts, gauges)
+        self.log.flush()
+
+
+def lock_shard(spool: Spool, k: int) -> int:
+    """Hold queue/<k>.lock for the life of the process: one worker per shard, ever."""
+    fd = os.open(spool.root / "queue" / f"{k}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # blocks while a previous owner is still exiting
+    return fd
+
+
+async def amain(k: int, sock: socket.socket) -> int:
+    loop = asyncio.get_running_loop()
+    config: asyncio.Future[dict[str, Any]] = loop.create_future()
+    worker: Worker | None = None
+
+    def on_message(msg: Message) -> None:
+        if msg[0] == "config":
+            if not config.done():
+                config.set_result(msg[1])
+        elif worker is not None:
+            worker.on_message(msg)
+
+    lost = asyncio.Event()
+
+    def on_close() -> None:
+        lost.set()
+        if worker is not None:
+            worker.drain()
+
+    channel = await open_channel(sock, on_message, on_close)
+    settings = from_dict(await config)
+    spool = Spool(settings.spool_path)
+    lock_fd = await loop.run_in_executor(None, lock_shard, spool, k)
+    worker = Worker(settings, k, channel, SystemClock())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # The supervisor drains us over the socket; a signal straight to a worker
+        # (e.g. Ctrl-C reaching the whole process group) must not cut a transaction.
+        loop.add_signal_handler(sig, lambda: None)
+    if lost.is_set():
+        return 1
+    await worker.run()
+    os.close(lock_fd)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="volley-worker")
+    p.add_argument("--shard", type=int, required=True)
+    p.add_argument("--fd", type=int, required=True)
+    args = p.parse_args(argv)
+    sock = socket.socket(fileno=args.fd)
+    import uvloop  # only the worker process imports uvloop (house layering rule)
+
+    return uvloop.run(amain(args.shard, sock))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+from pathlib import Path
+
+import pytest
+
+from engine.config import ConfigError, DomainPolicy, Settings, from_dict, load_settings, parse_duration
+from engine.model import TlsPolicy
+
+
+def test_defaults_without_a_file() -> None:
+    s = load_settings(None)
+    assert s.spool_path == Path("var/spool")
+    assert s.metrics_listen == "127.0.0.1:9108"
+    assert s.smtp_port == 25
+    assert s.workers >= 1
+    p = s.policy("anything.test")
+    assert (p.max_connections, p.max_messages_per_connection, p.max_recipients_per_transaction) == (10, 100, 100)
+    assert p.max_age == 5 * 86400 and p.tls is TlsPolicy.OPPORTUNISTIC
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [(30, 30.0), (1.5, 1.5), ("250ms", 0.25), ("30s", 30.0), ("10m", 600.0), ("2h", 7200.0), ("5d", 432000.0)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text, "k") == seconds
+
+
+@pytest.mark.parametrize("bad", ["soon", "-1s", True, [], -3])
+def test_bad_durations_name_the_key(bad: object) -> None:
+    with pytest.raises(ConfigError, match="domains.default.max_age"):
+        from_dict({"domains": {"default": {"max_age": bad}}})
+
+
+def test_file_and_overrides(tmp_path: Path) -> None:
+    cfg = tmp_path / "v.toml"
+    cfg.write_text(
+        """
+workers = 3
+[spool]
+path = "/srv/spool"
+[dns]
+nameservers = ["127.0.0.1:5353"]
+[smtp]
+port = 2525
+helo_name = "mta.example.test"
+[smtp.timeouts]
+rcpt = "20s"
+[domains.default]
+max_connections = 4
+retry_schedule = ["1s", "2s"]
+[domains."Big.Example.TEST"]
+max_connections = 20
+tls = "required"
+"""
+    )
+    s = load_settings(cfg, {"smtp.port": 2626})
+    assert s.workers == 3 and s.smtp_port == 2626 and s.helo_name == "mta.example.test"
+    assert s.dns_nameservers == ("127.0.0.1:5353",)
+    assert s.smtp_timeouts.rcpt == 20.0 and s.smtp_timeouts.mail == 300.0
+    assert s.policy("other.test").max_connections == 4
+    big = s.policy("big.example.test")
+    # A domain table inherits the default table and overrides what it names.
+    assert big == DomainPolicy(max_connections=20, retry_schedule=(1.0, 2.0), tls=TlsPolicy.REQUIRED)
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"wrokers": 2}, "wrokers"),
+        ({"smtp": {"prot": 25}}, "smtp.prot"),
+        ({"smtp": {"timeouts": {"rpct": 1}}}, "smtp.timeouts.rpct"),
+        ({"domains": {"default": {"max_conections": 1}}}, "domains.default.max_conections"),
+        ({"domains": {"x.test": {"tls": "maybe"}}}, "domains.x.test.tls"),
+        ({"workers": 0}, "workers"),
+        ({"smtp": {"port": 70000}}, "smtp.port"),
+        ({"dns": {"nameservers": "127.0.0.1"}}, "dns.nameservers"),
+    ],
+)
+def test_errors_name_the_key(data: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        from_dict(data)
+
+
+def test_round_trip_through_dict_sent_to_workers() -> None:
+    s = from_dict(
+        {
+            "workers": 2,
+            "dns": {"nameservers": ["127.0.0.1:53"]},
+            "smtp": {"source_address": "127.0.0.1"},
+            "domains": {"default": {"max_age": "2s"}, "a.test": {"max_connections": 1}},
+        }
+    )
+    assert from_dict(s.to_dict()) == s
+    assert from_dict(Settings().to_dict()).policy("x") == Settings().policy("x")
+
+
+def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("workers = ")
+    with pytest.raises(ConfigError, match="bad.toml"):
+        load_settings(bad)

@@ -1,0 +1,130 @@
+from engine.model import (
+    ConnectFailure,
+    Disposition,
+    FailureKind,
+    Phase,
+    Reply,
+    Transaction,
+    TransportFailure,
+    TxnResult,
+)
+from engine.net.mx import RouteFailure, RouteFailureKind
+from engine.sched.classify import (
+    classify_connect_failure,
+    classify_route_failure,
+    classify_txn,
+    expire,
+    precheck,
+)
+
+D = Disposition
+OK = Reply(250, ("2.1.0 ok",))
+GO = Reply(354, ("go ahead",))
+QUEUED = Reply(250, ("2.0.0 queued",))
+TXN = Transaction("s@a.test", ("r1@b.test", "r2@b.test", "r3@b.test"), b"x\r\n")
+
+
+def disps(outs: list) -> list[tuple[str, Disposition, int, str]]:
+    return [(o.recipient, o.disposition, o.code, o.enhanced) for o in outs]
+
+
+def test_all_accepted_and_queued_is_delivered() -> None:
+    r = TxnResult(OK, (OK, OK, OK), GO, QUEUED)
+    assert [o.disposition for o in classify_txn(TXN, r)] == [D.DELIVERED] * 3
+
+
+def test_mixed_rcpt_replies_are_per_recipient() -> None:
+    r = TxnResult(OK, (OK, Reply(450, ("4.2.0 busy",)), Reply(550, ("5.1.1 unknown",))), GO, QUEUED)
+    assert disps(classify_txn(TXN, r)) == [
+        ("r1@b.test", D.DELIVERED, 250, "2.0.0"),
+        ("r2@b.test", D.DEFERRED, 450, "4.2.0"),
+        ("r3@b.test", D.BOUNCED, 550, "5.1.1"),
+    ]
+
+
+def test_final_reply_decides_for_accepted_recipients_only() -> None:
+    r = TxnResult(OK, (OK, Reply(550, ("5.1.1 unknown",)), OK), GO, Reply(554, ("5.6.0 content",)))
+    assert [o.disposition for o in classify_txn(TXN, r)] == [D.BOUNCED] * 3
+    r = TxnResult(OK, (OK, Reply(550, ("5.1.1 no",)), OK), GO, Reply(451, ("4.3.0 later",)))
+    assert [o.disposition for o in classify_txn(TXN, r)] == [D.DEFERRED, D.BOUNCED, D.DEFERRED]
+
+
+def test_mail_refused_applies_to_everyone_and_503_never_bounces() -> None:
+    r = TxnResult(Reply(550, ("5.7.1 sender blocked",)), (None, None, None), None, None)
+    assert [o.disposition for o in classify_txn(TXN, r)] == [D.BOUNCED] * 3
+    # "503 nested MAIL": our session out of step, not a verdict on the message.
+    r = TxnResult(Reply(503, ("5.5.1 nested MAIL command",)), (None, None, None), None, None)
+    outs = classify_txn(TXN, r)
+    assert [o.disposition for o in outs] == [D.DEFERRED] * 3
+    assert all(o.enhanced.startswith("4.") for o in outs)
+
+
+def test_data_command_refused_decides_for_accepted() -> None:
+    r = TxnResult(OK, (OK, OK, OK), Reply(452, ("4.3.1 full",)), None)
+    assert [o.disposition for o in classify_txn(TXN, r)] == [D.DEFERRED] * 3
+
+
+def test_connection_lost_after_data_defers_with_duplicate_warning() -> None:
+    lost = TransportFailure(Phase.BODY, FailureKind.CLOSED, "EOF")
+    r = TxnResult(OK, (OK, Reply(550, ("5.1.1 no",)), OK), GO, None, lost)
+    outs = classify_txn(TXN, r)
+    assert [o.disposition for o in outs] == [D.DEFERRED, D.BOUNCED, D.DEFERRED]
+    assert "may have been delivered" in outs[0].text and outs[0].remote is False
+
+
+def test_timeout_before_rcpt_replies_defers_everyone() -> None:
+    t = TransportFailure(Phase.RCPT, FailureKind.TIMEOUT, "no reply in 300s")
+    r = TxnResult(OK, (OK, None, None), None, None, t)
+    outs = classify_txn(TXN, r)
+    assert [o.disposition for o in outs] == [D.DEFERRED] * 3
+    assert outs[1].enhanced == "4.4.2"
+    r = TxnResult(None, (None, None, None), None, None, TransportFailure(Phase.MAIL, FailureKind.CANCELLED, ""))
+    assert [o.disposition for o in classify_txn(TXN, r)] == [D.DEFERRED] * 3
+
+
+def test_421_on_rcpt_defers() -> None:
+    r = TxnResult(OK, (Reply(421, ("4.4.2 closing",)), None, None), None, None,
+                  TransportFailure(Phase.RCPT, FailureKind.CLOSED, "closed after 421"))
+    assert [o.disposition for o in classify_txn(TXN, r)] == [D.DEFERRED] * 3
+
+
+def test_route_failures() -> None:
+    rc = ["a@x.test"]
+    null = classify_route_failure(rc, RouteFailure("x.test", RouteFailureKind.NULL_MX, ""))
+    assert disps(null) == [("a@x.test", D.BOUNCED, 556, "5.1.10")]
+    nx = classify_route_failure(rc, RouteFailure("x.test", RouteFailureKind.NO_SUCH_DOMAIN, "NXDOMAIN"))
+    assert nx[0].disposition is D.BOUNCED and nx[0].enhanced == "5.1.2"
+    temp = classify_route_failure(rc, RouteFailure("x.test", RouteFailureKind.TEMPORARY, "SERVFAIL"))
+    assert temp[0].disposition is D.DEFERRED and "SERVFAIL" in temp[0].text
+
+
+def test_connect_failures_defer_unless_final_host_said_5xx() -> None:
+    refused = ConnectFailure("mx.x.test", "127.0.0.9",
+                             failure=TransportFailure(Phase.CONNECT, FailureKind.REFUSED, "ECONNREFUSED"))
+    out = classify_connect_failure(["a@x.test"], refused)
+    assert out[0].disposition is D.DEFERRED and "127.0.0.9" in out[0].text
+    busy = ConnectFailure("mx.x.test", "127.0.0.9", reply=Reply(421, ("4.3.2 busy",)))
+    assert classify_connect_failure(["a@x.test"], busy)[0].disposition is D.DEFERRED
+    no = ConnectFailure("mx.x.test", "127.0.0.9", reply=Reply(554, ("5.7.1 go away",)))
+    out = classify_connect_failure(["a@x.test"], no)
+    assert out[0].disposition is D.BOUNCED and "mx.x.test[127.0.0.9] said" in out[0].text
+
+
+def test_precheck_smtputf8_and_size() -> None:
+    utf = Transaction("s@a.test", ("ü@b.test",), b"x\r\n", smtputf8=True)
+    out = precheck(utf, smtputf8=False, size_limit=None)
+    assert out is not None and disps(out) == [("ü@b.test", D.BOUNCED, 553, "5.6.7")]
+    assert "SMTPUTF8" in out[0].text
+    assert precheck(utf, smtputf8=True, size_limit=None) is None
+    big = Transaction("s@a.test", ("r@b.test",), b"x" * 100)
+    out = precheck(big, smtputf8=True, size_limit=99)
+    assert out is not None and out[0].enhanced == "5.3.4"
+    assert precheck(big, smtputf8=True, size_limit=100) is None
+    assert precheck(big, smtputf8=True, size_limit=0) is None  # SIZE 0 = no limit
+
+
+def test_expire_keeps_last_error() -> None:
+    r = TxnResult(OK, (Reply(450, ("4.2.0 busy",)),), GO, None)
+    (o,) = classify_txn(Transaction("s@a", ("r@b",), b""), r)
+    e = expire(o, 5 * 86400)
+    assert e.disposition is D.EXPIRED and "5 days" in e.text and "busy" in e.text
