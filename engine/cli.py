@@ -72,7 +72,9 @@ def cmd_queue(settings: Settings, as_json: bool) -> int:
         tq += s.queued
         td += s.deferred
         nxt = "-" if s.next_attempt is None else f"in {_age(s.next_attempt - now)}"
-        print(f"{domain:<40} {s.queued:>8} {s.deferred:>9} {_age(now - s.oldest_id_time):>8}  {nxt}")
+        print(
+            f"{domain:<40} {s.queued:>8} {s.deferred:>9} {_age(now - s.oldest_id_time):>8}  {nxt}"
+        )
     print(f"{'total':<40} {tq:>8} {td:>9}")
     return 0
 
@@ -85,7 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", help="TOML configuration file")
     run.add_argument("--spool", help="spool directory (spool.path)")
     run.add_argument("--workers", type=int, help="worker processes (workers)")
-    run.add_argument("--dns", action="append", metavar="IP[:PORT]", help="DNS server (dns.nameservers); repeatable")
+    run.add_argument(
+        "--dns",
+        action="append",
+        metavar="IP[:PORT]",
+        help="DNS server (dns.nameservers); repeatable",
+    )
     run.add_argument("--smtp-port", type=int, help="destination SMTP port (smtp.port)")
     q = sub.add_parser("queue", help="per-domain queue counts, oldest message, next retry")
     q.add_argument("--config", help="TOML configuration file")

@@ -77,13 +77,13 @@ class Settings:
     smtp_port: int = 25
     helo_name: str = field(default_factory=socket.getfqdn)
     source_address: str | None = None
-    smtp_timeouts: SmtpTimeouts = SmtpTimeouts()
+    smtp_timeouts: SmtpTimeouts = field(default_factory=SmtpTimeouts)
     idle_timeout: float = 5.0  # an unused pooled connection is closed after this long
     metrics_listen: str = "127.0.0.1:9108"
     log_path: Path = Path("var/log/delivery.jsonl")
     dsn_enabled: bool = True
     drain_timeout: float = 30.0
-    default_policy: DomainPolicy = DomainPolicy()
+    default_policy: DomainPolicy = field(default_factory=DomainPolicy)
     domain_policies: Mapping[str, DomainPolicy] = field(default_factory=dict)
 
     def policy(self, domain: str) -> DomainPolicy:
@@ -104,7 +104,9 @@ class Settings:
                 "port": self.smtp_port,
                 "helo_name": self.helo_name,
                 "idle_timeout": self.idle_timeout,
-                "timeouts": {f.name: getattr(self.smtp_timeouts, f.name) for f in fields(SmtpTimeouts)},
+                "timeouts": {
+                    f.name: getattr(self.smtp_timeouts, f.name) for f in fields(SmtpTimeouts)
+                },
             },
             "metrics": {"listen": self.metrics_listen},
             "log": {"path": str(self.log_path)},
@@ -248,7 +250,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     nameservers: tuple[str, ...] | None = None
     if ns_raw is not None:
         if not isinstance(ns_raw, list) or not all(isinstance(s, str) and s for s in ns_raw):
-            raise ConfigError("dns.nameservers: expected a list of \"ip\" or \"ip:port\" strings")
+            raise ConfigError('dns.nameservers: expected a list of "ip" or "ip:port" strings')
         nameservers = tuple(ns_raw) or None
     dns_timeout = dn.duration("timeout", d.dns_timeout)
     negative_ttl = dn.duration("negative_ttl", d.dns_negative_ttl)
@@ -262,7 +264,10 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     idle = sm.duration("idle_timeout", d.idle_timeout)
     tt = sm.table("timeouts")
     timeouts = SmtpTimeouts(
-        **{f.name: tt.duration(f.name, getattr(d.smtp_timeouts, f.name)) for f in fields(SmtpTimeouts)}
+        **{
+            f.name: tt.duration(f.name, getattr(d.smtp_timeouts, f.name))
+            for f in fields(SmtpTimeouts)
+        }
     )
     tt.finish()
     sm.finish()

@@ -21,6 +21,8 @@ __all__ = [
     "Phase",
     "RecipientOutcome",
     "Reply",
+    "RouteFailure",
+    "RouteFailureKind",
     "TlsPolicy",
     "Transaction",
     "TransportFailure",
@@ -115,6 +117,22 @@ class ConnectFailure:
     address: str  # IP tried
     reply: Reply | None = None
     failure: TransportFailure | None = None
+
+
+class RouteFailureKind(enum.Enum):
+    NULL_MX = "null_mx"  # "MX 0 ." (RFC 7505): the domain accepts no mail; bounce 5.1.10
+    NO_SUCH_DOMAIN = "no_such_domain"  # NXDOMAIN for the domain; bounce
+    NO_ROUTE = "no_route"  # authoritative answers, but no host with an address
+    TEMPORARY = "temporary"  # DNS trouble; defer, never bounce
+
+
+@dataclass(frozen=True, slots=True)
+class RouteFailure:
+    """MX resolution gave no usable route (decided in engine.net.mx, judged in classify)."""
+
+    domain: str
+    kind: RouteFailureKind
+    detail: str  # human text for logs and DSN diagnostic fields
 
 
 class Disposition(enum.Enum):

@@ -173,7 +173,11 @@ class Deliverer:
 
     async def _serve(self, session: SmtpSession, domain: str, policy: DomainPolicy) -> None:
         sent = 0
-        while sent < policy.max_messages_per_connection and session.is_reusable() and not self.draining:
+        while (
+            sent < policy.max_messages_per_connection
+            and session.is_reusable()
+            and not self.draining
+        ):
             ref = self._queue.take(domain)
             if ref is None:
                 if not await self._wait_for_work(domain):
@@ -236,7 +240,9 @@ class Deliverer:
                     outcomes.extend(refused)
                     continue
                 if not session.is_reusable():
-                    lost = TransportFailure(Phase.MAIL, FailureKind.CLOSED, "connection closed before this transaction")
+                    lost = TransportFailure(
+                        Phase.MAIL, FailureKind.CLOSED, "connection closed before this transaction"
+                    )
                     outcomes.extend(
                         RecipientOutcome(r, Disposition.DEFERRED, 451, "4.4.2", lost.detail, False)
                         for r in txn.recipients
@@ -244,7 +250,9 @@ class Deliverer:
                     continue
                 self._tally.inc("volley_transactions")
                 result = await session.send(txn)
-                for reply in itertools.chain((result.mail, result.data, result.final), result.rcpts):
+                for reply in itertools.chain(
+                    (result.mail, result.data, result.final), result.rcpts
+                ):
                     if reply is not None:
                         self._tally.inc("volley_smtp_replies", str(reply.code))
                 outcomes.extend(classify_txn(txn, result))

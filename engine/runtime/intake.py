@@ -57,7 +57,9 @@ class IntakeBatch:
     more: bool = False  # the batch limit was reached: scan again at once
 
 
-def new_meta(env: DropEnvelope, rcpts: list[str], domain: str, now: float, drop: str) -> dict[str, Any]:
+def new_meta(
+    env: DropEnvelope, rcpts: list[str], domain: str, now: float, drop: str
+) -> dict[str, Any]:
     """The spool metadata of one entry (msgpack-encoded by spool.record)."""
     return {
         "v": 1,
@@ -82,7 +84,9 @@ def split_by_domain(recipients: tuple[str, ...]) -> dict[str, list[str]]:
     return out
 
 
-def take_batch(spool: Spool, shard: ShardQueue, k: int, settings: Settings, now: float) -> IntakeBatch:
+def take_batch(
+    spool: Spool, shard: ShardQueue, k: int, settings: Settings, now: float
+) -> IntakeBatch:
     """Take up to `settings.intake_batch` of this shard's drops; see the module docstring."""
     batch = IntakeBatch()
     names = [n for n in spool.incoming_names() if shard_of(n, settings.workers) == k]
@@ -112,7 +116,9 @@ def take_batch(spool: Spool, shard: ShardQueue, k: int, settings: Settings, now:
             for domain, rcpts in split_by_domain(env.recipients).items():
                 eid = entry_id(got.mtime_ns, got.identity + domain.encode())
                 ids.append(eid)
-                new.append(NewEntry(eid, domain, new_meta(env, rcpts, domain, now, name), body, now))
+                new.append(
+                    NewEntry(eid, domain, new_meta(env, rcpts, domain, now, name), body, now)
+                )
             pending.append((name, env, ids))
     finally:
         os.close(dir_fd)

@@ -100,7 +100,9 @@ class Outcomes:
             )
             self._tally.inc(_COUNTER[o.disposition], ref.domain)
         self._log.flush()
-        failed = [o for o in outcomes if o.disposition in (Disposition.BOUNCED, Disposition.EXPIRED)]
+        failed = [
+            o for o in outcomes if o.disposition in (Disposition.BOUNCED, Disposition.EXPIRED)
+        ]
         if failed and meta["sender"] and not meta.get("dsn") and self._settings.dsn_enabled:
             self._queue_dsn(ref, meta, body, failed, attempt, now)
         pending = [o for o in outcomes if o.disposition is Disposition.DEFERRED]
@@ -109,7 +111,13 @@ class Outcomes:
             self._queue.done(ref, retry_at=None, now=now)
             return
         retry = plan_retry(
-            now, created, attempts, policy.retry_schedule, policy.retry_jitter, policy.max_age, self._rng
+            now,
+            created,
+            attempts,
+            policy.retry_schedule,
+            policy.retry_jitter,
+            policy.max_age,
+            self._rng,
         )
         last = pending[-1]
         new_meta = dict(meta)
@@ -143,7 +151,9 @@ class Outcomes:
             failed=[
                 FailedRecipient(
                     recipient=o.recipient,
-                    status="5.4.7" if o.disposition is Disposition.EXPIRED else _permanent(o.enhanced),
+                    status="5.4.7"
+                    if o.disposition is Disposition.EXPIRED
+                    else _permanent(o.enhanced),
                     diagnostic=f"smtp; {o.code} {o.enhanced} {o.text}" if o.remote else None,
                     remote_mta=attempt.mx if o.remote else None,
                 )
@@ -171,7 +181,9 @@ class Outcomes:
         (new_ref,) = self._shard.add([NewEntry(eid, domain, dsn_meta, wire_body(dsn), now)])
         self._queue.add(new_ref, new_ref.mtime, now)
         self._tally.inc("volley_dsns")
-        self._log.add("dsn", now, id=eid, about=ref.id, rcpt=sender, domain=domain, msgid=dsn_meta["msgid"])
+        self._log.add(
+            "dsn", now, id=eid, about=ref.id, rcpt=sender, domain=domain, msgid=dsn_meta["msgid"]
+        )
 
 
 def _permanent(enhanced: str) -> str:

@@ -70,7 +70,9 @@ class Supervisor:
         if moved:
             print(f"volley: moved {moved} entries from retired shards", file=sys.stderr)
         host, _, port = self.s.metrics_listen.rpartition(":")
-        start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.exporter.registry)
+        start_http_server(
+            int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.exporter.registry
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
@@ -92,8 +94,13 @@ class Supervisor:
         parent, child = socket.socketpair()
         try:
             h.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "engine.runtime.worker",
-                "--shard", str(h.k), "--fd", str(child.fileno()),
+                sys.executable,
+                "-m",
+                "engine.runtime.worker",
+                "--shard",
+                str(h.k),
+                "--fd",
+                str(child.fileno()),
                 pass_fds=(child.fileno(),),
                 start_new_session=True,  # Ctrl-C goes to us; we drain the workers
             )
@@ -111,7 +118,11 @@ class Supervisor:
         self._worker_gone(h)
         if self.stopping.is_set():
             return
-        print(f"volley: worker {h.k} exited with status {code}; restarting", file=sys.stderr, flush=True)
+        print(
+            f"volley: worker {h.k} exited with status {code}; restarting",
+            file=sys.stderr,
+            flush=True,
+        )
         if time.monotonic() - h.started > HEALTHY_AFTER:
             h.backoff = RESTART_MIN
         delay, h.backoff = h.backoff, min(RESTART_MAX, h.backoff * 2)

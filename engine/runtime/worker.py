@@ -111,8 +111,9 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self.dns = AiodnsClient(
             list(settings.dns_nameservers) if settings.dns_nameservers else None,
-            timeout=settings.dns_timeout,
+            timeout=settings.dns_timeout / 2,
             tries=2,
+            deadline=settings.dns_timeout,
         )
         mx = MxResolver(
             self.dns, clock=clock.monotonic, rng=self.rng, negative_ttl=settings.dns_negative_ttl
@@ -184,8 +185,14 @@ class Worker:
                 if self.queue.add(t.ref, t.ref.mtime, now):
                     for rcpt in t.recipients:
                         self.log.add(
-                            "received", now, id=t.ref.id, msgid=t.message_id, sender=t.sender,
-                            rcpt=rcpt, domain=t.ref.domain, drop=t.drop,
+                            "received",
+                            now,
+                            id=t.ref.id,
+                            msgid=t.message_id,
+                            sender=t.sender,
+                            rcpt=rcpt,
+                            domain=t.ref.domain,
+                            drop=t.drop,
                         )
                     self.tally.inc("volley_received", t.ref.domain, n=len(t.recipients))
             self.log.flush()

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 __all__ = ["Retry", "is_expired", "plan_retry", "retry_delay"]
 
 
-def retry_delay(attempts: int, schedule: Sequence[float], jitter: float, rng: random.Random) -> float:
+def retry_delay(
+    attempts: int, schedule: Sequence[float], jitter: float, rng: random.Random
+) -> float:
     """Delay after `attempts` failed attempts (1 = the first failure).
 
     The schedule's last step repeats.  Jitter multiplies by a uniform factor in

@@ -28,11 +28,12 @@ from engine.model import (
     Phase,
     RecipientOutcome,
     Reply,
+    RouteFailure,
+    RouteFailureKind,
     Transaction,
     TransportFailure,
     TxnResult,
 )
-from engine.net.mx import RouteFailure, RouteFailureKind
 
 __all__ = [
     "classify_connect_failure",
@@ -47,10 +48,25 @@ _BAD_SEQUENCE = 503
 # Synthesised replies for problems the remote server did not word itself.
 _ROUTE: dict[RouteFailureKind, tuple[Disposition, int, str, str]] = {
     # RFC 7505 §4.2: a domain publishing a null MX accepts no mail -> 556 5.1.10.
-    RouteFailureKind.NULL_MX: (Disposition.BOUNCED, 556, "5.1.10", "domain does not accept mail (null MX)"),
+    RouteFailureKind.NULL_MX: (
+        Disposition.BOUNCED,
+        556,
+        "5.1.10",
+        "domain does not accept mail (null MX)",
+    ),
     RouteFailureKind.NO_SUCH_DOMAIN: (Disposition.BOUNCED, 550, "5.1.2", "domain not found"),
-    RouteFailureKind.NO_ROUTE: (Disposition.BOUNCED, 550, "5.4.4", "no mail exchanger has an address"),
-    RouteFailureKind.TEMPORARY: (Disposition.DEFERRED, 451, "4.4.3", "DNS lookup failed temporarily"),
+    RouteFailureKind.NO_ROUTE: (
+        Disposition.BOUNCED,
+        550,
+        "5.4.4",
+        "no mail exchanger has an address",
+    ),
+    RouteFailureKind.TEMPORARY: (
+        Disposition.DEFERRED,
+        451,
+        "4.4.3",
+        "DNS lookup failed temporarily",
+    ),
 }
 
 _KIND_CODES: dict[FailureKind, tuple[str, str]] = {
@@ -103,7 +119,9 @@ def classify_connect_failure(rcpts: Sequence[str], last: ConnectFailure) -> list
     if last.reply is not None:
         where = f"{last.host}[{last.address}]"
         return [
-            RecipientOutcome(o.recipient, o.disposition, o.code, o.enhanced, f"{where} said: {o.text}")
+            RecipientOutcome(
+                o.recipient, o.disposition, o.code, o.enhanced, f"{where} said: {o.text}"
+            )
             for o in (_from_reply(r, last.reply) for r in rcpts)
         ]
     failure = last.failure or TransportFailure(Phase.CONNECT, FailureKind.REFUSED, "no address")
@@ -165,7 +183,9 @@ def classify_txn(txn: Transaction, result: TxnResult) -> list[RecipientOutcome]:
         if message_reply is not None:
             out[i] = _from_reply(rcpts[i], message_reply)
         else:
-            lost = failure or TransportFailure(Phase.BODY, FailureKind.CLOSED, "no reply to end of data")
+            lost = failure or TransportFailure(
+                Phase.BODY, FailureKind.CLOSED, "no reply to end of data"
+            )
             out[i] = _from_failure(rcpts[i], lost)
     missing = [rcpts[i] for i, o in enumerate(out) if o is None]
     if missing:

@@ -30,17 +30,29 @@ OTHER = "other"
 # name -> (help, label names).  Counters get "_total" appended by prometheus-client.
 COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "volley_received": ("Recipients accepted from drop files into the queue.", ("domain",)),
-    "volley_delivered": ("Recipients the destination accepted (2xx after end of data).", ("domain",)),
+    "volley_delivered": (
+        "Recipients the destination accepted (2xx after end of data).",
+        ("domain",),
+    ),
     "volley_deferred": ("Delivery attempts that failed temporarily, per recipient.", ("domain",)),
-    "volley_bounced": ("Recipients that failed permanently (5xx, null MX, no such domain).", ("domain",)),
+    "volley_bounced": (
+        "Recipients that failed permanently (5xx, null MX, no such domain).",
+        ("domain",),
+    ),
     "volley_expired": ("Recipients given up on after max_age of temporary failures.", ("domain",)),
-    "volley_drops_rejected": ("Drop files moved to rejected/ (unparseable, no recipients, too big...).", ()),
+    "volley_drops_rejected": (
+        "Drop files moved to rejected/ (unparseable, no recipients, too big...).",
+        (),
+    ),
     "volley_dsns": ("Bounce reports (RFC 3464 DSNs) queued to senders.", ()),
     "volley_smtp_replies": ("SMTP replies received, by basic code.", ("code",)),
     "volley_connections": ("SMTP connection attempts by result: opened, failed.", ("result",)),
     "volley_connection_reuses": ("Transactions sent on an already used connection.", ()),
     "volley_transactions": ("SMTP mail transactions attempted.", ()),
-    "volley_dns_lookups": ("MX resolutions by result: hit (cache), miss (queried), failure.", ("result",)),
+    "volley_dns_lookups": (
+        "MX resolutions by result: hit (cache), miss (queried), failure.",
+        ("result",),
+    ),
     "volley_worker_restarts": ("Worker processes restarted after dying.", ()),
 }
 
@@ -93,7 +105,9 @@ class Exporter:
             name: Gauge(name, help_, labels, registry=self.registry)
             for name, (help_, labels) in GAUGES.items()
         }
-        self.workers_alive = Gauge("volley_workers_alive", "Worker processes running.", registry=self.registry)
+        self.workers_alive = Gauge(
+            "volley_workers_alive", "Worker processes running.", registry=self.registry
+        )
         Info("volley_build", "Volley version.", registry=self.registry).info({"version": version})
         self._worker_gauges: dict[int, dict[Key, float]] = {}
 

@@ -9,7 +9,13 @@ SCHEDULE = (300.0, 600.0, 1200.0)
 
 def test_schedule_steps_then_repeats_last() -> None:
     rng = random.Random(1)
-    assert [retry_delay(n, SCHEDULE, 0.0, rng) for n in (1, 2, 3, 4, 9)] == [300, 600, 1200, 1200, 1200]
+    assert [retry_delay(n, SCHEDULE, 0.0, rng) for n in (1, 2, 3, 4, 9)] == [
+        300,
+        600,
+        1200,
+        1200,
+        1200,
+    ]
 
 
 def test_attempts_start_at_one() -> None:
@@ -31,9 +37,23 @@ def test_expiry_is_age_based() -> None:
 
 
 def test_retry_past_deadline_is_moved_to_the_deadline_and_marked_final() -> None:
-    r = plan_retry(now=100.0, created=0.0, attempts=1, schedule=(300.0,), jitter=0.0, max_age=250.0,
-                   rng=random.Random(1))
+    r = plan_retry(
+        now=100.0,
+        created=0.0,
+        attempts=1,
+        schedule=(300.0,),
+        jitter=0.0,
+        max_age=250.0,
+        rng=random.Random(1),
+    )
     assert (r.at, r.final) == (250.0, True)
-    r = plan_retry(now=100.0, created=0.0, attempts=1, schedule=(30.0,), jitter=0.0, max_age=250.0,
-                   rng=random.Random(1))
+    r = plan_retry(
+        now=100.0,
+        created=0.0,
+        attempts=1,
+        schedule=(30.0,),
+        jitter=0.0,
+        max_age=250.0,
+        rng=random.Random(1),
+    )
     assert (r.at, r.final) == (130.0, False)

@@ -78,13 +78,24 @@ def test_timeout_before_rcpt_replies_defers_everyone() -> None:
     outs = classify_txn(TXN, r)
     assert [o.disposition for o in outs] == [D.DEFERRED] * 3
     assert outs[1].enhanced == "4.4.2"
-    r = TxnResult(None, (None, None, None), None, None, TransportFailure(Phase.MAIL, FailureKind.CANCELLED, ""))
+    r = TxnResult(
+        None,
+        (None, None, None),
+        None,
+        None,
+        TransportFailure(Phase.MAIL, FailureKind.CANCELLED, ""),
+    )
     assert [o.disposition for o in classify_txn(TXN, r)] == [D.DEFERRED] * 3
 
 
 def test_421_on_rcpt_defers() -> None:
-    r = TxnResult(OK, (Reply(421, ("4.4.2 closing",)), None, None), None, None,
-                  TransportFailure(Phase.RCPT, FailureKind.CLOSED, "closed after 421"))
+    r = TxnResult(
+        OK,
+        (Reply(421, ("4.4.2 closing",)), None, None),
+        None,
+        None,
+        TransportFailure(Phase.RCPT, FailureKind.CLOSED, "closed after 421"),
+    )
     assert [o.disposition for o in classify_txn(TXN, r)] == [D.DEFERRED] * 3
 
 
@@ -92,15 +103,22 @@ def test_route_failures() -> None:
     rc = ["a@x.test"]
     null = classify_route_failure(rc, RouteFailure("x.test", RouteFailureKind.NULL_MX, ""))
     assert disps(null) == [("a@x.test", D.BOUNCED, 556, "5.1.10")]
-    nx = classify_route_failure(rc, RouteFailure("x.test", RouteFailureKind.NO_SUCH_DOMAIN, "NXDOMAIN"))
+    nx = classify_route_failure(
+        rc, RouteFailure("x.test", RouteFailureKind.NO_SUCH_DOMAIN, "NXDOMAIN")
+    )
     assert nx[0].disposition is D.BOUNCED and nx[0].enhanced == "5.1.2"
-    temp = classify_route_failure(rc, RouteFailure("x.test", RouteFailureKind.TEMPORARY, "SERVFAIL"))
+    temp = classify_route_failure(
+        rc, RouteFailure("x.test", RouteFailureKind.TEMPORARY, "SERVFAIL")
+    )
     assert temp[0].disposition is D.DEFERRED and "SERVFAIL" in temp[0].text
 
 
 def test_connect_failures_defer_unless_final_host_said_5xx() -> None:
-    refused = ConnectFailure("mx.x.test", "127.0.0.9",
-                             failure=TransportFailure(Phase.CONNECT, FailureKind.REFUSED, "ECONNREFUSED"))
+    refused = ConnectFailure(
+        "mx.x.test",
+        "127.0.0.9",
+        failure=TransportFailure(Phase.CONNECT, FailureKind.REFUSED, "ECONNREFUSED"),
+    )
     out = classify_connect_failure(["a@x.test"], refused)
     assert out[0].disposition is D.DEFERRED and "127.0.0.9" in out[0].text
     busy = ConnectFailure("mx.x.test", "127.0.0.9", reply=Reply(421, ("4.3.2 busy",)))

@@ -25,7 +25,11 @@ def test_due_entries_are_ready_fifo_and_future_ones_wait() -> None:
     assert q.add(E("c", "x.test"), due=15.0, now=10.0)
     assert not q.add(E("a", "x.test"), due=10.0, now=10.0)  # known already
     assert q.next_due() == 15.0
-    assert [q.take("x.test"), q.take("x.test"), q.take("x.test")] == [E("a", "x.test"), E("b", "x.test"), None]
+    assert [q.take("x.test"), q.take("x.test"), q.take("x.test")] == [
+        E("a", "x.test"),
+        E("b", "x.test"),
+        None,
+    ]
     assert q.release_due(14.9) == set()
     assert q.release_due(15.0) == {"x.test"}
     assert q.take("x.test") == E("c", "x.test")

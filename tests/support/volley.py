@@ -1,0 +1,206 @@
+"""Run the real `volley run` process in tests, drop messages into it, read its log.
+
+Responsible for: writing a TOML config (spool, log, DNS and SMTP port of the mini
+internet, short timeouts), starting/stopping the process, producing drop files the way
+a real producer does (write ".name.tmp", then rename), and reading the delivery log.
+Not responsible for: the destination side (tests.support.internet).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from engine.telemetry.eventlog import read_log
+from tests.support.net import free_port, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:
+    """A tiny TOML writer for test configs (scalars, lists of scalars, nested tables)."""
+    lines: list[str] = []
+    tables: list[tuple[str, Mapping[str, Any]]] = []
+    for key, value in data.items():
+        qkey = key if key.replace("_", "").replace("-", "").isalnum() else f'"{key}"'
+        if isinstance(value, Mapping):
+            tables.append((f"{prefix}.{qkey}" if prefix else qkey, value))
+        else:
+            lines.append(f"{qkey} = {_toml_value(value)}")
+    out = "\n".join(lines) + "\n"
+    for name, table in tables:
+        out += f"\n[{name}]\n" + to_toml(table, name)
+    return out
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    for k, v in extra.items():
+        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
+            merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+class Volley:
+    """One `volley run` process with its own spool under `root`."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        dns: str,
+        smtp_port: int,
+        workers: int = 2,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.root = root
+        self.spool = root / "spool"
+        self.log_path = root / "delivery.jsonl"
+        self.metrics_port = free_port(["127.0.0.1"])
+        self.config: dict[str, Any] = {
+            "workers": workers,
+            "spool": {"path": str(self.spool)},
+            "intake": {"interval": "20ms"},
+            "dns": {"nameservers": [dns], "timeout": "2s", "negative_ttl": "1s"},
+            "smtp": {
+                "port": smtp_port,
+                "helo_name": "volley.test",
+                "idle_timeout": "1s",
+                "timeouts": {
+                    "connect": "3s",
+                    "greeting": "5s",
+                    "ehlo": "5s",
+                    "mail": "5s",
+                    "rcpt": "5s",
+                    "data": "5s",
+                    "data_block": "5s",
+                    "data_done": "10s",
+                },
+            },
+            "metrics": {"listen": f"127.0.0.1:{self.metrics_port}"},
+            "log": {"path": str(self.log_path)},
+            "shutdown": {"drain_timeout": "5s"},
+            "domains": {"default": {"retry_schedule": ["300ms", "600ms"], "retry_jitter": 0.0}},
+        }
+        merge(self.config, config or {})
+        self.config_path = root / "volley.toml"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.output = root / "volley.out"
+        self._drops = 0
+
+    # -- process -------------------------------------------------------------------------
+    def start(self) -> Volley:
+        self.config_path.write_text(to_toml(self.config))
+        (self.spool / "incoming").mkdir(parents=True, exist_ok=True)
+        out = open(self.output, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "engine", "run", "--config", str(self.config_path)],
+            cwd=self.root,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        out.close()
+        wait_for(
+            lambda: b"running" in self.output.read_bytes() or self.proc.poll() is not None,  # type: ignore[union-attr]
+            timeout=20,
+            message=lambda: f"volley did not start:\n{self.output.read_text(errors='replace')}",
+        )
+        assert self.proc.poll() is None, self.output.read_text(errors="replace")
+        return self
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, wait for the drain; returns the exit status."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"volley did not stop within {timeout}s:\n{self.text_output()}"
+            ) from None
+
+    def kill(self) -> None:
+        """SIGKILL the supervisor and every worker (they run in their own sessions)."""
+        if self.proc is None:
+            return
+        for pid in [*_children(self.proc.pid), self.proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(10)
+
+    def text_output(self) -> str:
+        return self.output.read_text(errors="replace") if self.output.exists() else ""
+
+    def __enter__(self) -> Volley:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.stop()
+            except AssertionError:
+                pass
+
+    # -- producer side ------------------------------------------------------------------
+    def drop(self, data: bytes, name: str | None = None) -> str:
+        """Write a drop file the safe way: ".name.tmp", then rename to "name"."""
+        self._drops += 1
+        name = name or f"msg-{self._drops:06d}.eml"
+        incoming = self.spool / "incoming"
+        tmp = incoming / f".{name}.tmp"
+        tmp.write_bytes(data)
+        os.rename(tmp, incoming / name)
+        return name
+
+    def incoming(self) -> list[str]:
+        return sorted(p.name for p in (self.spool / "incoming").iterdir())
+
+    def queued(self) -> list[Path]:
+        q = self.spool / "queue"
+        return [p for p in q.glob("*/*") if "@" in p.name] if q.exists() else []
+
+    # -- the delivery log ------------------------------------------------------------------
+    def log(self) -> list[dict[str, Any]]:
+        return list(read_log(self.log_path)) if self.log_path.exists() else []
+
+    def events(self, event: str) -> Iterator[dict[str, Any]]:
+        return (r for r in self.log() if r["event"] == event)
+
+    def count(self, event: str) -> int:
+        return sum(1 for _ in self.events(event))
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant pid of `pid` (workers run in their own sessions)."""
+    out: list[int] = []
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return out
+    for k in kids:
+        out.append(int(k))
+        out.extend(_children(int(k)))
+    return out
