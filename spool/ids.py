@@ -19,10 +19,11 @@ duplicate message.
 The flip side is that two *different* drops for the same domain whose ids collide would be
 treated as one, and one message lost. That needs the same microsecond *and* a 64-bit hash
 collision (p = 5.4e-20 per pair; a first version used 28 bits, p = 3.7e-9, too thin for a
-"never lose mail" promise). Measured on this machine's ext4 (kernel 6.18, fine-grained timestamps): 2,000
-back-to-back 5 KB drops got 2,000 distinct mtime_ns values, ~73 µs apart, so pairs sharing a
-microsecond are themselves rare. On a kernel with coarse (4 ms jiffy) file timestamps many
-drops share a time and the risk grows with the square of the drops per tick per domain.
+"never lose mail" promise). Measured on this machine's ext4 (kernel 6.18, fine-grained
+timestamps): 2,000 back-to-back 5 KB drops got 2,000 distinct mtime_ns values, ~73 µs
+apart, so pairs sharing a microsecond are themselves rare. On a kernel with coarse (4 ms
+jiffy) file timestamps many drops share a time, and the risk grows with the square of the
+drops per tick per domain (still negligible at 64 bits).
 """
 
 from __future__ import annotations

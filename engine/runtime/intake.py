@@ -96,7 +96,7 @@ def take_batch(
     if not names:
         return batch
     new: list[NewEntry] = []
-    pending: list[tuple[str, DropEnvelope, list[str]]] = []  # (drop, env, entry ids)
+    pending: list[tuple[str, DropEnvelope, list[tuple[str, list[str]]]]] = []  # drop, env, entries
     dir_fd = os.open(spool.incoming, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for name in names:
@@ -112,14 +112,14 @@ def take_batch(
                 batch.rejected.append((spool.reject_drop(name, env.reason), env.reason))
                 continue
             body = wire_body(env.message)
-            ids = []
+            entries = []
             for domain, rcpts in split_by_domain(env.recipients).items():
                 eid = entry_id(got.mtime_ns, got.identity + domain.encode())
-                ids.append(eid)
+                entries.append((eid, rcpts))
                 new.append(
                     NewEntry(eid, domain, new_meta(env, rcpts, domain, now, name), body, now)
                 )
-            pending.append((name, env, ids))
+            pending.append((name, env, entries))
     finally:
         os.close(dir_fd)
     if not new:
@@ -131,9 +131,7 @@ def take_batch(
         return batch
     spool.consume_drops([name for name, _, _ in pending])
     by_id = {r.id: r for r in refs}
-    for name, env, ids in pending:
-        for eid in ids:
-            ref = by_id[eid]
-            rcpts = tuple(r for r in env.recipients if domain_of(r) == ref.domain)
-            batch.taken.append(Taken(ref, env.sender, rcpts, env.message_id, name))
+    for name, env, entries in pending:
+        for eid, rcpts in entries:
+            batch.taken.append(Taken(by_id[eid], env.sender, tuple(rcpts), env.message_id, name))
     return batch

@@ -21,7 +21,7 @@ def test_permanent_failure_bounces_with_dsn(net, volley) -> None:
     wait_for(lambda: sender_mx.messages, timeout=30, message=lambda: f"{v.log()}")
     assert [m.rcpt_tos for m in rx.messages] == [("bob@dest.test",)]
     (dsn,) = sender_mx.messages
-    assert dsn.mail_from == "" and dsn.rcpt_tos == ("news@sender.test",)
+    assert dsn.mail_from == "<>" and dsn.rcpt_tos == ("news@sender.test",)  # null reverse-path
     msg = email.message_from_bytes(dsn.data, policy=policy.default)
     assert msg.get_content_type() == "multipart/report"
     assert msg.get_param("report-type") == "delivery-status"

@@ -1,0 +1,541 @@
+"""ClientProtocol driven with bytes, no sockets (h11 style): legal sequences, illegal use,
+pipelined reply matching, the RFC 2920 cleanup rules, and reusability after failures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytest
+
+from engine.smtp import (
+    ClientProtocol,
+    Command,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Reply,
+    ReplyEvent,
+    State,
+)
+
+ALL_EXT = ("PIPELINING", "SIZE 10240000", "8BITMIME", "SMTPUTF8", "STARTTLS")
+LOCKSTEP_EXT = ("SIZE 10240000", "8BITMIME")
+BODY = b"Subject: hi\r\n\r\n..dot-stuffed\r\n"
+WIRE = BODY + b".\r\n"
+
+
+def ehlo_reply(extensions: Iterable[str]) -> bytes:
+    lines = ["mx.example.net greets you", *extensions]
+    out = b"".join(b"250-" + line.encode() + b"\r\n" for line in lines[:-1])
+    return out + b"250 " + lines[-1].encode() + b"\r\n"
+
+
+def ready(extensions: Iterable[str] = ALL_EXT) -> ClientProtocol:
+    p = ClientProtocol()
+    assert p.awaiting() is Command.GREETING
+    p.receive_data(b"220 mx.example.net ESMTP\r\n")
+    assert p.state is State.GREETED
+    assert p.send_ehlo("client.example") == b"EHLO client.example\r\n"
+    p.receive_data(ehlo_reply(extensions))
+    assert p.state is State.READY
+    assert p.is_reusable()
+    return p
+
+
+def codes(events: list[ReplyEvent]) -> list[tuple[Command | None, int]]:
+    return [(e.command, e.reply.code) for e in events]
+
+
+# ---------------------------------------------------------------- session setup
+
+
+def test_ehlo_keywords_are_parsed_upper_case_with_params() -> None:
+    p = ready(("pipelining", "Size 5000", "AUTH PLAIN LOGIN", "8BITMIME"))
+    assert p.extensions == {
+        "PIPELINING": "",
+        "SIZE": "5000",
+        "AUTH": "PLAIN LOGIN",
+        "8BITMIME": "",
+    }
+    assert p.supports("size") and p.supports("Pipelining") and p.pipelining
+    assert not p.supports("SMTPUTF8")
+    assert p.size_limit == 5000
+    assert p.greeting == Reply(220, ("mx.example.net ESMTP",))
+
+
+@pytest.mark.parametrize(("line", "limit"), [("SIZE", None), ("SIZE 0", None), ("SIZE x", None)])
+def test_size_without_usable_limit_means_no_limit(line: str, limit: int | None) -> None:
+    assert ready((line,)).size_limit == limit
+
+
+def test_ehlo_refused_with_5xx_allows_helo() -> None:
+    p = ClientProtocol()
+    p.receive_data(b"220 old.example\r\n")
+    p.send_ehlo("client.example")
+    p.receive_data(b"502 5.5.2 command not recognized\r\n")
+    assert p.state is State.GREETED
+    assert p.send_helo("client.example") == b"HELO client.example\r\n"
+    p.receive_data(b"250 old.example\r\n")
+    assert p.state is State.READY
+    assert p.extensions == {}
+    assert not p.pipelining
+
+
+def test_ehlo_and_helo_refused_leaves_only_quit() -> None:
+    p = ClientProtocol()
+    p.receive_data(b"220 x\r\n")
+    p.send_ehlo("c.example")
+    p.receive_data(b"550 go away\r\n")
+    p.send_helo("c.example")
+    p.receive_data(b"550 still no\r\n")
+    assert p.state is State.REJECTED
+    assert not p.is_reusable()
+    with pytest.raises(LocalProtocolError):
+        p.begin_transaction("a@b.c", ["d@e.f"], BODY)
+    assert p.send_quit() == b"QUIT\r\n"
+    p.receive_data(b"221 bye\r\n")
+    assert p.state is State.CLOSED
+
+
+@pytest.mark.parametrize(
+    ("greeting", "state"),
+    [(b"554 no service\r\n", State.REJECTED), (b"421 too busy\r\n", State.CLOSED)],
+)
+def test_non_2xx_greeting(greeting: bytes, state: State) -> None:
+    p = ClientProtocol()
+    (event,) = p.receive_data(greeting)
+    assert event.command is Command.GREETING
+    assert p.state is state
+    assert not p.is_reusable()
+    with pytest.raises(LocalProtocolError):
+        p.send_ehlo("c.example")
+
+
+def test_multi_line_greeting_split_across_chunks() -> None:
+    p = ClientProtocol()
+    assert p.receive_data(b"220-mx.example.net\r\n220-") == []
+    assert p.awaiting() is Command.GREETING
+    (event,) = p.receive_data(b"more text\r\n220 ready\r\n")
+    assert event.reply.lines == ("mx.example.net", "more text", "ready")
+
+
+def test_illegal_calls_raise_and_change_nothing() -> None:
+    p = ClientProtocol()
+    with pytest.raises(LocalProtocolError, match="cannot send EHLO in state await-greeting"):
+        p.send_ehlo("c.example")
+    with pytest.raises(LocalProtocolError):
+        p.begin_transaction("a@b.c", ["d@e.f"], BODY)
+    with pytest.raises(LocalProtocolError):
+        p.tls_established()
+    assert p.state is State.AWAIT_GREETING
+    p.receive_data(b"220 x\r\n")
+    p.send_ehlo("c.example")
+    with pytest.raises(LocalProtocolError):
+        p.send_quit()  # a reply is outstanding
+    with pytest.raises(LocalProtocolError):
+        p.send_ehlo("c.example")
+    assert p.state is State.AWAIT_EHLO
+    assert p.awaiting() is Command.EHLO
+
+
+def test_starttls_only_when_offered() -> None:
+    with pytest.raises(LocalProtocolError, match="STARTTLS"):
+        ready(("PIPELINING",)).send_starttls()
+
+
+# ---------------------------------------------------------------- STARTTLS
+
+
+def test_starttls_220_then_handshake_then_ehlo_again() -> None:
+    p = ready()
+    assert p.send_starttls() == b"STARTTLS\r\n"
+    assert p.state is State.AWAIT_STARTTLS
+    p.receive_data(b"220 2.0.0 go ahead\r\n")
+    assert p.state is State.TLS_HANDSHAKE
+    assert p.awaiting() is None
+    p.tls_established()
+    assert p.state is State.GREETED
+    assert p.extensions == {}  # RFC 3207 §4.2: forget what was learnt in plaintext
+    p.send_ehlo("c.example")
+    p.receive_data(ehlo_reply(("PIPELINING",)))
+    assert p.state is State.READY
+    assert p.extensions == {"PIPELINING": ""}
+
+
+def test_starttls_refused_continues_in_plaintext() -> None:
+    p = ready()
+    p.send_starttls()
+    p.receive_data(b"454 4.7.0 TLS not available\r\n")
+    assert p.state is State.READY
+    assert p.is_reusable()
+
+
+@pytest.mark.parametrize("extra", [b"250 injected\r\n", b"250-partial"])
+def test_bytes_after_220_to_starttls_are_an_injection(extra: bytes) -> None:
+    p = ready()
+    p.send_starttls()
+    with pytest.raises(RemoteProtocolError):
+        p.receive_data(b"220 go ahead\r\n" + extra)
+    assert p.state is State.BROKEN
+
+
+# ---------------------------------------------------------------- pipelined transactions
+
+
+def test_pipelined_group_is_one_write_and_replies_match_in_order() -> None:
+    p = ready()
+    out = p.begin_transaction("a@b.example", ["x@d.example", "y@d.example"], BODY)
+    assert out == (
+        b"MAIL FROM:<a@b.example> SIZE=%d\r\n" % len(BODY)
+        + b"RCPT TO:<x@d.example>\r\nRCPT TO:<y@d.example>\r\nDATA\r\n"
+    )
+    assert p.state is State.IN_TRANSACTION
+    assert p.awaiting() is Command.MAIL
+    assert not p.is_reusable()
+    events = p.receive_data(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 unknown\r\n354 go\r\n")
+    assert codes(events) == [
+        (Command.MAIL, 250),
+        (Command.RCPT, 250),
+        (Command.RCPT, 550),
+        (Command.DATA, 354),
+    ]
+    assert p.data_to_send() == WIRE
+    assert p.data_to_send() == b""
+    assert p.state is State.AWAIT_DATA_DONE
+    assert p.awaiting() is Command.END_OF_DATA
+    (event,) = p.receive_data(b"250 2.0.0 queued as 123\r\n")
+    assert event.command is Command.END_OF_DATA
+    assert p.state is State.READY and p.is_reusable()
+    t = p.transaction()
+    assert t is not None
+    assert t.complete and t.delivered and t.accepted == 1
+    assert t.mail == Reply(250, ("2.1.0 ok",))
+    assert [r.code if r else None for r in t.rcpts] == [250, 550]
+    assert t.data is not None and t.data.code == 354
+    assert t.final == Reply(250, ("2.0.0 queued as 123",))
+    assert not p.rset_owed
+
+
+def test_pipelined_replies_byte_by_byte() -> None:
+    p = ready()
+    p.begin_transaction("a@b.example", ["x@d.example", "y@d.example"], BODY)
+    stream = b"250 ok\r\n250-multi\r\n250 line\r\n451 later\r\n354 go\r\n"
+    seen: list[tuple[Command | None, int]] = []
+    for i in range(len(stream)):
+        seen += codes(p.receive_data(stream[i : i + 1]))
+        if i < len(stream) - 1:
+            assert p.data_to_send() == b""  # nothing is due before the 354 is complete
+    assert seen == [
+        (Command.MAIL, 250),
+        (Command.RCPT, 250),
+        (Command.RCPT, 451),
+        (Command.DATA, 354),
+    ]
+    assert p.data_to_send() == WIRE
+
+
+def test_parameters_follow_ehlo() -> None:
+    p = ready(("PIPELINING", "8BITMIME", "SMTPUTF8"))  # no SIZE
+    out = p.begin_transaction("ä@b.example", ["x@d.example"], BODY, body_8bit=True, smtputf8=True)
+    assert out.startswith("MAIL FROM:<ä@b.example> BODY=8BITMIME SMTPUTF8\r\n".encode())
+    p2 = ready(("PIPELINING",))  # 8BITMIME not offered: no BODY= (RFC 6152 param unknown)
+    assert p2.begin_transaction("a@b.example", ["x@d.example"], BODY, body_8bit=True).startswith(
+        b"MAIL FROM:<a@b.example>\r\n"
+    )
+
+
+def test_all_recipients_refused_after_354_sends_a_lone_dot() -> None:
+    # RFC 2920 §3.1: DATA got 354 although no RCPT succeeded: send "." alone.
+    p = ready()
+    p.begin_transaction("a@b.example", ["x@d.example", "y@d.example"], BODY)
+    p.receive_data(b"250 ok\r\n550 no\r\n450 later\r\n354 go\r\n")
+    assert p.data_to_send() == b".\r\n"
+    assert p.awaiting() is Command.END_OF_DATA
+    p.receive_data(b"554 no valid recipients\r\n")
+    assert p.is_reusable()
+    assert not p.rset_owed  # the "." ended the server's transaction
+    t = p.transaction()
+    assert t is not None
+    assert [r.code if r else None for r in t.rcpts] == [550, 450]
+    assert t.data is None and t.final is None  # echoes of the refusals, not facts
+    assert not t.delivered
+
+
+def test_all_recipients_refused_and_data_refused_owes_a_pipelined_rset() -> None:
+    p = ready()
+    p.begin_transaction("a@b.example", ["x@d.example"], BODY)
+    p.receive_data(b"250 ok\r\n550 no\r\n503 5.5.1 need RCPT\r\n")
+    assert p.data_to_send() == b""
+    assert p.is_reusable() and p.rset_owed
+    t = p.transaction()
+    assert t is not None and t.data is None and t.complete
+    out = p.begin_transaction("a@b.example", ["z@d.example"], BODY)
+    assert out.startswith(b"RSET\r\nMAIL FROM:<a@b.example>")
+    assert p.awaiting() is Command.RSET
+    assert p.state is State.IN_TRANSACTION
+    events = p.receive_data(b"250 reset\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+    assert codes(events)[0] == (Command.RSET, 250)
+    assert p.data_to_send() == WIRE
+    p.receive_data(b"250 queued\r\n")
+    t = p.transaction()
+    assert t is not None and t.delivered and t.rset == Reply(250, ("reset",))
+    assert not p.rset_owed
+
+
+def test_refused_mail_ignores_the_echoed_rcpt_and_data_replies() -> None:
+    p = ready()
+    p.begin_transaction("a@b.example", ["x@d.example", "y@d.example"], BODY)
+    p.receive_data(b"552 5.3.4 too big\r\n503 need MAIL\r\n503 need MAIL\r\n503 need RCPT\r\n")
+    assert p.data_to_send() == b""
+    t = p.transaction()
+    assert t is not None
+    assert t.mail is not None and t.mail.code == 552
+    assert t.rcpts == (None, None) and t.data is None and t.final is None
+    assert p.is_reusable() and p.rset_owed
+
+
+def test_data_refused_with_accepted_recipients_is_recorded_and_owes_rset() -> None:
+    p = ready()
+    p.begin_transaction("a@b.example", ["x@d.example"], BODY)
+    p.receive_data(b"250 ok\r\n250 ok\r\n451 4.3.0 try later\r\n")
+    t = p.transaction()
+    assert t is not None and t.data == Reply(451, ("4.3.0 try later",)) and t.final is None
+    assert p.is_reusable() and p.rset_owed
+
+
+def test_final_reply_refusal_needs_no_rset() -> None:
+    p = ready()
+    p.begin_transaction("a@b.example", ["x@d.example"], BODY)
+    p.receive_data(b"250 ok\r\n250 ok\r\n354 go\r\n")
+    p.data_to_send()
+    p.receive_data(b"554 5.7.1 spam\r\n")
+    t = p.transaction()
+    assert t is not None and t.final is not None and t.final.code == 554 and not t.delivered
+    assert p.is_reusable() and not p.rset_owed
+
+
+def test_pipelined_rset_refused_breaks_the_session_after_the_transaction() -> None:
+    p = ready()
+    p.begin_transaction("a@b.example", ["x@d.example"], BODY)
+    p.receive_data(b"250 ok\r\n250 ok\r\n503 no\r\n")  # owes RSET now
+    p.begin_transaction("a@b.example", ["x@d.example"], BODY)
+    p.receive_data(b"500 what\r\n503 nested MAIL\r\n503 need MAIL\r\n503 need RCPT\r\n")
+    assert p.state is State.BROKEN
+    assert not p.is_reusable()
+    t = p.transaction()
+    assert t is not None and t.rset is not None and t.rset.code == 500
+    assert not t.complete
+
+
+# ---------------------------------------------------------------- lock-step
+
+
+def test_lockstep_sends_one_command_per_reply() -> None:
+    p = ready(LOCKSTEP_EXT)
+    out = p.begin_transaction("a@b.example", ["x@d.example", "y@d.example"], BODY)
+    assert out == b"MAIL FROM:<a@b.example> SIZE=%d\r\n" % len(BODY)
+    assert p.awaiting() is Command.MAIL
+    p.receive_data(b"250 ok\r\n")
+    assert p.data_to_send() == b"RCPT TO:<x@d.example>\r\n"
+    assert p.awaiting() is Command.RCPT
+    p.receive_data(b"550 no\r\n")
+    assert p.data_to_send() == b"RCPT TO:<y@d.example>\r\n"
+    p.receive_data(b"250 ok\r\n")
+    assert p.data_to_send() == b"DATA\r\n"
+    assert p.awaiting() is Command.DATA
+    p.receive_data(b"354 go\r\n")
+    assert p.data_to_send() == WIRE
+    p.receive_data(b"250 queued\r\n")
+    assert p.data_to_send() == b""
+    assert p.is_reusable()
+    t = p.transaction()
+    assert t is not None and t.delivered and [r.code if r else 0 for r in t.rcpts] == [550, 250]
+
+
+def test_lockstep_mail_refused_sends_nothing_more_then_rset_alone() -> None:
+    p = ready(LOCKSTEP_EXT)
+    p.begin_transaction("a@b.example", ["x@d.example"], BODY)
+    p.receive_data(b"451 greylisted\r\n")
+    assert p.data_to_send() == b""
+    assert p.is_reusable() and p.rset_owed
+    t = p.transaction()
+    assert t is not None and t.rcpts == (None,)
+    # Without PIPELINING the RSET goes alone and MAIL waits for its reply.
+    assert p.begin_transaction("a@b.example", ["x@d.example"], BODY) == b"RSET\r\n"
+    assert p.state is State.AWAIT_RSET
+    p.receive_data(b"250 ok\r\n")
+    assert p.data_to_send().startswith(b"MAIL FROM:")
+    assert p.state is State.IN_TRANSACTION
+
+
+def test_lockstep_all_recipients_refused_skips_data() -> None:
+    p = ready(LOCKSTEP_EXT)
+    p.begin_transaction("a@b.example", ["x@d.example"], BODY)
+    p.receive_data(b"250 ok\r\n")
+    p.data_to_send()
+    p.receive_data(b"550 no\r\n")
+    assert p.data_to_send() == b""
+    assert p.is_reusable() and p.rset_owed
+
+
+def test_lockstep_rset_refused_is_broken_and_mail_never_sent() -> None:
+    p = ready(LOCKSTEP_EXT)
+    p.begin_transaction("a@b.example", ["x@d.example"], BODY)
+    p.receive_data(b"451 no\r\n")
+    p.begin_transaction("a@b.example", ["x@d.example"], BODY)
+    p.receive_data(b"500 RSET? never heard of it\r\n")
+    assert p.data_to_send() == b""
+    assert p.state is State.BROKEN
+    t = p.transaction()
+    assert t is not None and t.mail is None and t.rset is not None
+
+
+# ---------------------------------------------------------------- 421, EOF, garbage
+
+
+def test_421_mid_group_closes_and_ignores_what_follows() -> None:
+    p = ready()
+    p.begin_transaction("a@b.example", ["x@d.example", "y@d.example"], BODY)
+    events = p.receive_data(b"250 ok\r\n421 4.3.2 shutting down\r\n503 x\r\n")
+    assert codes(events) == [(Command.MAIL, 250), (Command.RCPT, 421)]
+    assert p.state is State.CLOSED
+    assert p.closing_reply == Reply(421, ("4.3.2 shutting down",))
+    assert p.closing_command is Command.RCPT
+    assert p.data_to_send() == b""
+    assert p.awaiting() is None
+    assert p.receive_data(b"250 late\r\n") == []
+    t = p.transaction()
+    assert t is not None and [r.code if r else None for r in t.rcpts] == [421, None]
+    assert not p.is_reusable()
+
+
+def test_unsolicited_421_while_idle_closes() -> None:
+    p = ready()
+    (event,) = p.receive_data(b"421 idle timeout\r\n")
+    assert event.command is None and p.closing_command is None
+    assert p.state is State.CLOSED and not p.is_reusable()
+
+
+def test_unsolicited_other_reply_is_a_remote_error() -> None:
+    p = ready()
+    with pytest.raises(RemoteProtocolError, match="unsolicited"):
+        p.receive_data(b"250 surprise\r\n")
+    assert p.state is State.BROKEN
+
+
+def test_garbage_during_transaction_breaks_it_and_keeps_earlier_replies() -> None:
+    p = ready()
+    p.begin_transaction("a@b.example", ["x@d.example"], BODY)
+    p.receive_data(b"250 ok\r\n")
+    with pytest.raises(RemoteProtocolError):
+        p.receive_data(b"HTTP/1.1 400 Bad Request\r\n")
+    assert p.state is State.BROKEN
+    t = p.transaction()
+    assert t is not None and t.mail is not None and not t.complete
+
+
+def test_eof_idle_is_closed_and_eof_mid_transaction_is_broken() -> None:
+    p = ready()
+    p.receive_eof()
+    assert p.state is State.CLOSED
+    p = ready()
+    p.begin_transaction("a@b.example", ["x@d.example"], BODY)
+    p.receive_data(b"250 ok\r\n250 ok\r\n354 go\r\n")
+    p.receive_eof()
+    assert p.state is State.BROKEN
+    t = p.transaction()
+    assert t is not None and t.data is not None and t.final is None and not t.complete
+
+
+def test_abort_breaks_for_good() -> None:
+    p = ready()
+    p.begin_transaction("a@b.example", ["x@d.example"], BODY)
+    p.abort()
+    assert p.state is State.BROKEN and p.awaiting() is None
+    assert p.receive_data(b"250 ok\r\n") == []
+    with pytest.raises(LocalProtocolError):
+        p.send_quit()
+
+
+def test_quit() -> None:
+    p = ready()
+    assert p.send_quit() == b"QUIT\r\n"
+    assert p.awaiting() is Command.QUIT
+    p.receive_data(b"221 2.0.0 bye\r\n")
+    assert p.state is State.CLOSED
+
+
+def test_rset_and_noop_between_transactions() -> None:
+    p = ready()
+    assert p.send_noop() == b"NOOP\r\n"
+    p.receive_data(b"250 ok\r\n")
+    assert p.is_reusable()
+    assert p.send_rset() == b"RSET\r\n"
+    p.receive_data(b"250 ok\r\n")
+    assert p.is_reusable()
+
+
+# ---------------------------------------------------------------- begin_transaction checks
+
+
+@pytest.mark.parametrize(
+    ("sender", "rcpts", "body", "kwargs", "match"),
+    [
+        ("a@b.example", ["x@d.example"], BODY, {"smtputf8": True}, "SMTPUTF8"),
+        ("a@b.example", [], BODY, {}, "at least one"),
+        ("a@b.example", ["ok@d.example", "x@d>\r\nRSET"], BODY, {}, "forbidden"),
+        ("a@b.example", ["ok@d.example"], b"no final crlf", {}, "CRLF"),
+        ("jörg@b.example", ["x@d.example"], BODY, {}, "SMTPUTF8"),
+    ],
+)
+def test_bad_transactions_are_refused_before_any_byte(
+    sender: str, rcpts: list[str], body: bytes, kwargs: dict[str, bool], match: str
+) -> None:
+    p = ready(("PIPELINING", "SIZE 100"))
+    with pytest.raises(LocalProtocolError, match=match):
+        p.begin_transaction(sender, rcpts, body, **kwargs)
+    assert p.is_reusable() and not p.rset_owed and p.transaction() is None
+    assert p.data_to_send() == b""
+
+
+def test_empty_body_sends_just_the_dot() -> None:
+    p = ready()
+    p.begin_transaction("", ["x@d.example"], b"")
+    p.receive_data(b"250 ok\r\n250 ok\r\n354 go\r\n")
+    assert p.data_to_send() == b".\r\n"
+
+
+# ---------------------------------------------------------------- reusability matrix
+
+
+def _run(p: ClientProtocol, *chunks: bytes) -> None:
+    p.begin_transaction("a@b.example", ["x@d.example", "y@d.example"], BODY)
+    for chunk in chunks:
+        p.receive_data(chunk)
+        p.data_to_send()
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+@pytest.mark.parametrize(
+    ("replies", "reusable", "rset_owed"),
+    [
+        ([b"250 a\r\n", b"250 b\r\n", b"250 c\r\n", b"354 d\r\n", b"250 e\r\n"], True, False),
+        ([b"550 mail refused\r\n"], True, True),
+        ([b"250 a\r\n", b"550 b\r\n", b"550 c\r\n"], True, True),  # lock-step: no DATA
+        ([b"250 a\r\n", b"250 b\r\n", b"250 c\r\n", b"554 data refused\r\n"], True, True),
+        ([b"250 a\r\n", b"250 b\r\n", b"250 c\r\n", b"354 d\r\n", b"554 final\r\n"], True, False),
+        ([b"250 a\r\n", b"421 bye\r\n"], False, True),
+        ([b"250 a\r\n", b"250 b\r\n", b"250 c\r\n", b"354 d\r\n", b"421 bye\r\n"], False, False),
+    ],
+)
+def test_reusability_after_every_outcome(
+    pipelining: bool, replies: list[bytes], reusable: bool, rset_owed: bool
+) -> None:
+    p = ready(ALL_EXT if pipelining else LOCKSTEP_EXT)
+    if pipelining and replies == [b"550 mail refused\r\n"]:
+        replies = [*replies, b"503 a\r\n", b"503 b\r\n", b"503 c\r\n"]
+    if pipelining and replies == [b"250 a\r\n", b"550 b\r\n", b"550 c\r\n"]:
+        replies = [*replies, b"503 need RCPT\r\n"]
+    _run(p, *replies)
+    assert p.awaiting() is None
+    assert p.is_reusable() is reusable
+    assert p.rset_owed is rset_owed
