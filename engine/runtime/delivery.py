@@ -203,7 +203,8 @@ class Deliverer:
                     return False
                 ev.clear()
                 try:
-                    await asyncio.wait_for(ev.wait(), deadline - now)
+                    async with asyncio.timeout(deadline - now):  # not wait_for: gh-86296
+                        await ev.wait()
                 except TimeoutError:
                     return bool(self._queue.domain(domain).ready)
             return False

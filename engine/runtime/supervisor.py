@@ -127,7 +127,8 @@ class Supervisor:
             h.backoff = RESTART_MIN
         delay, h.backoff = h.backoff, min(RESTART_MAX, h.backoff * 2)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self.stopping.wait()
         if not self.stopping.is_set():
             h.restarts += 1
             self.exporter.count("volley_worker_restarts")

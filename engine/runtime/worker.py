@@ -207,7 +207,7 @@ class Worker:
                 await asyncio.sleep(self.s.intake_interval)
 
     async def _dispatch_loop(self) -> None:
-        while True:
+        while not self._stop.is_set():
             self._kick.clear()
             now = self.clock.wall()
             for domain in self.queue.release_due(now):
@@ -225,8 +225,11 @@ class Worker:
                     task.add_done_callback(self._tasks.discard)
             nxt = self.queue.next_due()
             timeout = 1.0 if nxt is None else min(1.0, max(0.0, nxt - self.clock.wall()))
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+            # arrives as the inner wait completes (gh-86296), and drain does exactly that.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._kick.wait()
 
     async def _flush_loop(self) -> None:
         while True:
@@ -257,22 +260,31 @@ async def amain(k: int, sock: socket.socket) -> int:
     config: asyncio.Future[dict[str, Any]] = loop.create_future()
     worker: Worker | None = None
 
+    # A drain can arrive before the worker exists (a stop right after start: config and
+    # drain in one read); remember it rather than drop it.
+    early_drain = asyncio.Event()
+
     def on_message(msg: Message) -> None:
         if msg[0] == "config":
             if not config.done():
                 config.set_result(msg[1])
         elif worker is not None:
             worker.on_message(msg)
-
-    lost = asyncio.Event()
+        elif msg[0] == "drain":
+            early_drain.set()
 
     def on_close() -> None:
-        lost.set()
+        early_drain.set()
+        if not config.done():
+            config.set_exception(ConnectionError("control socket closed"))
         if worker is not None:
             worker.drain()
 
     channel = await open_channel(sock, on_message, on_close)
-    settings = from_dict(await config)
+    try:
+        settings = from_dict(await config)
+    except ConnectionError:
+        return 1  # the supervisor went away before sending the configuration
     spool = Spool(settings.spool_path)
     lock_fd = await loop.run_in_executor(None, lock_shard, spool, k)
     worker = Worker(settings, k, channel, SystemClock())
@@ -280,8 +292,8 @@ async def amain(k: int, sock: socket.socket) -> int:
         # The supervisor drains us over the socket; a signal straight to a worker
         # (e.g. Ctrl-C reaching the whole process group) must not cut a transaction.
         loop.add_signal_handler(sig, lambda: None)
-    if lost.is_set():
-        return 1
+    if early_drain.is_set():
+        worker.drain()
     await worker.run()
     os.close(lock_fd)
     return 0
