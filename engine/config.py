@@ -80,6 +80,9 @@ class Settings:
     smtp_timeouts: SmtpTimeouts = field(default_factory=SmtpTimeouts)
     idle_timeout: float = 5.0  # an unused pooled connection is closed after this long
     metrics_listen: str = "127.0.0.1:9108"
+    # Per-destination series only for the N busiest domains; the rest are summed under
+    # domain="other" so /metrics stays bounded with 100 000 destinations.
+    metrics_top_domains: int = 50
     log_path: Path = Path("var/log/delivery.jsonl")
     dsn_enabled: bool = True
     drain_timeout: float = 30.0
@@ -108,7 +111,7 @@ class Settings:
                     f.name: getattr(self.smtp_timeouts, f.name) for f in fields(SmtpTimeouts)
                 },
             },
-            "metrics": {"listen": self.metrics_listen},
+            "metrics": {"listen": self.metrics_listen, "top_domains": self.metrics_top_domains},
             "log": {"path": str(self.log_path)},
             "dsn": {"enabled": self.dsn_enabled},
             "shutdown": {"drain_timeout": self.drain_timeout},
@@ -273,6 +276,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     sm.finish()
     me = root.table("metrics")
     listen = me.string("listen", d.metrics_listen) or d.metrics_listen
+    top_domains = me.integer("top_domains", d.metrics_top_domains, 1)
     me.finish()
     lg = root.table("log")
     log_path = Path(lg.string("path", str(d.log_path)) or d.log_path)
@@ -308,6 +312,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         smtp_timeouts=timeouts,
         idle_timeout=idle,
         metrics_listen=listen,
+        metrics_top_domains=top_domains,
         log_path=log_path,
         dsn_enabled=dsn_enabled,
         drain_timeout=drain,

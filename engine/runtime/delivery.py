@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -31,11 +33,13 @@ from engine.model import (
     FailureKind,
     Phase,
     RecipientOutcome,
+    Reply,
     Transaction,
     TransportFailure,
 )
 from engine.net.mx import Route, RouteFailure, RouteFailureKind
 from engine.net.session import SmtpSession, open_session
+from engine.runtime.inflight import InflightJournal
 from engine.runtime.outcome import Attempt, Outcomes
 from engine.sched.backoff import retry_delay
 from engine.sched.classify import (
@@ -75,6 +79,7 @@ class Deliverer:
         clock: Clock,
         rng: random.Random,
         kick: Callable[[], None],
+        journal: InflightJournal | None = None,
         open_session_fn: Callable[..., Awaitable[SmtpSession | ConnectFailure]] = open_session,
     ) -> None:
         self._s = settings
@@ -88,11 +93,12 @@ class Deliverer:
         self._rng = rng
         self._kick = kick
         self._open = open_session_fn
+        self._journal = journal
         self._work: dict[str, asyncio.Event] = {}
         self._contended: dict[str, float] = {}
         self.draining = False
-        self.open_sessions = 0
-        self.idle_sessions = 0
+        self.open_sessions: Counter[str] = Counter()  # per destination domain
+        self.idle_sessions: Counter[str] = Counter()
 
     # -- signals from the worker ------------------------------------------------------
     def work_arrived(self, domain: str) -> None:
@@ -123,7 +129,6 @@ class Deliverer:
                 return
             route = await self._resolver.resolve(domain)
             if isinstance(route, RouteFailure):
-                self._tally.inc("volley_dns_lookups", "failure")
                 self._fail_destination(domain, policy, route=route)
                 return
             session = await self._connect(route, policy)
@@ -137,11 +142,11 @@ class Deliverer:
             self._tally.inc("volley_connections", "opened")
             if state.window is not None:
                 state.window = min(policy.max_connections, state.window + 1)
-            self.open_sessions += 1
+            self.open_sessions[domain] += 1
             try:
                 await self._serve(session, domain, policy)
             finally:
-                self.open_sessions -= 1
+                self.open_sessions[domain] -= 1
                 await session.close()
         finally:
             state.connections -= 1
@@ -185,7 +190,7 @@ class Deliverer:
                 continue
             assert isinstance(ref, EntryRef)
             if sent:
-                self._tally.inc("volley_connection_reuses")
+                self._tally.inc("volley_connections", "reused")
             sent += 1
             await self._deliver(session, ref, policy)
 
@@ -193,7 +198,7 @@ class Deliverer:
         """Idle: wait up to idle_timeout for ready work; False means close."""
         deadline = self._clock.monotonic() + self._s.idle_timeout
         ev = self._work.setdefault(domain, asyncio.Event())
-        self.idle_sessions += 1
+        self.idle_sessions[domain] += 1
         try:
             while not self.draining:
                 if self._queue.domain(domain).ready:
@@ -209,7 +214,7 @@ class Deliverer:
                     return bool(self._queue.domain(domain).ready)
             return False
         finally:
-            self.idle_sessions -= 1
+            self.idle_sessions[domain] -= 1
 
     async def _deliver(self, session: SmtpSession, ref: EntryRef, policy: DomainPolicy) -> None:
         now = self._clock.wall()
@@ -219,11 +224,12 @@ class Deliverer:
             self._queue.done(ref, retry_at=None, now=now)
             return
         except CorruptEntry as e:
-            self._shard.quarantine(ref, f"cannot decode spool entry: {e.reason}")
-            self._queue.done(ref, retry_at=None, now=now)
+            self._outcomes.quarantine(ref, f"cannot decode spool entry: {e.reason}", "corrupt", now)
             return
         rcpts: list[str] = list(meta["rcpts"])
         size = policy.max_recipients_per_transaction
+        if self._journal is not None:
+            self._journal.start(ref.name)
         outcomes: list[RecipientOutcome] = []
         try:
             for i in range(0, len(rcpts), size):
@@ -250,12 +256,17 @@ class Deliverer:
                     )
                     continue
                 self._tally.inc("volley_transactions")
+                started = time.perf_counter()
                 result = await session.send(txn)
+                elapsed = time.perf_counter() - started
+                self._tally.observe("volley_smtp_transaction_seconds", elapsed)
                 for reply in itertools.chain(
                     (result.mail, result.data, result.final), result.rcpts
                 ):
                     if reply is not None:
-                        self._tally.inc("volley_smtp_replies", str(reply.code))
+                        self._tally.inc(
+                            "volley_smtp_replies", str(reply.code), _enhanced_class(reply)
+                        )
                 outcomes.extend(classify_txn(txn, result))
         except BaseException:
             # Cancelled (shutdown): the entry stays as it is on disk and is retried
@@ -265,6 +276,8 @@ class Deliverer:
         self._outcomes.apply(
             ref, meta, body, outcomes, Attempt(session.mx_host, session.address), self._clock.wall()
         )
+        if self._journal is not None:
+            self._journal.done(ref.name)
 
     def _fail_destination(
         self,
@@ -288,8 +301,9 @@ class Deliverer:
                 self._queue.done(ref, retry_at=None, now=now)
                 continue
             except CorruptEntry as e:
-                self._shard.quarantine(ref, f"cannot decode spool entry: {e.reason}")
-                self._queue.done(ref, retry_at=None, now=now)
+                self._outcomes.quarantine(
+                    ref, f"cannot decode spool entry: {e.reason}", "corrupt", now
+                )
                 continue
             rcpts: list[str] = list(meta["rcpts"])
             if route is not None:
@@ -298,3 +312,9 @@ class Deliverer:
                 assert connect is not None
                 outcomes = classify_connect_failure(rcpts, connect)
             self._outcomes.apply(ref, meta, body, outcomes, attempt, now)
+
+
+def _enhanced_class(reply: Reply) -> str:
+    """Class and subject of the enhanced code ("5.1" of 5.1.1): a bounded label value."""
+    enhanced = reply.enhanced
+    return enhanced.rsplit(".", 1)[0] if enhanced else "none"

@@ -26,9 +26,11 @@ from engine.sched.queue import WorkQueue
 from engine.smtp.encode import wire_body
 from engine.telemetry.eventlog import EventLog
 from engine.telemetry.metrics import Tally
-from spool import EntryRef, NewEntry, ShardQueue, entry_id, random_salt
+from spool import EntryRef, NewEntry, ShardQueue, SpoolFull, entry_id, random_salt
 
 __all__ = ["Attempt", "Outcomes"]
+
+SPOOL_FULL_RETRY = 30.0  # seconds before an attempt whose outcome could not be written is redone
 
 _COUNTER = {
     Disposition.DELIVERED: "volley_delivered",
@@ -99,7 +101,33 @@ class Outcomes:
                 in_queue=round(now - created, 3),
             )
             self._tally.inc(_COUNTER[o.disposition], ref.domain)
+            if o.disposition is Disposition.DELIVERED:
+                self._tally.observe("volley_delivery_latency_seconds", now - created, ref.domain)
         self._log.flush()
+        try:
+            self._record(ref, meta, body, outcomes, attempt, now, created, attempts)
+        except SpoolFull as e:
+            # Nothing could be written: keep the entry exactly as it is on disk and try the
+            # whole attempt again later.  Recipients that accepted this time will get the
+            # message twice (at-least-once); none is lost.
+            self._log.add("spool_full", now, id=ref.id, domain=ref.domain, reason=str(e))
+            self._log.flush()
+            self._queue.done(ref, retry_at=now + SPOOL_FULL_RETRY, now=now)
+
+    def _record(
+        self,
+        ref: EntryRef,
+        meta: dict[str, Any],
+        body: bytes,
+        outcomes: Sequence[RecipientOutcome],
+        attempt: Attempt,
+        now: float,
+        created: float,
+        attempts: int,
+    ) -> None:
+        """Make the spool say what happened: DSN first (it must exist before the entry
+        that caused it goes), then remove the entry or rewrite it with what is pending."""
+        policy = self._settings.policy(ref.domain)
         failed = [
             o for o in outcomes if o.disposition in (Disposition.BOUNCED, Disposition.EXPIRED)
         ]
@@ -128,6 +156,18 @@ class Outcomes:
         )
         self._shard.rewrite(ref, new_meta, body, retry.at)
         self._queue.done(ref, retry_at=retry.at, now=now)
+
+    def quarantine(
+        self, ref: EntryRef, reason: str, kind: str, now: float, *, queued: bool = True
+    ) -> None:
+        """Move an entry to corrupt/ with its reason, and say so.  `queued`: the entry is
+        in the work queue (taken by a connection) and leaves it."""
+        final = self._shard.quarantine(ref, reason)
+        if queued:
+            self._queue.done(ref, retry_at=None, now=now)
+        self._log.add("quarantined", now, id=ref.id, domain=ref.domain, reason=reason, file=final)
+        self._log.flush()
+        self._tally.inc("volley_quarantined", kind)
 
     def _queue_dsn(
         self,
@@ -163,7 +203,12 @@ class Outcomes:
             now=now,
             message_id=f"<{eid}@{helo}>",
         )
-        domain = domain_of(sender)
+        try:
+            domain = domain_of(sender)
+        except ValueError:
+            # Cannot happen for drops (engine.drop validates senders); never crash on it.
+            self._log.add("dsn_skipped", now, id=ref.id, rcpt=sender, reason="invalid sender")
+            return
         dsn_meta = {
             "v": 1,
             "sender": "",

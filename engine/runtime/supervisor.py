@@ -38,6 +38,7 @@ __all__ = ["Supervisor", "run"]
 RESTART_MIN = 0.5  # seconds before restarting a worker that died
 RESTART_MAX = 30.0  # backoff doubles up to this
 HEALTHY_AFTER = 30.0  # a worker that ran this long resets the backoff
+SPOOL_SAMPLE_INTERVAL = 5.0  # seconds between statvfs samples of the spool filesystem
 
 
 @dataclass(slots=True)
@@ -60,7 +61,7 @@ class Supervisor:
         self.s = settings
         self.spool = Spool(settings.spool_path)
         self.leases = LeaseTable()
-        self.exporter = Exporter(version=version)
+        self.exporter = Exporter(top_domains=settings.metrics_top_domains, version=version)
         self.workers: dict[int, WorkerHandle] = {}
         self.stopping = asyncio.Event()
 
@@ -85,12 +86,23 @@ class Supervisor:
             file=sys.stderr,
             flush=True,
         )
+        sampler = asyncio.create_task(self._sample_spool())
         await self.stopping.wait()
+        sampler.cancel()
         await self._stop_all()
         return 0
 
+    async def _sample_spool(self) -> None:
+        """Spool filesystem usage for the "disk over 90 %" alert, every 5 s."""
+        while True:
+            st = os.statvfs(self.s.spool_path)
+            total = st.f_blocks * st.f_frsize
+            free = st.f_bavail * st.f_frsize
+            self.exporter.set_spool_usage(total - st.f_bfree * st.f_frsize, free, total)
+            await asyncio.sleep(SPOOL_SAMPLE_INTERVAL)
+
     # -- worker processes ------------------------------------------------------------
-    async def _start(self, h: WorkerHandle) -> None:
+    async def _start(self, h: WorkerHandle, *, predecessor_crashed: bool = False) -> None:
         parent, child = socket.socketpair()
         try:
             h.proc = await asyncio.create_subprocess_exec(
@@ -107,7 +119,7 @@ class Supervisor:
         finally:
             child.close()
         h.channel = await open_channel(parent, functools.partial(self._on_message, h.k), _nothing)
-        h.channel.send("config", self.s.to_dict())
+        h.channel.send("config", self.s.to_dict(), {"predecessor_crashed": predecessor_crashed})
         h.started = time.monotonic()
         self._set_alive()
         h.watcher = asyncio.create_task(self._watch(h))
@@ -132,7 +144,9 @@ class Supervisor:
         if not self.stopping.is_set():
             h.restarts += 1
             self.exporter.count("volley_worker_restarts")
-            await self._start(h)
+            # It died while we lived: the new worker counts a crash against what its
+            # predecessor was delivering (poison-message quarantine).
+            await self._start(h, predecessor_crashed=True)
 
     def _worker_gone(self, h: WorkerHandle) -> None:
         if h.channel is not None:
@@ -188,7 +202,7 @@ class Supervisor:
         elif kind == "cancel":
             self.leases.cancel(msg[2], k, msg[1])
         elif kind == "metrics":
-            self.exporter.apply(k, msg[1], msg[2])
+            self.exporter.apply(k, msg[1], msg[2], msg[3])
 
 
 def run(settings: Settings, version: str = "0") -> int:

@@ -31,17 +31,21 @@ from engine.config import Settings, from_dict
 from engine.net.dns import AiodnsClient
 from engine.net.mx import MxResolver, Route, RouteFailure
 from engine.runtime.delivery import Deliverer
+from engine.runtime.inflight import InflightJournal
 from engine.runtime.intake import IntakeBatch, take_batch
 from engine.runtime.ipc import Channel, Message, open_channel
 from engine.runtime.outcome import Outcomes
 from engine.sched.queue import WorkQueue
 from engine.telemetry.eventlog import EventLog
-from engine.telemetry.metrics import Tally
-from spool import ShardQueue, Spool
+from engine.telemetry.metrics import Tally, reject_class
+from spool import CorruptEntry, EntryRef, ShardQueue, Spool, id_time
 
 __all__ = ["main"]
 
 METRICS_INTERVAL = 0.25  # seconds: what a worker killed with -9 can lose of its counts
+DOMAIN_GAUGES_EVERY = 4  # per-domain gauges go out every 4th flush (1 s): they are big
+OLDEST_REFRESH = 5.0  # seconds between exact recomputations of the oldest-entry ages
+POISON_CRASHES = 3  # Mailman's MAX_BAK_COUNT: a third crash quarantines the entry
 
 
 class LeaseClient:
@@ -94,8 +98,17 @@ class CountingResolver:
 
 
 class Worker:
-    def __init__(self, settings: Settings, shard_no: int, channel: Channel, clock: Clock) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        shard_no: int,
+        channel: Channel,
+        clock: Clock,
+        *,
+        predecessor_crashed: bool = False,
+    ) -> None:
         self.s = settings
+        self.predecessor_crashed = predecessor_crashed
         self.k = shard_no
         self.channel = channel
         self.clock = clock
@@ -109,6 +122,12 @@ class Worker:
         self._kick = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._paused: str | None = None  # why intake is paused (disk full), if it is
+        self._flushes = 0
+        self._oldest_at = 0.0
+        journal_path = self.spool.root / "queue" / f"{shard_no}.inflight"
+        self.crashed_in_flight = InflightJournal.read(journal_path)
+        self.journal = InflightJournal(journal_path)
         self.dns = AiodnsClient(
             list(settings.dns_nameservers) if settings.dns_nameservers else None,
             timeout=settings.dns_timeout / 2,
@@ -130,6 +149,7 @@ class Worker:
             clock=clock,
             rng=self.rng,
             kick=self._kick.set,
+            journal=self.journal,
         )
 
     # -- control messages ------------------------------------------------------------
@@ -151,8 +171,11 @@ class Worker:
     async def run(self) -> None:
         self.shard.recover()
         now = self.clock.wall()
-        for ref in self.shard.scan():
-            self.queue.add(ref, ref.mtime, now)
+        refs = self.shard.scan()
+        if self.predecessor_crashed and self.crashed_in_flight:
+            refs = self._count_crashes(refs, now)
+        for ref in refs:
+            self.queue.add(ref, ref.mtime, now, born=id_time(ref.id))
         loops = [
             asyncio.create_task(self._intake_loop(), name="intake"),
             asyncio.create_task(self._dispatch_loop(), name="dispatch"),
@@ -169,7 +192,39 @@ class Worker:
             await asyncio.gather(*still, return_exceptions=True)
         self._flush_metrics()
         self.log.close()
+        self.journal.close()
         await self.dns.close()
+
+    def _count_crashes(self, refs: list[EntryRef], now: float) -> list[EntryRef]:
+        """The previous worker of this shard died: count a crash against every entry it
+        was delivering; the POISON_CRASHES-th crash quarantines the entry."""
+        keep: list[EntryRef] = []
+        for ref in refs:
+            if ref.name not in self.crashed_in_flight:
+                keep.append(ref)
+                continue
+            try:
+                meta, body = self.shard.load(ref)
+            except (CorruptEntry, FileNotFoundError) as e:
+                reason = getattr(e, "reason", "vanished")
+                self.outcomes.quarantine(
+                    ref, f"cannot decode spool entry: {reason}", "corrupt", now, queued=False
+                )
+                continue
+            crashes = int(meta.get("crashes", 0)) + 1
+            if crashes >= POISON_CRASHES:
+                self.outcomes.quarantine(
+                    ref,
+                    f"poison: the worker crashed {crashes} times while delivering this entry",
+                    "poison",
+                    now,
+                    queued=False,
+                )
+                continue
+            keep.append(self.shard.rewrite(ref, {**meta, "crashes": crashes}, body, ref.mtime))
+            self.log.add("crash_counted", now, id=ref.id, domain=ref.domain, crashes=crashes)
+        self.log.flush()
+        return keep
 
     async def _intake_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -180,7 +235,7 @@ class Worker:
             now = self.clock.wall()
             for name, reason in batch.rejected:
                 self.log.add("rejected", now, drop=name, reason=reason)
-                self.tally.inc("volley_drops_rejected")
+                self.tally.inc("volley_drops_rejected", reject_class(reason))
             for t in batch.taken:
                 if self.queue.add(t.ref, t.ref.mtime, now):
                     for rcpt in t.recipients:
@@ -195,10 +250,16 @@ class Worker:
                             drop=t.drop,
                         )
                     self.tally.inc("volley_received", t.ref.domain, n=len(t.recipients))
+            if batch.full and self._paused is None:
+                # Once per episode: the drops stay in incoming/, delivery goes on.
+                self._paused = batch.full
+                self.log.add("intake_paused", now, reason=f"disk full: {batch.full}")
+                self.tally.inc("volley_intake_pauses", "disk_full")
+            elif not batch.full and self._paused is not None and (batch.taken or batch.rejected):
+                self._paused = None
+                self.log.add("intake_resumed", now)
+            self.tally.set("volley_intake_paused", 1.0 if self._paused else 0.0, "disk_full")
             self.log.flush()
-            if batch.full:
-                self.log.add("intake_paused", now, reason=batch.full)
-                self.log.flush()
             if batch.taken:
                 self._kick.set()
             if batch.full:
@@ -237,15 +298,44 @@ class Worker:
             self._flush_metrics()
 
     def _flush_metrics(self) -> None:
+        t = self.tally
         ready, waiting, inflight = self.queue.counts()
-        self.tally.set("volley_queue_entries", ready, "ready")
-        self.tally.set("volley_queue_entries", waiting, "waiting")
-        self.tally.set("volley_queue_entries", inflight, "inflight")
-        self.tally.set("volley_connections_open", self.deliverer.open_sessions)
-        self.tally.set("volley_connections_idle", self.deliverer.idle_sessions)
-        counts, gauges = self.tally.drain()
-        self.channel.send("metrics", counts, gauges)
+        t.set("volley_queue_entries", ready, "ready")
+        t.set("volley_queue_entries", waiting, "waiting")
+        t.set("volley_queue_entries", inflight, "inflight")
+        self._flushes += 1
+        if self._flushes % DOMAIN_GAUGES_EVERY == 1:
+            self._domain_gauges()
+        counts, gauges, histograms = t.drain()
+        self.channel.send("metrics", counts, gauges, histograms)
         self.log.flush()
+
+    def _domain_gauges(self) -> None:
+        """Per-destination gauges: a full snapshot (domains that emptied are dropped)."""
+        t = self.tally
+        now = self.clock.wall()
+        if now - self._oldest_at >= OLDEST_REFRESH:
+            self.queue.refresh_oldest()
+            self._oldest_at = now
+        t.clear_gauges(
+            "volley_queue_depth",
+            "volley_queue_oldest_age_seconds",
+            "volley_connections_open",
+            "volley_connections_idle",
+        )
+        oldest_all = 0.0
+        for domain, (depth, born) in self.queue.depths().items():
+            age = max(0.0, now - born)
+            oldest_all = max(oldest_all, age)
+            t.set("volley_queue_depth", depth, domain)
+            t.set("volley_queue_oldest_age_seconds", age, domain)
+        t.set("volley_queue_oldest_age_seconds", oldest_all, "_all")
+        for domain, n in self.deliverer.open_sessions.items():
+            if n:
+                t.set("volley_connections_open", n, domain)
+        for domain, n in self.deliverer.idle_sessions.items():
+            if n:
+                t.set("volley_connections_idle", n, domain)
 
 
 def lock_shard(spool: Spool, k: int) -> int:
@@ -263,11 +353,13 @@ async def amain(k: int, sock: socket.socket) -> int:
     # A drain can arrive before the worker exists (a stop right after start: config and
     # drain in one read); remember it rather than drop it.
     early_drain = asyncio.Event()
+    start_info: dict[str, Any] = {}
 
     def on_message(msg: Message) -> None:
         if msg[0] == "config":
             if not config.done():
                 config.set_result(msg[1])
+                start_info.update(msg[2] if len(msg) > 2 else {})
         elif worker is not None:
             worker.on_message(msg)
         elif msg[0] == "drain":
@@ -285,9 +377,10 @@ async def amain(k: int, sock: socket.socket) -> int:
         settings = from_dict(await config)
     except ConnectionError:
         return 1  # the supervisor went away before sending the configuration
+    crashed = bool(start_info.get("predecessor_crashed"))
     spool = Spool(settings.spool_path)
     lock_fd = await loop.run_in_executor(None, lock_shard, spool, k)
-    worker = Worker(settings, k, channel, SystemClock())
+    worker = Worker(settings, k, channel, SystemClock(), predecessor_crashed=crashed)
     for sig in (signal.SIGTERM, signal.SIGINT):
         # The supervisor drains us over the socket; a signal straight to a worker
         # (e.g. Ctrl-C reaching the whole process group) must not cut a transaction.

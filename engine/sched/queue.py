@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 
 class Entry(Protocol):
-    """What the queue needs to know of a spool entry (spool.EntryRef satisfies it)."""
+    """What the queue needs to know of a spool entry (spool.EntryRef satisfies it).
+
+    Names end in "@<domain>" (spool entry names do), which refresh_oldest relies on.
+    """
 
     @property
     def name(self) -> str: ...
@@ -65,15 +68,23 @@ class WorkQueue:
         self._heap: list[tuple[float, int, Entry]] = []
         self._seq = 0
         self._domains: dict[str, DomainState] = {}
-        self._known: set[str] = set()
+        self._known: dict[str, float] = {}  # entry name -> when it was queued (drop time)
+        self._depth: Counter[str] = Counter()  # known entries per domain
+        self._oldest: dict[str, float] = {}  # per domain; may be stale-old until refreshed
 
     # -- intake ------------------------------------------------------------------
-    def add(self, entry: Entry, due: float, now: float) -> bool:
+    def add(self, entry: Entry, due: float, now: float, born: float | None = None) -> bool:
         """Queue an entry; returns False when it is already known (a re-taken drop or an
-        entry seen by both the startup scan and intake)."""
+        entry seen by both the startup scan and intake).  `born` is when the message
+        entered the queue (for the oldest-age gauge; default `now`)."""
         if entry.name in self._known:
             return False
-        self._known.add(entry.name)
+        born = now if born is None else born
+        self._known[entry.name] = born
+        domain = entry.domain
+        self._depth[domain] += 1
+        if born < self._oldest.get(domain, math.inf):
+            self._oldest[domain] = born
         if due <= now and not self._suspended(entry.domain, now):
             self.domain(entry.domain).ready.append(entry)
         else:
@@ -130,7 +141,11 @@ class WorkQueue:
         d = self.domain(entry.domain)
         d.taken -= 1
         if retry_at is None:
-            self._known.discard(entry.name)
+            if self._known.pop(entry.name, None) is not None:
+                self._depth[entry.domain] -= 1
+                if not self._depth[entry.domain]:
+                    del self._depth[entry.domain]
+                    self._oldest.pop(entry.domain, None)
         else:
             self._push(retry_at, entry)
 
@@ -178,6 +193,22 @@ class WorkQueue:
 
     def __len__(self) -> int:
         return len(self._known)
+
+    def depths(self) -> dict[str, tuple[int, float]]:
+        """Per domain: (entries known, when the oldest of them was queued).
+
+        The oldest time is kept as a running minimum, so after the oldest entry leaves it
+        overstates the age until `refresh_oldest` runs (O(entries); the worker calls it
+        every few seconds rather than per message)."""
+        return {d: (n, self._oldest.get(d, math.inf)) for d, n in self._depth.items()}
+
+    def refresh_oldest(self) -> None:
+        oldest: dict[str, float] = {}
+        for name, born in self._known.items():
+            domain = name.rpartition("@")[2]
+            if born < oldest.get(domain, math.inf):
+                oldest[domain] = born
+        self._oldest = oldest
 
     def forget_idle_domains(self) -> None:
         """Drop state of domains with nothing queued, nothing in flight, no connection."""

@@ -105,3 +105,23 @@ def test_simulation_many_domains_in_milliseconds() -> None:
         now = nxt if nxt is not None else now
     assert finished == 10_000
     assert q.counts() == (0, 0, 0)
+
+
+def test_depths_and_oldest_age_per_domain() -> None:
+    q = WorkQueue()
+    a1, a2, b1 = E("1@a.test", "a.test"), E("2@a.test", "a.test"), E("3@b.test", "b.test")
+    q.add(a1, 0.0, now=100.0, born=10.0)
+    q.add(a2, 0.0, now=100.0, born=20.0)
+    q.add(b1, 500.0, now=100.0, born=30.0)
+    assert q.depths() == {"a.test": (2, 10.0), "b.test": (1, 30.0)}
+    e = q.take("a.test")
+    assert e == a1
+    q.done(e, retry_at=None, now=101.0)
+    # The running minimum still shows the departed entry until refreshed.
+    assert q.depths()["a.test"] == (1, 10.0)
+    q.refresh_oldest()
+    assert q.depths() == {"a.test": (1, 20.0), "b.test": (1, 30.0)}
+    e = q.take("a.test")
+    assert e is not None
+    q.done(e, retry_at=None, now=102.0)
+    assert q.depths() == {"b.test": (1, 30.0)}
