@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,15 +85,42 @@ def split_by_domain(recipients: tuple[str, ...]) -> dict[str, list[str]]:
     return out
 
 
+class Pickup:
+    """This shard's drops from one listing of incoming/, handed out a batch at a time.
+
+    incoming/ is listed again only when the previous listing is used up (Postfix pickup
+    does the same): re-listing 20 000 drops for every 256-file batch made intake O(n^2),
+    ~1 s of CPU per worker for a 20 000-message drop.
+    """
+
+    def __init__(self, spool: Spool, k: int, settings: Settings) -> None:
+        self._spool = spool
+        self._k = k
+        self._shards = settings.workers
+        self._size = settings.intake_batch
+        self._pending: deque[str] = deque()
+
+    def next_batch(self) -> tuple[list[str], bool]:
+        """(names to take now, whether more are already listed)."""
+        if not self._pending:
+            self._pending.extend(
+                n for n in self._spool.incoming_names() if shard_of(n, self._shards) == self._k
+            )
+        batch = [self._pending.popleft() for _ in range(min(self._size, len(self._pending)))]
+        return batch, bool(self._pending)
+
+
 def take_batch(
-    spool: Spool, shard: ShardQueue, k: int, settings: Settings, now: float
+    spool: Spool,
+    shard: ShardQueue,
+    k: int,
+    settings: Settings,
+    now: float,
+    pickup: Pickup | None = None,
 ) -> IntakeBatch:
-    """Take up to `settings.intake_batch` of this shard's drops; see the module docstring."""
+    """Take the next batch of this shard's drops; see the module docstring."""
     batch = IntakeBatch()
-    names = [n for n in spool.incoming_names() if shard_of(n, settings.workers) == k]
-    if len(names) > settings.intake_batch:
-        names = names[: settings.intake_batch]
-        batch.more = True
+    names, batch.more = (pickup or Pickup(spool, k, settings)).next_batch()
     if not names:
         return batch
     new: list[NewEntry] = []

@@ -12,7 +12,7 @@ Not responsible for: deciding verdicts (engine.sched.classify) or retry timing
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,13 +57,17 @@ class Outcomes:
         log: EventLog,
         tally: Tally,
         rng: random.Random,
+        remove: Callable[[EntryRef], None] | None = None,
     ) -> None:
+        """`remove` unlinks a finished entry (default: at once; the worker passes one
+        that runs after the log line on its write-behind thread)."""
         self._settings = settings
         self._shard = shard
         self._queue = queue
         self._log = log
         self._tally = tally
         self._rng = rng
+        self._remove: Callable[[EntryRef], None] = remove or shard.remove
 
     def apply(
         self,
@@ -135,7 +139,7 @@ class Outcomes:
             self._queue_dsn(ref, meta, body, failed, attempt, now)
         pending = [o for o in outcomes if o.disposition is Disposition.DEFERRED]
         if not pending:
-            self._shard.remove(ref)
+            self._remove(ref)
             self._queue.done(ref, retry_at=None, now=now)
             return
         retry = plan_retry(

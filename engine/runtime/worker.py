@@ -32,9 +32,10 @@ from engine.net.dns import AiodnsClient
 from engine.net.mx import MxResolver, Route, RouteFailure
 from engine.runtime.delivery import Deliverer
 from engine.runtime.inflight import InflightJournal
-from engine.runtime.intake import IntakeBatch, take_batch
+from engine.runtime.intake import IntakeBatch, Pickup, take_batch
 from engine.runtime.ipc import Channel, Message, open_channel
 from engine.runtime.outcome import Outcomes
+from engine.runtime.writebehind import WriteBehind
 from engine.sched.queue import WorkQueue
 from engine.telemetry.eventlog import EventLog
 from engine.telemetry.metrics import Tally, reject_class
@@ -117,7 +118,8 @@ class Worker:
         self.shard: ShardQueue = self.spool.shard(shard_no)
         self.queue = WorkQueue()
         self.tally = Tally()
-        self.log = EventLog(settings.log_path, shard_no)
+        self.behind = WriteBehind()
+        self.log = EventLog(settings.log_path, shard_no, writer=self.behind.append)
         self.leases = LeaseClient(channel)
         self._kick = asyncio.Event()
         self._stop = asyncio.Event()
@@ -137,7 +139,16 @@ class Worker:
         mx = MxResolver(
             self.dns, clock=clock.monotonic, rng=self.rng, negative_ttl=settings.dns_negative_ttl
         )
-        self.outcomes = Outcomes(settings, self.shard, self.queue, self.log, self.tally, self.rng)
+        shard = self.shard
+        self.outcomes = Outcomes(
+            settings,
+            shard,
+            self.queue,
+            self.log,
+            self.tally,
+            self.rng,
+            remove=lambda ref: self.behind.submit(lambda: shard.remove(ref)),
+        )
         self.deliverer = Deliverer(
             settings=settings,
             shard=self.shard,
@@ -191,6 +202,8 @@ class Worker:
                 t.cancel()
             await asyncio.gather(*still, return_exceptions=True)
         self._flush_metrics()
+        self.log.flush()
+        self.behind.close()
         self.log.close()
         self.journal.close()
         await self.dns.close()
@@ -228,9 +241,10 @@ class Worker:
 
     async def _intake_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        pickup = Pickup(self.spool, self.k, self.s)
         while True:
             batch: IntakeBatch = await loop.run_in_executor(
-                None, take_batch, self.spool, self.shard, self.k, self.s, self.clock.wall()
+                None, take_batch, self.spool, self.shard, self.k, self.s, self.clock.wall(), pickup
             )
             now = self.clock.wall()
             for name, reason in batch.rejected:

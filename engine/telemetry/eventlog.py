@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,16 @@ __all__ = ["EventLog", "read_log"]
 
 
 class EventLog:
-    def __init__(self, path: Path, worker: int) -> None:
+    def __init__(
+        self, path: Path, worker: int, writer: Callable[[int, bytes], None] | None = None
+    ) -> None:
+        """`writer(fd, data)` does the write (e.g. on a write-behind thread); by default
+        it happens here, synchronously."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self._worker = worker
         self._pending: list[str] = []
+        self._writer = writer or _write_all
 
     def add(self, event: str, ts: float, **fields: Any) -> None:
         record = {"ts": round(ts, 6), "event": event, "worker": self._worker}
@@ -40,14 +45,18 @@ class EventLog:
             return
         data = ("\n".join(self._pending) + "\n").encode()
         self._pending.clear()
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        self._writer(self._fd, data)
 
     def close(self) -> None:
+        """Flush; the caller closes the writer (if any) before this, so the fd is idle."""
         self.flush()
         os.close(self._fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def read_log(path: Path) -> Iterator[dict[str, Any]]:

@@ -11,7 +11,10 @@ def drop(spool: Spool, name: str, data: bytes) -> None:
     tmp.rename(spool.incoming / name)
 
 
-MSG = b"From: a@sender.test\r\nTo: x@one.test, y@two.test\r\nCc: z@one.test\r\nSubject: s\r\n\r\nhi\r\n.dot\r\n"
+MSG = (
+    b"From: a@sender.test\r\nTo: x@one.test, y@two.test\r\nCc: z@one.test\r\n"
+    b"Subject: s\r\n\r\nhi\r\n.dot\r\n"
+)
 
 
 def settings(tmp_path: Path, workers: int = 1) -> Settings:
