@@ -1,4 +1,4 @@
-"""Command line: `volley run` and `volley queue`.
+"""Command line: `volley run`, `volley queue` and `volley top`.
 
 Responsible for: argument parsing, turning flags into configuration overrides, printing
 configuration errors as one clear line (exit status 2), and formatting `volley queue`.
@@ -79,6 +79,12 @@ def cmd_queue(settings: Settings, as_json: bool) -> int:
     return 0
 
 
+def cmd_top(settings: Settings, url: str | None, interval: float, once: bool) -> int:
+    from engine.telemetry import top
+
+    return top.run(url or top.metrics_url(settings.metrics_listen), interval=interval, once=once)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="volley", description="Outbound bulk mail delivery engine.")
     p.add_argument("--version", action="version", version=f"volley {_version()}")
@@ -98,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--config", help="TOML configuration file")
     q.add_argument("--spool", help="spool directory (spool.path)")
     q.add_argument("--json", action="store_true", help="machine-readable output")
+    top = sub.add_parser("top", help="live view of send rates, queue and destinations (/metrics)")
+    top.add_argument("--config", help="TOML configuration file (for metrics.listen)")
+    top.add_argument("--url", help="metrics URL (default: from metrics.listen)")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    top.add_argument("--once", action="store_true", help="print one frame and exit")
+    top.set_defaults(spool=None)
     args = p.parse_args(argv)
     try:
         settings = _settings(args)
@@ -106,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "queue":
         return cmd_queue(settings, args.json)
+    if args.command == "top":
+        return cmd_top(settings, args.url, args.interval, args.once)
     from engine.runtime.supervisor import run as run_supervisor
 
     return run_supervisor(settings, _version())

@@ -33,7 +33,6 @@ from engine.model import (
     FailureKind,
     Phase,
     RecipientOutcome,
-    Reply,
     Transaction,
     TransportFailure,
 )
@@ -49,7 +48,7 @@ from engine.sched.classify import (
     precheck,
 )
 from engine.sched.queue import WorkQueue
-from engine.telemetry.metrics import Tally
+from engine.telemetry.metrics import Tally, reply_labels
 from spool import CorruptEntry, EntryRef, ShardQueue
 
 __all__ = ["Deliverer"]
@@ -265,7 +264,7 @@ class Deliverer:
                 ):
                     if reply is not None:
                         self._tally.inc(
-                            "volley_smtp_replies", str(reply.code), _enhanced_class(reply)
+                            "volley_smtp_replies", *reply_labels(reply.code, reply.enhanced)
                         )
                 outcomes.extend(classify_txn(txn, result))
         except BaseException:
@@ -312,9 +311,3 @@ class Deliverer:
                 assert connect is not None
                 outcomes = classify_connect_failure(rcpts, connect)
             self._outcomes.apply(ref, meta, body, outcomes, attempt, now)
-
-
-def _enhanced_class(reply: Reply) -> str:
-    """Class and subject of the enhanced code ("5.1" of 5.1.1): a bounded label value."""
-    enhanced = reply.enhanced
-    return enhanced.rsplit(".", 1)[0] if enhanced else "none"
