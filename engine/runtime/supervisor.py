@@ -30,7 +30,7 @@ from prometheus_client import start_http_server
 from engine.config import Settings
 from engine.runtime.ipc import Channel, Message, open_channel
 from engine.sched.leases import LeaseTable
-from engine.telemetry.metrics import Exporter
+from engine.telemetry.export import Exporter
 from spool import Spool
 
 __all__ = ["Supervisor", "run"]

@@ -12,6 +12,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.drop import DropRejection, parse_drop, read_drop
+from engine.telemetry.export import Exporter, TopDomains
 from engine.telemetry.metrics import (
     COUNTERS,
     GAUGES,
@@ -19,9 +20,7 @@ from engine.telemetry.metrics import (
     OTHER,
     REJECT_CLASSES,
     CheckedTally,
-    Exporter,
     Tally,
-    TopDomains,
     reject_class,
     reply_labels,
 )

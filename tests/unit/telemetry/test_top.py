@@ -11,7 +11,8 @@ from prometheus_client import start_http_server
 
 from engine import cli
 from engine.telemetry import top
-from engine.telemetry.metrics import Exporter, Tally
+from engine.telemetry.export import Exporter
+from engine.telemetry.metrics import Tally
 from tests.support.net import free_port
 
 # Two scrapes of a 2-worker instance, 2 s apart (trimmed: HELP/TYPE of a few families,
