@@ -30,3 +30,13 @@ lint: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+# Volley side by side with Postfix and the raw SMTP limit, one JSON line at the end
+# (bench/README.md). Installs Debian's postfix (smtp-sink, smtp-source) and the `bench`
+# extra (locust) on first use; the Postfix phase needs root. Pass options with ARGS, e.g.
+#   make bench ARGS="--wan-rtt 50ms"      make bench ARGS="--scale 1000000"
+.PHONY: bench
+bench: install
+	@[ -x /usr/sbin/smtp-sink ] || command -v smtp-sink >/dev/null || .ci/install-postfix
+	@$(BIN)/python -c 'import locust' 2>/dev/null || $(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m bench.run $(ARGS)
