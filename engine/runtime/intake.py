@@ -73,7 +73,8 @@ def new_meta(
         "smtputf8": env.smtputf8,
         "8bit": env.body_8bit,
         "dsn": False,
-        "drop": drop,
+        # A name with invalid UTF-8 (a lone surrogate) cannot go into msgpack as str.
+        "drop": drop.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"),
     }
 
 
@@ -128,26 +129,18 @@ def take_batch(
     dir_fd = os.open(spool.incoming, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for name in names:
-            got = read_drop(dir_fd, name, max_size=settings.max_message_size)
-            if isinstance(got, DropRejection):
-                batch.rejected.append((spool.reject_drop(name, got.reason), got.reason))
+            try:
+                taken = _take_one(spool, dir_fd, name, settings, now, batch)
+            except Exception as e:  # a bug must cost one file (kept, with the reason), not intake
+                reason = f"internal error while taking the drop: {type(e).__name__}: {e}"
+                try:
+                    batch.rejected.append((spool.reject_drop(name, reason), reason))
+                except FileNotFoundError:
+                    pass  # it vanished: nothing to keep
                 continue
-            if not isinstance(got, DropFile):
-                batch.deferred_names += 1
-                continue
-            env = parse_drop(got.data, max_recipients=settings.max_recipients)
-            if isinstance(env, DropRejection):
-                batch.rejected.append((spool.reject_drop(name, env.reason), env.reason))
-                continue
-            body = wire_body(env.message)
-            entries = []
-            for domain, rcpts in split_by_domain(env.recipients).items():
-                eid = entry_id(got.mtime_ns, got.identity + domain.encode())
-                entries.append((eid, rcpts))
-                new.append(
-                    NewEntry(eid, domain, new_meta(env, rcpts, domain, now, name), body, now)
-                )
-            pending.append((name, env, entries))
+            if taken is not None:
+                pending.append((name, taken[0], taken[1]))
+                new.extend(taken[2])
     finally:
         os.close(dir_fd)
     if not new:
@@ -163,3 +156,28 @@ def take_batch(
         for eid, rcpts in entries:
             batch.taken.append(Taken(by_id[eid], env.sender, tuple(rcpts), env.message_id, name))
     return batch
+
+
+def _take_one(
+    spool: Spool, dir_fd: int, name: str, settings: Settings, now: float, batch: IntakeBatch
+) -> tuple[DropEnvelope, list[tuple[str, list[str]]], list[NewEntry]] | None:
+    """Read and parse one drop; None when it was rejected or is not ready yet."""
+    got = read_drop(dir_fd, name, max_size=settings.max_message_size)
+    if isinstance(got, DropRejection):
+        batch.rejected.append((spool.reject_drop(name, got.reason), got.reason))
+        return None
+    if not isinstance(got, DropFile):
+        batch.deferred_names += 1
+        return None
+    env = parse_drop(got.data, max_recipients=settings.max_recipients)
+    if isinstance(env, DropRejection):
+        batch.rejected.append((spool.reject_drop(name, env.reason), env.reason))
+        return None
+    body = wire_body(env.message)
+    entries: list[tuple[str, list[str]]] = []
+    new: list[NewEntry] = []
+    for domain, rcpts in split_by_domain(env.recipients).items():
+        eid = entry_id(got.mtime_ns, got.identity + domain.encode())
+        entries.append((eid, rcpts))
+        new.append(NewEntry(eid, domain, new_meta(env, rcpts, domain, now, name), body, now))
+    return env, entries, new

@@ -30,6 +30,7 @@ from prometheus_client import start_http_server
 from engine.config import Settings
 from engine.runtime.ipc import Channel, Message, open_channel
 from engine.sched.leases import LeaseTable
+from engine.telemetry.eventlog import repair_tail
 from engine.telemetry.export import Exporter
 from spool import Spool
 
@@ -67,6 +68,12 @@ class Supervisor:
 
     async def run(self) -> int:
         self.spool.ensure(self.s.workers)
+        cut = repair_tail(self.s.log_path)
+        if cut:
+            print(
+                f"volley: removed a torn last line ({cut} bytes) from {self.s.log_path}",
+                file=sys.stderr,
+            )
         moved = self.spool.rehome(self.s.workers)
         if moved:
             print(f"volley: moved {moved} entries from retired shards", file=sys.stderr)

@@ -243,9 +243,22 @@ class Worker:
         loop = asyncio.get_running_loop()
         pickup = Pickup(self.spool, self.k, self.s)
         while True:
-            batch: IntakeBatch = await loop.run_in_executor(
-                None, take_batch, self.spool, self.shard, self.k, self.s, self.clock.wall(), pickup
-            )
+            try:
+                batch: IntakeBatch = await loop.run_in_executor(
+                    None,
+                    take_batch,
+                    self.spool,
+                    self.shard,
+                    self.k,
+                    self.s,
+                    self.clock.wall(),
+                    pickup,
+                )
+            except Exception as e:  # e.g. incoming/ unreadable: say so, keep trying
+                self.log.add("intake_error", self.clock.wall(), error=f"{type(e).__name__}: {e}")
+                self.log.flush()
+                await asyncio.sleep(1.0)
+                continue
             now = self.clock.wall()
             for name, reason in batch.rejected:
                 self.log.add("rejected", now, drop=name, reason=reason)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EventLog", "read_log"]
+__all__ = ["EventLog", "read_log", "repair_tail"]
 
 
 class EventLog:
@@ -29,7 +29,8 @@ class EventLog:
         """`writer(fd, data)` does the write (e.g. on a write-behind thread); by default
         it happens here, synchronously."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        _end_torn_line(self._fd)
         self._worker = worker
         self._pending: list[str] = []
         self._writer = writer or _write_all
@@ -43,7 +44,9 @@ class EventLog:
         """Write everything added so far in one write(2)."""
         if not self._pending:
             return
-        data = ("\n".join(self._pending) + "\n").encode()
+        # backslashreplace: a drop name with invalid UTF-8 (a lone surrogate from the
+        # filesystem) must not make the log unwritable.
+        data = ("\n".join(self._pending) + "\n").encode("utf-8", "backslashreplace")
         self._pending.clear()
         self._writer(self._fd, data)
 
@@ -51,6 +54,36 @@ class EventLog:
         """Flush; the caller closes the writer (if any) before this, so the fd is idle."""
         self.flush()
         os.close(self._fd)
+
+
+def repair_tail(path: Path) -> int:
+    """Cut a torn last line (a kill -9 mid-write) off the log; returns the bytes removed.
+
+    Only safe while nobody appends: the supervisor calls it before starting workers.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return 0
+    try:
+        size = os.fstat(fd).st_size
+        if not size or os.pread(fd, 1, size - 1) == b"\n":
+            return 0
+        tail = os.pread(fd, min(size, 1 << 20), max(0, size - (1 << 20)))
+        keep = size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+        os.ftruncate(fd, keep)
+        return size - keep
+    finally:
+        os.close(fd)
+
+
+def _end_torn_line(fd: int) -> None:
+    """A kill -9 mid-write can leave the last line without its newline; end it, so the
+    next record starts on a line of its own instead of being glued to the torn one.
+    (Two workers opening at once may both add one: an empty line, which readers skip.)"""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        os.write(fd, b"\n")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -65,6 +98,8 @@ def read_log(path: Path) -> Iterator[dict[str, Any]]:
         for line in fh:
             if not line.endswith(b"\n"):
                 return
+            if line == b"\n":
+                continue
             try:
                 yield json.loads(line)
             except ValueError:
