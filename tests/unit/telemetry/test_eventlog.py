@@ -14,7 +14,7 @@ def test_records_are_lines_and_unwritable_names_do_not_break_the_log(tmp_path: P
         ("received", 3, 1.5),
         ("delivered", 3, 2.0),
     ]
-    assert recs[0]["drop"] == "bad-\\udcfe.eml"
+    assert recs[0]["drop"] == "bad-\udcfe.eml"  # the JSON escape round-trips losslessly
 
 
 def test_torn_tail_is_cut_at_start_and_ended_by_a_late_writer(tmp_path: Path) -> None:
