@@ -21,16 +21,18 @@ keeps delivering meanwhile (fsync releases the GIL).
 
 from __future__ import annotations
 
+import errno
 import os
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine.config import Settings
 from engine.drop import DropEnvelope, DropFile, DropRejection, domain_of, parse_drop, read_drop
 from engine.smtp.encode import wire_body
-from spool import EntryRef, NewEntry, ShardQueue, Spool, SpoolFull, entry_id
+from spool import EntryRef, NewEntry, ShardQueue, Spool, SpoolFull, atomic, entry_id
 
 __all__ = ["IntakeBatch", "Taken", "shard_of", "take_batch"]
 
@@ -111,6 +113,20 @@ class Pickup:
         return batch, bool(self._pending)
 
 
+def taking_path(spool: Spool, k: int) -> Path:
+    """queue/<k>.taking: the drops of the batch being committed (NUL-separated names)."""
+    return spool.root / "queue" / f"{k}.taking"
+
+
+def interrupted_take(spool: Spool, k: int) -> list[str]:
+    """The drops of a batch whose commit a crash may have cut short ([] if none)."""
+    try:
+        data = taking_path(spool, k).read_bytes()
+    except FileNotFoundError:
+        return []
+    return [os.fsdecode(n) for n in data.split(b"\0") if n]
+
+
 def take_batch(
     spool: Spool,
     shard: ShardQueue,
@@ -118,10 +134,14 @@ def take_batch(
     settings: Settings,
     now: float,
     pickup: Pickup | None = None,
+    names: list[str] | None = None,
 ) -> IntakeBatch:
-    """Take the next batch of this shard's drops; see the module docstring."""
+    """Take the next batch of this shard's drops (or exactly `names`: the recovery of an
+    interrupted take at worker start); see the module docstring."""
     batch = IntakeBatch()
-    names, batch.more = (pickup or Pickup(spool, k, settings)).next_batch()
+    note = taking_path(spool, k)
+    if names is None:
+        names, batch.more = (pickup or Pickup(spool, k, settings)).next_batch()
     if not names:
         return batch
     new: list[NewEntry] = []
@@ -144,13 +164,27 @@ def take_batch(
     finally:
         os.close(dir_fd)
     if not new:
+        _unlink_quietly(note)
         return batch
     try:
+        # Durable before the entries are: after a crash between `add` and the unlink of
+        # the drops, the next worker takes exactly these drops again *before* it delivers
+        # anything, while their entries are surely still queued. Re-taken later, after the
+        # scanned entry was delivered and removed, a drop would be queued and sent again.
+        names_blob = b"\0".join(os.fsencode(n) for n, _, _ in pending)
+        atomic.put_file(note.parent, note.name, names_blob)
+        atomic.fsync_dir(note.parent)
         refs = shard.add(new)
     except SpoolFull as e:
         batch.full = str(e)
         return batch
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        batch.full = f"queue/{k}: {e.strerror}"
+        return batch
     spool.consume_drops([name for name, _, _ in pending])
+    _unlink_quietly(note)  # no fsync: a note that comes back names drops already gone
     by_id = {r.id: r for r in refs}
     for name, env, entries in pending:
         for eid, rcpts in entries:
@@ -181,3 +215,10 @@ def _take_one(
         entries.append((eid, rcpts))
         new.append(NewEntry(eid, domain, new_meta(env, rcpts, domain, now, name), body, now))
     return env, entries, new
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -58,9 +58,13 @@ class Outcomes:
         tally: Tally,
         rng: random.Random,
         remove: Callable[[EntryRef], None] | None = None,
+        settle: Callable[[], None] | None = None,
     ) -> None:
         """`remove` unlinks a finished entry (default: at once; the worker passes one
-        that runs after the log line on its write-behind thread)."""
+        that runs after the log line on its write-behind thread). `settle` waits until
+        the log lines handed to that thread are written; it runs before every synchronous
+        spool change (rewrite, DSN), so the spool never records an attempt whose log
+        lines a kill -9 could still lose."""
         self._settings = settings
         self._shard = shard
         self._queue = queue
@@ -68,6 +72,7 @@ class Outcomes:
         self._tally = tally
         self._rng = rng
         self._remove: Callable[[EntryRef], None] = remove or shard.remove
+        self._settle: Callable[[], None] = settle or (lambda: None)
 
     def apply(
         self,
@@ -135,9 +140,11 @@ class Outcomes:
         failed = [
             o for o in outcomes if o.disposition in (Disposition.BOUNCED, Disposition.EXPIRED)
         ]
+        pending = [o for o in outcomes if o.disposition is Disposition.DEFERRED]
+        if pending or failed:
+            self._settle()  # write-ahead: the log lines first, then the durable change
         if failed and meta["sender"] and not meta.get("dsn") and self._settings.dsn_enabled:
             self._queue_dsn(ref, meta, body, failed, attempt, now)
-        pending = [o for o in outcomes if o.disposition is Disposition.DEFERRED]
         if not pending:
             self._remove(ref)
             self._queue.done(ref, retry_at=None, now=now)

@@ -32,7 +32,7 @@ from engine.net.dns import AiodnsClient
 from engine.net.mx import MxResolver, Route, RouteFailure
 from engine.runtime.delivery import Deliverer
 from engine.runtime.inflight import InflightJournal
-from engine.runtime.intake import IntakeBatch, Pickup, take_batch
+from engine.runtime.intake import IntakeBatch, Pickup, interrupted_take, take_batch
 from engine.runtime.ipc import Channel, Message, open_channel
 from engine.runtime.outcome import Outcomes
 from engine.runtime.writebehind import WriteBehind
@@ -148,6 +148,7 @@ class Worker:
             self.tally,
             self.rng,
             remove=lambda ref: self.behind.submit(lambda: shard.remove(ref)),
+            settle=self.behind.wait,
         )
         self.deliverer = Deliverer(
             settings=settings,
@@ -182,6 +183,12 @@ class Worker:
     async def run(self) -> None:
         self.shard.recover()
         now = self.clock.wall()
+        interrupted = interrupted_take(self.spool, self.k)
+        if interrupted:
+            # Before anything is delivered: see take_batch.
+            self._apply_batch(
+                take_batch(self.spool, self.shard, self.k, self.s, now, names=interrupted), now
+            )
         refs = self.shard.scan()
         if self.predecessor_crashed and self.crashed_in_flight:
             refs = self._count_crashes(refs, now)
@@ -260,23 +267,7 @@ class Worker:
                 await asyncio.sleep(1.0)
                 continue
             now = self.clock.wall()
-            for name, reason in batch.rejected:
-                self.log.add("rejected", now, drop=name, reason=reason)
-                self.tally.inc("volley_drops_rejected", reject_class(reason))
-            for t in batch.taken:
-                if self.queue.add(t.ref, t.ref.mtime, now):
-                    for rcpt in t.recipients:
-                        self.log.add(
-                            "received",
-                            now,
-                            id=t.ref.id,
-                            msgid=t.message_id,
-                            sender=t.sender,
-                            rcpt=rcpt,
-                            domain=t.ref.domain,
-                            drop=t.drop,
-                        )
-                    self.tally.inc("volley_received", t.ref.domain, n=len(t.recipients))
+            self._apply_batch(batch, now)
             if batch.full and self._paused is None:
                 # Once per episode: the drops stay in incoming/, delivery goes on.
                 self._paused = batch.full
@@ -293,6 +284,25 @@ class Worker:
                 await asyncio.sleep(1.0)  # wait for space; drops stay in incoming/
             elif not batch.more:
                 await asyncio.sleep(self.s.intake_interval)
+
+    def _apply_batch(self, batch: IntakeBatch, now: float) -> None:
+        for name, reason in batch.rejected:
+            self.log.add("rejected", now, drop=name, reason=reason)
+            self.tally.inc("volley_drops_rejected", reject_class(reason))
+        for t in batch.taken:
+            if self.queue.add(t.ref, t.ref.mtime, now):
+                for rcpt in t.recipients:
+                    self.log.add(
+                        "received",
+                        now,
+                        id=t.ref.id,
+                        msgid=t.message_id,
+                        sender=t.sender,
+                        rcpt=rcpt,
+                        domain=t.ref.domain,
+                        drop=t.drop,
+                    )
+                self.tally.inc("volley_received", t.ref.domain, n=len(t.recipients))
 
     async def _dispatch_loop(self) -> None:
         while not self._stop.is_set():
