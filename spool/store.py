@@ -64,6 +64,24 @@ class NewEntry:
     not_before: float
 
 
+def scan_entries(directory: Path) -> list[EntryRef]:
+    """Entries in one queue directory, unsorted, from readdir + one lstat each; names
+    that are not entry names and non-regular files are ignored; an entry that vanishes
+    between readdir and lstat (delivered meanwhile) is skipped."""
+    refs: list[EntryRef] = []
+    with os.scandir(directory) as it:
+        for e in it:
+            parsed = parse_entry_name(e.name)
+            if parsed is None or not e.is_file(follow_symlinks=False):
+                continue
+            try:
+                mtime = e.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:
+                continue
+            refs.append(EntryRef(e.name, parsed[0], parsed[1], mtime))
+    return refs
+
+
 class Spool:
     """One spool tree: the shared directories, and a `ShardQueue` per worker shard."""
 
@@ -244,17 +262,7 @@ class ShardQueue:
         5 µs each: readdir 0.05 s, parsing names 0.07 s, lstat 0.2 s, building the refs
         and sorting them the rest: a full rescan of a large queue is not free.
         """
-        refs: list[EntryRef] = []
-        with os.scandir(self._dir) as it:
-            for e in it:
-                parsed = parse_entry_name(e.name)
-                if parsed is None or not e.is_file(follow_symlinks=False):
-                    continue
-                try:
-                    mtime = e.stat(follow_symlinks=False).st_mtime
-                except FileNotFoundError:
-                    continue
-                refs.append(EntryRef(e.name, parsed[0], parsed[1], mtime))
+        refs = scan_entries(self._dir)
         refs.sort(key=lambda r: r.name)
         return refs
 

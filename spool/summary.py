@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spool.ids import id_time
-from spool.layout import Layout, parse_entry_name
+from spool.layout import Layout
+from spool.store import scan_entries
 
 __all__ = ["DomainSummary", "queue_summary"]
 
@@ -47,25 +48,17 @@ def queue_summary(spool_root: str | os.PathLike[str], now: float) -> dict[str, D
     oldest: dict[str, float] = {}
     next_at: dict[str, float] = {}
     for k in layout.existing_shards(layout.queue_root):
-        with os.scandir(layout.queue(k)) as it:
-            for e in it:
-                parsed = parse_entry_name(e.name)
-                if parsed is None or not e.is_file(follow_symlinks=False):
-                    continue
-                try:
-                    mtime = e.stat(follow_symlinks=False).st_mtime
-                except FileNotFoundError:
-                    continue  # delivered while we listed
-                entry_id, domain = parsed
-                created = id_time(entry_id)
-                if domain not in oldest or created < oldest[domain]:
-                    oldest[domain] = created
-                if mtime <= now:
-                    queued[domain] = queued.get(domain, 0) + 1
-                else:
-                    deferred[domain] = deferred.get(domain, 0) + 1
-                    if domain not in next_at or mtime < next_at[domain]:
-                        next_at[domain] = mtime
+        for ref in scan_entries(layout.queue(k)):
+            domain, mtime = ref.domain, ref.mtime
+            created = id_time(ref.id)
+            if domain not in oldest or created < oldest[domain]:
+                oldest[domain] = created
+            if mtime <= now:
+                queued[domain] = queued.get(domain, 0) + 1
+            else:
+                deferred[domain] = deferred.get(domain, 0) + 1
+                if domain not in next_at or mtime < next_at[domain]:
+                    next_at[domain] = mtime
     return {
         domain: DomainSummary(
             queued=queued.get(domain, 0),

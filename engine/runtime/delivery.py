@@ -23,7 +23,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from engine.clock import Clock
 from engine.config import DomainPolicy, Settings
@@ -217,14 +217,10 @@ class Deliverer:
 
     async def _deliver(self, session: SmtpSession, ref: EntryRef, policy: DomainPolicy) -> None:
         now = self._clock.wall()
-        try:
-            meta, body = self._shard.load(ref)
-        except FileNotFoundError:
-            self._queue.done(ref, retry_at=None, now=now)
+        loaded = self._load(ref, now)
+        if loaded is None:
             return
-        except CorruptEntry as e:
-            self._outcomes.quarantine(ref, f"cannot decode spool entry: {e.reason}", "corrupt", now)
-            return
+        meta, body = loaded
         rcpts: list[str] = list(meta["rcpts"])
         size = policy.max_recipients_per_transaction
         if self._journal is not None:
@@ -294,16 +290,10 @@ class Deliverer:
         attempt = Attempt(connect.host if connect else None, connect.address if connect else None)
         for ref in refs:
             assert isinstance(ref, EntryRef)
-            try:
-                meta, body = self._shard.load(ref)
-            except FileNotFoundError:
-                self._queue.done(ref, retry_at=None, now=now)
+            loaded = self._load(ref, now)
+            if loaded is None:
                 continue
-            except CorruptEntry as e:
-                self._outcomes.quarantine(
-                    ref, f"cannot decode spool entry: {e.reason}", "corrupt", now
-                )
-                continue
+            meta, body = loaded
             rcpts: list[str] = list(meta["rcpts"])
             if route is not None:
                 outcomes = classify_route_failure(rcpts, route)
@@ -311,3 +301,13 @@ class Deliverer:
                 assert connect is not None
                 outcomes = classify_connect_failure(rcpts, connect)
             self._outcomes.apply(ref, meta, body, outcomes, attempt, now)
+
+    def _load(self, ref: EntryRef, now: float) -> tuple[dict[str, Any], bytes] | None:
+        """The entry's meta and body; None (and the entry done) if it is gone or corrupt."""
+        try:
+            return self._shard.load(ref)
+        except FileNotFoundError:
+            self._queue.done(ref, retry_at=None, now=now)
+        except CorruptEntry as e:
+            self._outcomes.quarantine(ref, f"cannot decode spool entry: {e.reason}", "corrupt", now)
+        return None
