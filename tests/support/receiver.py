@@ -692,6 +692,16 @@ def self_signed_context(
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="volley-tls-"))
         atexit.register(shutil.rmtree, directory, True)
+    cert_path, key_path = write_self_signed(hostname, directory)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_path, key_path)
+    key_path.unlink()  # the context holds the key; only the certificate is needed on disk
+    return ctx, cert_path
+
+
+def write_self_signed(hostname: str, directory: Path) -> tuple[Path, Path]:
+    """Write a throw-away self-signed certificate for `hostname` (a DNS name or an IP) and
+    its key as PEM files in `directory`; returns (cert path, key path)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     try:
@@ -737,7 +747,4 @@ def self_signed_context(
             serialization.NoEncryption(),
         )
     )
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert_path, key_path)
-    key_path.unlink()  # the context holds the key; only the certificate is needed on disk
-    return ctx, cert_path
+    return cert_path, key_path

@@ -10,7 +10,6 @@ stall*, dropdata*), KumoMTA maildir-sink style.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import socket
 import ssl
 import threading
@@ -23,10 +22,6 @@ import pytest
 import uvloop
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from engine.model import (
     ConnectFailure,
@@ -38,6 +33,7 @@ from engine.model import (
 )
 from engine.net.session import SmtpSession, open_session
 from engine.smtp import LocalProtocolError, State, wire_body
+from tests.support.receiver import write_self_signed
 
 HOST = "127.0.0.77"
 SOURCE = "127.0.0.78"
@@ -186,30 +182,7 @@ def start_mx() -> Iterator[Callable[..., Mx]]:
 @pytest.fixture(scope="module")
 def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A throw-away self-signed certificate and its key, as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mx.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("mx.test")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    directory: Path = tmp_path_factory.mktemp("tls")
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return directory / "cert.pem", directory / "key.pem"
+    return write_self_signed("mx.test", tmp_path_factory.mktemp("tls"))
 
 
 def server_context(cert: tuple[Path, Path], *, tls13_only: bool = False) -> ssl.SSLContext:

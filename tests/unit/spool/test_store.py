@@ -36,21 +36,6 @@ def q(sp: Spool) -> ShardQueue:
     return sp.shard(0)
 
 
-@pytest.fixture
-def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every fsync as "file:<name>" or "dir:<name>"."""
-    calls: list[str] = []
-    real = os.fsync
-
-    def spy(fd: int) -> None:
-        kind = "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
-        calls.append(f"{kind}:{os.path.basename(os.readlink(f'/proc/self/fd/{fd}'))}")
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", spy)
-    return calls
-
-
 def names(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir())
 
