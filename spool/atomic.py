@@ -42,10 +42,12 @@ from pathlib import Path
 __all__ = [
     "TmpFile",
     "fsync_dir",
+    "fsync_fd",
     "link_batch",
     "move_unique",
     "put_file",
     "replace",
+    "write_all",
     "write_tmp",
 ]
 
@@ -69,6 +71,11 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_fd(fd: int) -> None:
+    """fsync an open file (the shard's removal journal, after a quarantine line)."""
+    os.fsync(fd)
 
 
 def write_tmp(directory: Path, stem: str, data: bytes, mtime: float | None = None) -> TmpFile:
@@ -210,6 +217,11 @@ def _to_ns(seconds: float) -> int:
     # float spacing is 256 ns. Splitting off the whole seconds first is exact.
     whole = math.floor(seconds)
     return whole * 1_000_000_000 + round((seconds - whole) * 1e9)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of `data` to `fd` (through the write seam below)."""
+    _write_all(fd, data)
 
 
 def _write_all(fd: int, data: bytes) -> None:

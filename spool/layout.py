@@ -1,13 +1,14 @@
 """Where things live under the spool root, and what an entry's file name looks like.
 
 Responsible for: the directory names, the paths of shard directories, and the entry name
-grammar `<id>@<domain>` (build, validate, parse). Like Postfix's mail_queue.c, this is the
+grammar `<id>@<domain>` (build, validate, parse), which names entries inside segments, in
+the removal journal, in corrupt/ and in logs. Like Postfix's mail_queue.c, this is the
 one place that knows the shape of the tree:
 
     incoming/      producers drop *.eml here; names starting with "." are in-progress writes
     rejected/      drops that could not be taken, each with <name>.reason beside it
-    corrupt/       entries that failed to decode, each with <name>.reason beside it
-    queue/<k>/     entries owned by worker shard k; an entry's mtime is its next attempt
+    corrupt/       entries (or whole segments) that failed to decode, each with <name>.reason
+    queue/<k>/     entries owned by worker shard k, in segments (spool.shard, spool.segment)
     tmp/<k>/       shard k's temporary files (emptied at worker start)
 
 Not responsible for: any I/O beyond listing the shard numbers that exist (`store` and

@@ -1,11 +1,12 @@
-"""Per-domain queue summary for operators and tools, from names and mtimes only.
+"""Per-domain queue summary for operators and tools, from segment indexes only.
 
 Responsible for: `queue_summary`, which counts what is queued per destination domain across
-every shard of a spool, as `mailq` does for Postfix, without opening a single entry: the
-domain and the creation time come from the entry name, the next attempt from the mtime.
+every shard of a spool, as `mailq` does for Postfix, from the segment indexes only (no
+record is read): the domain and the creation time come from the entry name, the next
+attempt from the index.
 Not responsible for: anything that needs the meta (recipients, attempt counts, last
 error): tools that want those decode entries with `spool.record.decode_meta`.
-Safe to run while workers run: an entry that vanishes between readdir and stat is skipped.
+Safe to run while workers run: a segment unlinked meanwhile is skipped (spool.shard.read_shard).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from spool.ids import id_time
+from spool.ids import ID_LENGTH, id_time
 from spool.layout import Layout
-from spool.store import scan_entries
+from spool.shard import read_shard
 
 __all__ = ["DomainSummary", "queue_summary"]
 
@@ -25,7 +26,7 @@ __all__ = ["DomainSummary", "queue_summary"]
 class DomainSummary:
     """What is queued for one destination domain.
 
-    queued: entries due now (mtime <= now); deferred: entries waiting (mtime > now);
+    queued: entries due now (next attempt <= now); deferred: entries waiting (> now);
     oldest_id_time: creation time of the oldest entry (from its id, epoch seconds);
     next_attempt: the earliest future attempt among the deferred ones, None if none waits.
     """
@@ -48,9 +49,9 @@ def queue_summary(spool_root: str | os.PathLike[str], now: float) -> dict[str, D
     oldest: dict[str, float] = {}
     next_at: dict[str, float] = {}
     for k in layout.existing_shards(layout.queue_root):
-        for ref in scan_entries(layout.queue(k)):
-            domain, mtime = ref.domain, ref.mtime
-            created = id_time(ref.id)
+        for e in read_shard(layout.queue(k)).live:
+            domain, mtime = e.name[ID_LENGTH + 1 :], e.not_before
+            created = id_time(e.name[:ID_LENGTH])
             if domain not in oldest or created < oldest[domain]:
                 oldest[domain] = created
             if mtime <= now:

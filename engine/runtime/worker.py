@@ -183,6 +183,9 @@ class Worker:
     async def run(self) -> None:
         self.shard.recover()
         now = self.clock.wall()
+        for final, reason in self.shard.quarantined:
+            self.log.add("quarantined", now, reason=reason, file=final)
+            self.tally.inc("volley_quarantined", "corrupt")
         interrupted = interrupted_take(self.spool, self.k)
         if interrupted:
             # Before anything is delivered: see take_batch.
@@ -211,6 +214,7 @@ class Worker:
         self._flush_metrics()
         self.log.flush()
         self.behind.close()
+        self.shard.close()
         self.log.close()
         self.journal.close()
         await self.dns.close()

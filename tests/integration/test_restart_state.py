@@ -10,7 +10,6 @@ second RCPT, `b` is deferred once more and then delivered, and the log's `attemp
 
 from __future__ import annotations
 
-from spool import decode
 from tests.support.crash import restart
 from tests.support.internet import message
 from tests.support.net import wait_for
@@ -29,7 +28,7 @@ def test_partial_delivery_state_survives_kill9(net, volley) -> None:
         entries = v.queued()
         if len(entries) != 1:
             return None
-        meta, _ = decode(entries[0].read_bytes())
+        meta, _ = v.entry(entries[0])
         return meta if meta["rcpts"] == [B] else None
 
     # The outcome is logged first, then the entry is rewritten: wait for the rewrite.

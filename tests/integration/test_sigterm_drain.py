@@ -17,7 +17,6 @@ from __future__ import annotations
 import signal
 import time
 
-from spool import decode
 from tests.support.crash import drop_name_for_shard, restart
 from tests.support.internet import message
 from tests.support.net import wait_for
@@ -82,7 +81,7 @@ def test_sigterm_finishes_in_flight_and_starts_nothing_new(net, volley) -> None:
     assert slow.rcpt_attempts(WAITING) == 0
     assert not [m for m in ok.messages if m.rcpt_tos[0] in late]
     # Each is still a drop in incoming/ or an entry in queue/: kept, not lost.
-    queued = [decode(p.read_bytes())[0]["rcpts"] for p in v.queued()]
+    queued = [v.entry(name)[0]["rcpts"] for name in v.queued()]
     assert sorted(r for rcpts in queued for r in rcpts) == sorted(
         [WAITING, *(r for r in late if r not in _drop_rcpts(v))]
     ), (queued, v.incoming())

@@ -39,11 +39,11 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.runtime.intake import shard_of
-from spool import CorruptEntry, decode, parse_entry_name
+from spool import CorruptEntry
 from tests.support.internet import MiniInternet, message
 from tests.support.net import wait_for
 from tests.support.receiver import Receiver
-from tests.support.volley import Volley
+from tests.support.volley import Volley, live_entries, read_entry
 
 __all__ = [
     "KillRunReport",
@@ -164,12 +164,15 @@ def metric(port: int, name: str, **labels: str) -> float | None:
 
 # -- the spool ---------------------------------------------------------------------------
 def leftovers(spool: Path) -> dict[str, list[str]]:
-    """What a spool still holds: entries in queue/<k>/, files in tmp/<k>/, drops (dot files
-    included) in incoming/, and everything in corrupt/. Shard lock files are not entries."""
+    """What a spool still holds: live entries and segment files in queue/<k>/ (a segment
+    outlives its last entry only until that entry's removal), files in tmp/<k>/, drops (dot
+    files included) in incoming/, and everything in corrupt/. Shard lock files and the
+    removal journals are not entries."""
     out: dict[str, list[str]] = {"queue": [], "tmp": [], "incoming": [], "corrupt": []}
+    out["queue"] += [f"{d.name}/{e.name}" for d, e in live_entries(spool)]
     for k_dir in sorted((spool / "queue").glob("*")):
         if k_dir.is_dir():
-            out["queue"] += [f"{k_dir.name}/{p.name}" for p in sorted(k_dir.iterdir())]
+            out["queue"] += [f"{k_dir.name}/{p.name}" for p in sorted(k_dir.glob("*.seg"))]
     for k_dir in sorted((spool / "tmp").glob("*")):
         if k_dir.is_dir():
             out["tmp"] += [f"{k_dir.name}/{p.name}" for p in sorted(k_dir.iterdir())]
@@ -181,22 +184,19 @@ def leftovers(spool: Path) -> dict[str, list[str]]:
 
 
 def queued_pending(spool: Path) -> dict[str, list[str]]:
-    """entry id -> recipients still pending, for every entry in queue/<k>/ (decoded).
+    """entry id -> recipients still pending, for every live entry in queue/<k>/ (decoded).
 
     Raises AssertionError naming the entry if one does not decode: the write protocol
     promises that a crash never leaves a torn entry in queue/."""
     out: dict[str, list[str]] = {}
-    for path in (spool / "queue").glob("*/*"):
-        parsed = parse_entry_name(path.name)
-        if parsed is None:
-            continue
+    for d, e in live_entries(spool):
         try:
-            meta, _ = decode(path.read_bytes())
-        except FileNotFoundError:
-            continue
-        except CorruptEntry as e:
-            raise AssertionError(f"torn entry left in the queue: {path}: {e}") from e
-        out[parsed[0]] = list(meta["rcpts"])
+            meta, _ = read_entry(spool, e.name)
+        except KeyError:
+            continue  # finished meanwhile
+        except CorruptEntry as exc:
+            raise AssertionError(f"torn entry left in the queue: {d}/{e.name}: {exc}") from exc
+        out[e.name.split("@")[0]] = list(meta["rcpts"])
     return out
 
 

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.telemetry.eventlog import read_log
+from spool import decode, read_shard
+from spool.segment import segment_name
+from spool.shard import LiveEntry
 from tests.support.net import free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -178,9 +181,13 @@ class Volley:
     def incoming(self) -> list[str]:
         return sorted(p.name for p in (self.spool / "incoming").iterdir())
 
-    def queued(self) -> list[Path]:
-        q = self.spool / "queue"
-        return [p for p in q.glob("*/*") if "@" in p.name] if q.exists() else []
+    def queued(self) -> list[str]:
+        """Names of the live entries of every queue/<k>, from the segment indexes."""
+        return sorted(e.name for _, e in live_entries(self.spool))
+
+    def entry(self, name: str) -> tuple[dict[str, Any], bytes]:
+        """A live entry's meta and body, read from its segment (KeyError if not live)."""
+        return read_entry(self.spool, name)
 
     # -- the delivery log ------------------------------------------------------------------
     def log(self) -> list[dict[str, Any]]:
@@ -191,6 +198,23 @@ class Volley:
 
     def count(self, event: str) -> int:
         return sum(1 for _ in self.events(event))
+
+
+def live_entries(spool: Path) -> list[tuple[Path, LiveEntry]]:
+    """(queue/<k> directory, entry) for every live entry of a spool (read-only)."""
+    q = spool / "queue"
+    dirs = sorted(d for d in q.iterdir() if d.is_dir()) if q.exists() else []
+    return [(d, e) for d in dirs for e in read_shard(d).live]
+
+
+def read_entry(spool: Path, name: str) -> tuple[dict[str, Any], bytes]:
+    """Decode one live entry's record straight from its segment (raises CorruptEntry)."""
+    for d, e in live_entries(spool):
+        if e.name == name:
+            with open(d / segment_name(e.seq), "rb") as f:
+                f.seek(e.offset)
+                return decode(f.read(e.length))
+    raise KeyError(name)
 
 
 def _children(pid: int) -> list[int]:

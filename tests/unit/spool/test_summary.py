@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import builtins
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -43,13 +41,17 @@ def test_summary_across_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     )
     (sp.shard(1).path / "not-an-entry").write_bytes(b"")
 
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("queue_summary opened a file")
+    reads: list[int] = []
+    real = os.pread
 
-    monkeypatch.setattr(builtins, "open", refuse)
-    monkeypatch.setattr(os, "open", refuse)
+    def spy(fd: int, n: int, offset: int) -> bytes:
+        reads.append(offset)
+        return real(fd, n, offset)
+
+    monkeypatch.setattr(os, "pread", spy)
     summary = queue_summary(tmp_path, NOW)
     monkeypatch.undo()
+    assert reads == [0, 0]  # one index read per segment, never a record
     assert list(summary) == ["a.example", "b.example"]
     a, b = summary["a.example"], summary["b.example"]
     assert (a.queued, a.deferred) == (2, 2)

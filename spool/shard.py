@@ -1,0 +1,526 @@
+"""One worker shard's queue: segments of entries, a removal journal, and the live index.
+
+Responsible for: the entries of queue/<k>, which exactly one worker (shard k) owns:
+
+    queue/<k>/<seq>.seg    segments (spool.segment): entries written together, never changed
+    queue/<k>/removed      the removal journal: a line "<seq hex> <name>" per finished entry
+    tmp/<k>/               segments being written (emptied at worker start)
+
+add (one segment and one fsync per batch), load (one pread), rewrite (the new version goes
+into a new one-entry segment), remove (a journal line, or nothing when it empties its
+segment, which is then unlinked), quarantine, and rebuilding all of that from disk at start.
+The live version of an entry is the one in the highest-numbered segment holding its name,
+unless the journal has a line for the name whose seq is at least that segment's. A segment
+none of whose entries is live is unlinked, so the disk holds about what is queued.
+
+Thread safety: the worker calls add from its intake thread, remove from its write-behind
+thread and the rest from its event loop, so every method takes one lock; file writes of
+add and rewrite happen outside it (an fsync must not stall loads).
+
+Durability: add and rewrite are durable on return (tmp file, fsync, link, directory fsync:
+spool.atomic). remove is not fsynced: delivery is at-least-once, a power cut may bring a
+finished entry back and it is sent again, never lost (the previous one-file-per-entry
+spool's unlinks were not fsynced either). quarantine is durable.
+
+Memory: the index keeps, per live entry, its name and one int packing (segment, offset,
+length): ~150 bytes with the dict slot, so 1 M queued entries cost ~150 MB over all shards.
+Not responsible for: what meta means, drops, choosing a shard, retry times beyond storing
+each entry's next attempt (its `not_before`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spool import atomic, record, segment
+from spool.errors import CorruptEntry, SpoolFull
+from spool.ids import ID_LENGTH
+from spool.layout import NAME_MAX, REASON_SUFFIX, Layout, entry_name, reason_name
+
+__all__ = [
+    "JOURNAL",
+    "EntryRef",
+    "LiveEntry",
+    "NewEntry",
+    "ShardQueue",
+    "ShardState",
+    "move_with_reason",
+    "read_shard",
+]
+
+JOURNAL = "removed"
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# A rejected or quarantined name plus ".reason" must fit NAME_MAX.
+_MOVED_NAME_MAX = NAME_MAX - len(REASON_SUFFIX)
+# Compact the journal past this size: ~45 bytes a line, so every ~700 000 removals.
+COMPACT_AT = 32 * 1024 * 1024
+# Open segment files kept for loads (LRU): well under the default 1 024 descriptors.
+MAX_OPEN_SEGMENTS = 64
+_OFF_BITS = 40  # offsets and lengths < 1 TiB
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRef:
+    """A queued entry: its name `<id>@<domain>`, its domain, and the next attempt time it
+    had when this ref was made (epoch seconds). `id` is derived from the name rather than
+    stored: with 1 M entries queued a second string per entry cost ~80 MB."""
+
+    name: str
+    domain: str
+    mtime: float
+
+    @property
+    def id(self) -> str:
+        return self.name[:ID_LENGTH]
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """An entry to add: `id` from spool.ids, lower-case ASCII `domain`, the engine's
+    `meta`, the message `body`, and `not_before`, the first attempt time (epoch seconds)."""
+
+    id: str
+    domain: str
+    meta: dict[str, Any]
+    body: bytes
+    not_before: float
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEntry:
+    """A live entry as read from disk: where its record is and when it is due."""
+
+    name: str
+    not_before: float
+    seq: int
+    offset: int
+    length: int
+
+
+@dataclass(slots=True)
+class ShardState:
+    """What read_shard found in one queue directory."""
+
+    live: list[LiveEntry] = field(default_factory=list)  # sorted by name
+    segments: dict[int, int] = field(default_factory=dict)  # seq -> live entries (> 0)
+    dead: list[int] = field(default_factory=list)  # segments with nothing live
+    corrupt: list[tuple[int, str]] = field(default_factory=list)  # (seq, reason)
+    removals: list[tuple[int, str]] = field(default_factory=list)  # journal lines still needed
+    max_seq: int = 0
+
+
+def read_shard(directory: Path) -> ShardState:
+    """Read a queue directory's segments' indexes and its journal; change nothing.
+
+    Safe while the owning worker runs (a segment unlinked meanwhile is skipped, a torn last
+    journal line is ignored): `volley queue` uses it. Measured cost: the indexes only, no
+    record is read.
+    """
+    state = ShardState()
+    try:
+        names = [e.name for e in os.scandir(directory) if e.is_file(follow_symlinks=False)]
+    except FileNotFoundError:
+        return state
+    seqs = sorted(s for s in map(segment.parse_segment_name, names) if s is not None)
+    removed = _read_journal(directory / JOURNAL)
+    latest: dict[str, LiveEntry] = {}
+    killed: list[tuple[int, str]] = []
+    for seq in seqs:
+        state.max_seq = max(state.max_seq, seq)
+        try:
+            fd = os.open(directory / segment.segment_name(seq), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            items = segment.read_index(fd)
+        except CorruptEntry as exc:
+            state.corrupt.append((seq, exc.reason))
+            continue
+        finally:
+            os.close(fd)
+        for it in items:
+            if removed.get(it.name, -1) >= seq:
+                killed.append((seq, it.name))
+            else:
+                latest[it.name] = LiveEntry(it.name, it.not_before, seq, it.offset, it.length)
+    for live in latest.values():
+        state.segments[live.seq] = state.segments.get(live.seq, 0) + 1
+    damaged = {seq for seq, _ in state.corrupt}
+    state.dead = [s for s in seqs if s not in state.segments and s not in damaged]
+    state.removals = [(s, n) for s, n in killed if s in state.segments]
+    state.live = sorted(latest.values(), key=lambda e: e.name)
+    return state
+
+
+class ShardQueue:
+    """queue/<k> and tmp/<k>: the entries of one worker shard (see the module docstring).
+    Get it from `Spool.shard(k)`, which hands out one object per shard."""
+
+    def __init__(self, layout: Layout, k: int) -> None:
+        self._layout = layout
+        self._k = k
+        self._dir = layout.queue(k)
+        self._tmp = layout.tmp(k)
+        self._lock = threading.RLock()
+        self._loc: dict[str, int] | None = None  # name -> packed (seq, offset, length)
+        self._live: dict[int, int] = {}  # seq -> live entries
+        self._next_seq = 1
+        self._fds: OrderedDict[int, int] = OrderedDict()
+        self._journal_fd = -1
+        self._journal_size = 0
+        self._unwritten = b""  # journal lines a full disk refused, written with the next one
+        self._fresh: ShardState | None = None  # what recover read, for the first scan
+        # Damaged segments moved to corrupt/ by the last load: (name there, reason).
+        self.quarantined: list[tuple[str, str]] = []
+
+    @property
+    def k(self) -> int:
+        return self._k
+
+    @property
+    def path(self) -> Path:
+        return self._dir
+
+    # -- start ---------------------------------------------------------------------------
+    def recover(self) -> int:
+        """Empty tmp/<k> (writes cut short by a crash), then rebuild the index from disk:
+        damaged segments go to corrupt/ with a reason (listed in `quarantined` for the
+        caller to report), segments with nothing live are
+        unlinked, the journal is compacted. Returns how many tmp files were removed.
+        Call it at worker start, before anything else."""
+        removed = _empty_dir(self._tmp)
+        with self._lock:
+            self._fresh = self._load()
+        return removed
+
+    def scan(self) -> list[EntryRef]:
+        """Every live entry, sorted by name (FIFO by id), its mtime = its next attempt.
+
+        Rebuilds the index from disk (as `recover`, without touching tmp/<k>): it reads
+        only segment indexes, never a record (right after `recover`, it uses what recover
+        read). Meant for start-up, before other threads use this queue."""
+        with self._lock:
+            state, self._fresh = self._fresh or self._load(), None
+        return [EntryRef(e.name, _domain_of(e.name), e.not_before) for e in state.live]
+
+    def count(self) -> int:
+        """Number of live entries."""
+        with self._lock:
+            return len(self._state())
+
+    # -- the hot path --------------------------------------------------------------------
+    def add(self, items: Sequence[NewEntry]) -> list[EntryRef]:
+        """Durably add entries as one segment (one fsync); return a ref per item.
+
+        An item whose name is already live is not written again (a drop re-taken after a
+        crash gets the same id): its ref is returned with the item's `not_before`.
+        Raises ValueError for a malformed id or domain (before anything is written) and
+        SpoolFull on ENOSPC/EDQUOT; on any error nothing of the batch stays.
+        """
+        names = [entry_name(item.id, item.domain) for item in items]
+        with self._lock:
+            loc = self._state()
+            fresh: list[tuple[NewEntry, str]] = []
+            seen: set[str] = set()
+            for item, name in zip(items, names, strict=True):
+                if name not in loc and name not in seen:
+                    seen.add(name)
+                    fresh.append((item, name))
+            seq = self._take_seq() if fresh else 0
+        if fresh:
+            data, index = segment.build(
+                [(n, i.not_before, record.encode(i.meta, i.body)) for i, n in fresh]
+            )
+            self._write_segment(seq, data)
+            with self._lock:
+                for it in index:
+                    loc[it.name] = _pack(seq, it.offset, it.length)
+                self._live[seq] = len(index)
+        return [
+            EntryRef(name, item.domain, item.not_before)
+            for item, name in zip(items, names, strict=True)
+        ]
+
+    def load(self, ref: EntryRef) -> tuple[dict[str, Any], bytes]:
+        """Read and decode an entry. Raises CorruptEntry, or FileNotFoundError if it is
+        not live (finished, or its segment vanished)."""
+        with self._lock:
+            packed = self._state().get(ref.name)
+            if packed is None:
+                raise FileNotFoundError(f"queue/{self._k}: no live entry {ref.name}")
+            seq, offset, length = _unpack(packed)
+            data = os.pread(self._fd(seq), length, offset)
+        return record.decode(data)
+
+    def rewrite(
+        self, ref: EntryRef, meta: dict[str, Any], body: bytes, next_attempt: float
+    ) -> EntryRef:
+        """Durably replace an entry's content and next attempt (a deferral, a partial
+        delivery): the new version goes into a new one-entry segment, which wins over the
+        old one from then on, also after a crash. Raises SpoolFull on ENOSPC/EDQUOT (the
+        old version stays)."""
+        data, (item,) = segment.build([(ref.name, next_attempt, record.encode(meta, body))])
+        with self._lock:
+            self._state()
+            seq = self._take_seq()
+        self._write_segment(seq, data)
+        with self._lock:
+            loc = self._state()
+            old = loc.get(ref.name)
+            loc[ref.name] = _pack(seq, item.offset, item.length)
+            self._live[seq] = 1
+            if old is not None:
+                self._release(old >> (2 * _OFF_BITS))
+        return EntryRef(ref.name, ref.domain, next_attempt)
+
+    def remove(self, ref: EntryRef) -> None:
+        """Finish an entry (delivered or bounced); one already finished is fine.
+
+        Not fsynced (see the module docstring). The entry that empties its segment writes
+        no journal line: the segment is unlinked instead."""
+        with self._lock:
+            packed = self._state().pop(ref.name, None)
+            if packed is None:
+                return
+            seq = packed >> (2 * _OFF_BITS)
+            if self._live.get(seq, 0) > 1:
+                self._journal_append(seq, ref.name)
+            self._release(seq)
+
+    def quarantine(self, ref_or_name: EntryRef | str, reason: str) -> str:
+        """Copy an entry's record to corrupt/ with a `.reason` file beside it, finish it,
+        and return its name there. Never overwrites (a name already in corrupt/ gets `.1`,
+        `.2`...). Durable on return. Raises FileNotFoundError if the entry is not live."""
+        name = ref_or_name.name if isinstance(ref_or_name, EntryRef) else ref_or_name
+        _check_plain_name(name)
+        with self._lock:
+            packed = self._state().get(name)
+            if packed is None:
+                raise FileNotFoundError(f"queue/{self._k}: no live entry {name}")
+            seq, offset, length = _unpack(packed)
+            data = os.pread(self._fd(seq), length, offset)
+        corrupt = self._layout.corrupt
+        tmp = atomic.write_tmp(corrupt, "quarantine", data)
+        final = move_with_reason(tmp.path, corrupt, name, reason, fsync_source=False)
+        with self._lock:
+            if self._state().pop(name, None) is not None:
+                self._journal_append(seq, name)
+                atomic.fsync_fd(self._journal_fd)
+                self._release(seq)
+        return final
+
+    def close(self) -> None:
+        """Close the open segment files and the journal."""
+        with self._lock:
+            self._close_files()
+
+    # -- internals -----------------------------------------------------------------------
+    def _state(self) -> dict[str, int]:
+        if self._loc is None:
+            self._load()
+        assert self._loc is not None
+        return self._loc
+
+    def _load(self) -> ShardState:
+        self._close_files()
+        state = read_shard(self._dir)
+        self.quarantined = []
+        for seq, reason in state.corrupt:
+            name = segment.segment_name(seq)
+            why = f"queue/{self._k}/{name}: {reason}; every entry in it is kept here"
+            try:
+                final = move_with_reason(
+                    self._dir / name, self._layout.corrupt, f"{self._k}-{name}", why
+                )
+            except FileNotFoundError:
+                continue
+            self.quarantined.append((final, why))
+        for seq in state.dead:
+            _unlink_quietly(self._dir / segment.segment_name(seq))
+        for leftover in self._dir.glob(".*.put"):  # a journal rewrite cut short by a crash
+            _unlink_quietly(leftover)
+        self._loc = {e.name: _pack(e.seq, e.offset, e.length) for e in state.live}
+        self._live = dict(state.segments)
+        self._next_seq = max(self._next_seq, state.max_seq + 1)
+        self._write_journal(state.removals)
+        return state
+
+    def _take_seq(self) -> int:
+        seq = self._next_seq
+        self._next_seq += 1
+        return seq
+
+    def _write_segment(self, seq: int, data: bytes) -> None:
+        final = self._dir / segment.segment_name(seq)
+        try:
+            tmp = atomic.write_tmp(self._tmp, final.name, data)
+            (created,) = atomic.link_batch([(tmp.path, final)], self._dir)
+        except OSError as exc:
+            if exc.errno in _FULL_ERRNOS:
+                raise SpoolFull(f"queue/{self._k}: {exc.strerror}") from exc
+            raise
+        if not created:  # a segment number in use: a second writer, which the lock forbids
+            raise RuntimeError(f"queue/{self._k}/{final.name} already exists")
+
+    def _fd(self, seq: int) -> int:
+        fd = self._fds.get(seq)
+        if fd is not None:
+            self._fds.move_to_end(seq)
+            return fd
+        fd = os.open(self._dir / segment.segment_name(seq), os.O_RDONLY | os.O_CLOEXEC)
+        self._fds[seq] = fd
+        if len(self._fds) > MAX_OPEN_SEGMENTS:
+            os.close(self._fds.popitem(last=False)[1])
+        return fd
+
+    def _release(self, seq: int) -> None:
+        """One entry of segment `seq` is no longer live; unlink the segment when none is."""
+        left = self._live.get(seq, 0) - 1
+        if left > 0:
+            self._live[seq] = left
+            return
+        self._live.pop(seq, None)
+        fd = self._fds.pop(seq, None)
+        if fd is not None:
+            os.close(fd)
+        _unlink_quietly(self._dir / segment.segment_name(seq))
+
+    def _journal_append(self, seq: int, name: str) -> None:
+        line = f"{seq:x} {name}\n".encode("ascii")
+        if self._unwritten:
+            line = self._unwritten + line
+        try:
+            atomic.write_all(self._journal_fd, line)
+        except OSError as exc:
+            if exc.errno not in _FULL_ERRNOS:
+                raise
+            # Disk full: keep the lines and write them with the next removal. Until then a
+            # crash forgets these removals and the entries are sent again (at-least-once).
+            self._unwritten = line
+            return
+        self._unwritten = b""
+        self._journal_size += len(line)
+        if self._journal_size > COMPACT_AT:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rewrite the journal with only the lines that still kill a version in a live
+        segment (read from the live segments' indexes)."""
+        loc = self._state()
+        keep: list[tuple[int, str]] = []
+        for seq in sorted(self._live):
+            for it in segment.read_index(self._fd(seq)):
+                packed = loc.get(it.name)
+                if packed is None:  # removed: its versions here must stay dead
+                    keep.append((seq, it.name))
+        self._write_journal(keep)
+
+    def _write_journal(self, lines: Sequence[tuple[int, str]]) -> None:
+        """Replace the journal with `lines`, durably, and reopen it for appending. On a
+        full disk the old journal stays (it holds every line of the new one, and more)."""
+        if self._journal_fd >= 0:
+            os.close(self._journal_fd)
+            self._journal_fd = -1
+        data = "".join(f"{seq:x} {name}\n" for seq, name in lines).encode("ascii")
+        try:
+            atomic.put_file(self._dir, JOURNAL, data)
+            atomic.fsync_dir(self._dir)
+            self._unwritten = b""  # `lines` came from the index, which has them
+        except OSError as exc:
+            if exc.errno not in _FULL_ERRNOS:
+                raise
+        self._journal_fd = os.open(
+            self._dir / JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        self._journal_size = os.fstat(self._journal_fd).st_size
+
+    def _close_files(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        if self._journal_fd >= 0:
+            os.close(self._journal_fd)
+            self._journal_fd = -1
+
+
+def move_with_reason(
+    src: Path, directory: Path, name: str, reason: str, *, fsync_source: bool = True
+) -> str:
+    """Move `src` into `directory` under `name` (or `name.1`, ...: never overwriting) with
+    a `.reason` file beside it; durable on return. Returns the final name."""
+    final = atomic.move_unique(src, directory, name, _MOVED_NAME_MAX)
+    atomic.put_file(directory, reason_name(final), reason.encode("utf-8", "replace"))
+    atomic.fsync_dir(directory)
+    if fsync_source:
+        atomic.fsync_dir(src.parent)
+    return final
+
+
+def _read_journal(path: Path) -> dict[str, int]:
+    """name -> the highest segment seq its removal lines cover; a torn last line (a crash
+    mid-append) and lines that do not parse are ignored."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    removed: dict[str, int] = {}
+    for line in data.split(b"\n")[:-1]:
+        seq_hex, _, raw = line.partition(b" ")
+        try:
+            seq = int(seq_hex, 16)
+            name = raw.decode("ascii")
+        except ValueError:
+            continue
+        if seq > removed.get(name, -1):
+            removed[name] = seq
+    return removed
+
+
+def _pack(seq: int, offset: int, length: int) -> int:
+    return (seq << (2 * _OFF_BITS)) | (offset << _OFF_BITS) | length
+
+
+def _unpack(packed: int) -> tuple[int, int, int]:
+    mask = (1 << _OFF_BITS) - 1
+    return packed >> (2 * _OFF_BITS), (packed >> _OFF_BITS) & mask, packed & mask
+
+
+def _domain_of(name: str) -> str:
+    return name[ID_LENGTH + 1 :]
+
+
+def _check_plain_name(name: str) -> None:
+    """Refuse names that would escape their directory."""
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise ValueError(f"not a plain file name: {name!r}")
+
+
+def _empty_dir(path: Path) -> int:
+    removed = 0
+    try:
+        it = os.scandir(path)
+    except FileNotFoundError:
+        return 0
+    with it:
+        for e in it:
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path)
+            else:
+                os.unlink(e.path)
+            removed += 1
+    return removed
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
