@@ -38,6 +38,12 @@ Guarantee: a half-written file is never taken.
   mid-way.  Such writers must use the rename convention.
   Neither check can help a writer that closes the file and later reopens it to append.
 
+Cost: 9 syscalls per drop taken with a lease (lstat, open, fstat, F_SETSIG, F_SETLEASE,
+F_SETOWN, one read, F_GETLEASE, close; strace), ~13 us of CPU for a 5 KB drop (bench
+workload, the median of 8 runs of 9 interleaved passes each; this VM is noisy).  It was
+11 syscalls and ~16 us: a second read(2) only confirmed EOF (`_read_size` says why it is
+not needed), and an explicit F_UNLCK came right before the close(2) that drops the lease.
+
 See also: engine.drop.parse, engine.drop.address; Postfix `safe_open(3)` (lstat, open,
 fstat and compare), Mailman `Switchboard` (write `.tmp`, then rename).
 """
@@ -164,7 +170,7 @@ def read_drop(
     try:
         return _read_open_file(fd, name, before, max_size=max_size, now=now, use_lease=use_lease)
     finally:
-        # Also drops the lease if _read_open_file could not.  A read-only fd has no
+        # Also drops our read lease, if _read_open_file took one.  A read-only fd has no
         # unwritten data, so an error from close(2) loses nothing.
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -188,32 +194,32 @@ def _read_open_file(
     if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
         return NotReady("the name was replaced between stat and open")
 
+    # The lease, if we get one, is never released here: read_drop closes the fd right
+    # after we return, and close(2) drops the lease with it (no other fd shares this
+    # open file description).  An explicit F_UNLCK was one more syscall per drop, ~1 us
+    # (a whole open/lease/close cycle: 7.1 -> 6.1 us, timeit median, this VM).
     lease = _take_read_lease(fd) if use_lease else _Lease.UNAVAILABLE
+    if lease is _Lease.WRITER_OPEN:
+        return NotReady("a process has the file open for writing")
+    if lease is _Lease.UNAVAILABLE:
+        age = now() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9
+        if age < STABLE_AGE:
+            return NotReady(f"changed {age:.3f} s ago (no lease; must be {STABLE_AGE} s)")
+
+    size = st.st_size
+    if size > max_size:
+        return DropRejection(f"message size {size} exceeds spool.max_message_size {max_size}")
+    if size == 0:
+        return DropRejection("empty file")
     try:
-        if lease is _Lease.WRITER_OPEN:
-            return NotReady("a process has the file open for writing")
-        if lease is _Lease.UNAVAILABLE:
-            age = now() - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9
-            if age < STABLE_AGE:
-                return NotReady(f"changed {age:.3f} s ago (no lease; must be {STABLE_AGE} s)")
+        data = _read_size(fd, size)
+    except OSError as exc:
+        return _os_error(exc, "read")
+    if len(data) != size:
+        return NotReady(f"size changed while reading ({size} -> {len(data)}+ bytes)")
 
-        size = st.st_size
-        if size > max_size:
-            return DropRejection(f"message size {size} exceeds spool.max_message_size {max_size}")
-        if size == 0:
-            return DropRejection("empty file")
-        try:
-            data = _read_up_to(fd, size + 1)  # one byte more than expected detects growth
-        except OSError as exc:
-            return _os_error(exc, "read")
-        if len(data) != size:
-            return NotReady(f"size changed while reading ({size} -> {len(data)}+ bytes)")
-
-        if not _unchanged_since(fd, st, lease):
-            return NotReady("the file was opened for writing or changed while being read")
-    finally:
-        if lease is _Lease.HELD:
-            _release_lease(fd)
+    if not _unchanged_since(fd, st, lease):
+        return NotReady("the file was opened for writing or changed while being read")
 
     identity = os.fsencode(name) + _IDENTITY.pack(st.st_ino, st.st_size, st.st_mtime_ns)
     return DropFile(data=data, identity=identity, mtime_ns=st.st_mtime_ns)
@@ -254,13 +260,17 @@ def _unchanged_since(fd: int, st: os.stat_result, lease: _Lease) -> bool:
     )
 
 
-def _release_lease(fd: int) -> None:
-    with contextlib.suppress(OSError):  # closing the fd right after releases it anyway
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+def _read_size(fd: int, size: int) -> bytes:
+    """Read the `size` bytes fstat reported, and one more if the file has grown.
 
-
-def _read_up_to(fd: int, limit: int) -> bytes:
-    """Read until EOF or `limit` bytes, whichever comes first."""
+    Reads until EOF or `size + 1` bytes (the extra byte detects growth), except that a
+    read which brings the total to exactly `size` ends it: on a regular file a read
+    returns less than asked only at EOF, and should it not have been EOF (a signal, a
+    FUSE file system), the file has grown since the fstat, which `_unchanged_since`
+    detects (the lease was broken, or the size changed).  That saves the read(2) which
+    would only confirm EOF, one of the 11 syscalls a drop took (strace).
+    """
+    limit = size + 1
     chunks: list[bytes] = []
     got = 0
     while got < limit:
@@ -269,7 +279,9 @@ def _read_up_to(fd: int, limit: int) -> bytes:
             break
         chunks.append(chunk)
         got += len(chunk)
-    return b"".join(chunks)
+        if got == size:
+            break
+    return b"".join(chunks)  # one chunk: join returns it, no copy
 
 
 def _os_error(exc: OSError, what: str) -> DropRejection | NotReady:

@@ -49,6 +49,8 @@ _C1 = re.compile(r"[\x80-\x9f]")
 _HELO_NAME = re.compile(r"[A-Za-z0-9.\-:\[\]]+")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 _LF_DOT = re.compile(rb"\n\.")
+# A bare LF, or a line that starts with ".": what keeps CRLF input from being sent as is.
+_BARE_LF_OR_LF_DOT = re.compile(rb"\n(?:(?<!\r\n)|\.)")
 
 
 def wire_body(message: bytes) -> bytes:
@@ -65,11 +67,27 @@ def wire_body(message: bytes) -> bytes:
     CPython's `replace` of a two-byte pattern pays ~100 ns per match, so for CRLF input
     we delete the CRs with one `translate` pass once a regex has shown that every CR is
     followed by LF.
+    Most drops are CRLF throughout with no line starting with "." (the bench workload,
+    .NET and IIS pickup files): those are already in wire form, and two regex passes
+    that prove it (no bare CR; no bare LF and no "\n.") replace the translate, the
+    stuffing pass and the LF -> CRLF copy, and the message is returned without a copy.
+    Bench workload (1,000 5 KB CRLF messages, CPU per message, the median of 8 runs of
+    9 interleaved passes each): 17 -> 11 µs (best runs 13.4 -> 8.6 µs).  The two
+    passes cost ~3.5 and ~6.5 µs; a check by `bytes.count` (CR, LF and CRLF counts
+    equal) took ~12 µs, and one regex for bare CR, bare LF and "\n." ~40 µs (an
+    alternation at the start defeats the regex engine's literal-prefix scan).
     """
     if not message:
         return b""
     if b"\r" in message:
         if _BARE_CR.search(message) is None:
+            if _BARE_LF_OR_LF_DOT.search(message) is None:
+                # Every line ends in CRLF and none but the first can start with ".".
+                if message[:1] == b".":
+                    message = b"." + message
+                if message[-1:] != b"\n":
+                    message += b"\r\n"
+                return message
             message = message.translate(None, b"\r")
         else:
             # CRLF first, so that "\r\n" does not become two line endings.

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import time
+from email.utils import getaddresses
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import engine.drop.parse as parse_module
 from engine.drop.address import validate_address
 from engine.drop.parse import DropEnvelope, parse_drop
 from engine.drop.read import DropRejection
@@ -677,3 +679,122 @@ def test_property_valid_frame_with_hostile_address_values(
     if isinstance(result, DropEnvelope):
         assert result.message.endswith(eol + b"body" + eol)
         assert result.message.startswith(b"From: f@example.com" + eol)
+
+
+# --- the fast path (engine.drop.fastparse) and the email path agree ------------------------
+
+NEWSLETTER = (
+    b"From: Store News <news@sender.test>\r\n"
+    b"To: grace.okafor.0@dom001.test\r\n"
+    b"Subject: Grace, your weekly picks\r\n"
+    b"Date: Thu, 26 Nov 2026 12:00:00 +0000\r\n"
+    b"Message-ID: <b1.0@sender.test>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/alternative; boundary="=_b1_0"\r\n'
+    b"\r\n--=_b1_0\r\nContent-Type: text/plain\r\n\r\nDear Grace,\r\n--=_b1_0--\r\n"
+)
+
+
+def test_a_plain_newsletter_never_reaches_email(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> object:
+        raise AssertionError("the email package was used")
+
+    monkeypatch.setattr(parse_module._PARSER, "parsestr", refuse)
+    monkeypatch.setattr(parse_module, "getaddresses", refuse)
+    assert parse_drop(NEWSLETTER, max_recipients=10) == DropEnvelope(
+        sender="news@sender.test",
+        recipients=("grace.okafor.0@dom001.test",),
+        message=NEWSLETTER,
+        message_id="<b1.0@sender.test>",
+        smtputf8=False,
+        body_8bit=False,
+    )
+
+
+def test_only_the_value_that_is_not_plain_goes_to_getaddresses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[list[str]] = []
+
+    def spy(values: list[str]) -> list[tuple[str, str]]:
+        seen.append(values)
+        return getaddresses(values)
+
+    monkeypatch.setattr(parse_module, "getaddresses", spy)
+    data = (
+        b"From: F <f@example.com>\nTo: a@example.org, B <b@example.org>\nCc: c@example.org (C)\n\nb"
+    )
+    env = _accept(data)
+    assert env.recipients == ("a@example.org", "b@example.org", "c@example.org")
+    assert seen == [["c@example.org (C)"]]
+    assert env == parse_module._parse_with_email(data, 100)
+
+
+_PLAIN_MAILBOXES = [
+    "a@example.org",
+    "A@Example.ORG",
+    "<x@example.org>",
+    "Name <n@example.org>",
+    '"Doe, J" <j@example.org>',
+    "=?utf-8?q?J=C3=B6rg?= <j@example.org>",
+]
+_ODD_MAILBOXES = [
+    "c@example.org (comment)",
+    "grp: g1@example.org, g2@example.org;",
+    '"quoted local"@example.org',
+    "a\\b@example.org",
+    "<@route.example:r@example.org>",
+    "jörg@bücher.example",
+    "a@example.org <b@example.org>",
+    "not-an-address",
+    "u@[192.0.2.1]",
+    "",
+    "(",
+    '"',
+    "\u2028",
+]
+_MIXED_LISTS = st.tuples(
+    st.lists(
+        st.one_of(st.sampled_from(_PLAIN_MAILBOXES), st.sampled_from(_ODD_MAILBOXES)),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from([", ", ",", ",\r\n ", ",\n\t", " ", ",,"]),
+).map(lambda parts: parts[1].join(parts[0]))
+_ENVELOPE_NAMES = st.sampled_from(
+    ["From", "FROM", "Sender", "Return-Path", "To", "to", "Cc", "Bcc", "BCC", "Message-ID"]
+)
+_OTHER_FIELDS = st.sampled_from(
+    ["Subject: hi", "Subject: caf\u00e9 \u2028 x", "Date: today", "X-To: x@example.org"]
+)
+_MIXED_FIELDS = st.lists(
+    st.one_of(
+        st.tuples(_ENVELOPE_NAMES, _MIXED_LISTS).map(lambda nv: f"{nv[0]}: {nv[1]}"),
+        st.sampled_from(["Return-Path: <>", "Message-ID:\r\n <id@example.com>"]),
+        _OTHER_FIELDS,
+    ),
+    min_size=1,
+    max_size=7,
+)
+
+
+@_PROPERTY_SETTINGS
+@given(
+    _PREFIXES,
+    _MIXED_FIELDS,
+    st.sampled_from([["\r\n"], ["\n"], ["\r\n", "\n"]]),
+    _BODIES,
+    st.sampled_from([1, 2, 5]),
+)
+def test_property_fast_path_equals_email_path_on_header_mixes(
+    prefix: list[str], fields: list[str], eols: list[str], body: bytes, max_recipients: int
+) -> None:
+    data = _message(prefix, fields, eols, body)
+    fast = parse_drop(data, max_recipients=max_recipients)
+    assert fast == parse_module._parse_with_email(data, max_recipients)
+
+
+@_PROPERTY_SETTINGS
+@given(st.one_of(_STRUCTURED, st.binary(max_size=2000)))
+def test_property_fast_path_equals_email_path_on_hostile_input(data: bytes) -> None:
+    assert parse_drop(data, max_recipients=5) == parse_module._parse_with_email(data, 5)

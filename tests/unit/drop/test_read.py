@@ -215,9 +215,8 @@ def test_lease_break_is_detected_and_does_not_signal_us(incoming: tuple[Path, in
         with pytest.raises(BlockingIOError):
             os.open(path / "b.eml", os.O_WRONLY | os.O_NONBLOCK)
         assert not read_module._unchanged_since(reader, st, read_module._Lease.HELD)
-        read_module._release_lease(reader)
     finally:
-        os.close(reader)
+        os.close(reader)  # drops the lease
     writer = os.open(path / "b.eml", os.O_WRONLY | os.O_NONBLOCK)  # free again
     os.close(writer)
 
@@ -289,3 +288,57 @@ def test_bad_directory_fd_is_a_caller_bug() -> None:
 
 def test_not_ready_values_compare_equal() -> None:
     assert NotReady("a writer") == NotReady()
+
+
+def _syscr() -> int:
+    """read(2)-family syscalls this process has made (Linux task I/O accounting)."""
+    with open("/proc/self/io", "rb") as f:
+        for line in f:
+            if line.startswith(b"syscr:"):
+                return int(line.split()[1])
+    raise AssertionError("no syscr in /proc/self/io")
+
+
+def test_a_whole_drop_takes_one_read_syscall(incoming: tuple[Path, int]) -> None:
+    path, fd = incoming
+    (path / "one.eml").write_bytes(MESSAGE * 100)
+    first = _syscr()
+    probe = _syscr() - first  # what one _syscr() call itself adds
+    before = _syscr()
+    result = read_drop(fd, "one.eml", max_size=MAX)
+    reads = _syscr() - before - probe
+    assert isinstance(result, DropFile)
+    assert result.data == MESSAGE * 100
+    assert reads == 1  # no second read(2) just to see EOF
+
+
+def test_short_reads_are_continued(
+    incoming: tuple[Path, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Some FUSE file systems return less than asked before EOF.
+    path, fd = incoming
+    (path / "short.eml").write_bytes(MESSAGE * 10)
+    real_read = os.read
+    monkeypatch.setattr(read_module.os, "read", lambda f, n: real_read(f, min(n, 100)))
+    result = read_drop(fd, "short.eml", max_size=MAX)
+    assert isinstance(result, DropFile)
+    assert result.data == MESSAGE * 10
+
+
+def test_growth_after_the_fstat_is_seen_by_the_extra_byte(
+    incoming: tuple[Path, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, fd = incoming
+    (path / "grow.eml").write_bytes(MESSAGE)
+
+    def append_instead_of_lease(_fd: int) -> object:
+        with open(path / "grow.eml", "ab") as writer:  # between our fstat and our read
+            writer.write(b"more\r\n")
+        return read_module._Lease.UNAVAILABLE
+
+    monkeypatch.setattr(read_module, "_take_read_lease", append_instead_of_lease)
+    result = read_drop(fd, "grow.eml", max_size=MAX, now=lambda: time.time() + 60)
+    assert result == NotReady()
+    assert (
+        result.reason == f"size changed while reading ({len(MESSAGE)} -> {len(MESSAGE) + 1}+ bytes)"
+    )

@@ -64,6 +64,52 @@ def test_stuffing_then_unstuffing_gives_the_crlf_normalised_original(message: by
     )
 
 
+def per_line_wire_body(message: bytes) -> bytes:
+    """A second reference, line by line: normalise, then stuff every line that starts
+    with "." (what wire_body did in 30 µs before it became whole-buffer passes)."""
+    if not message:
+        return b""
+    lines = crlf_normalised(message).split(b"\r\n")[:-1]
+    return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("message", "wire"),
+    [
+        # CRLF throughout: sent as is, or with only the first line or the end fixed.
+        (b"a\r\nb\r\n", b"a\r\nb\r\n"),
+        (b"a\r\nb", b"a\r\nb\r\n"),
+        (b".a\r\nb\r\n", b"..a\r\nb\r\n"),
+        (b"\r\n", b"\r\n"),
+        (b"\r\n\r\n.", b"\r\n\r\n..\r\n"),
+        # Not quite: a later dot line, a bare LF first or last, a bare CR at the end.
+        (b"a\r\n.b\r\n", b"a\r\n..b\r\n"),
+        (b"\na\r\n", b"\r\na\r\n"),
+        (b"a\r\nb\n", b"a\r\nb\r\n"),
+        (b"a\r\nb\r", b"a\r\nb\r\n"),
+        (b"a\r\n\n.b", b"a\r\n\r\n..b\r\n"),
+    ],
+)
+def test_wire_body_crlf_input(message: bytes, wire: bytes) -> None:
+    assert wire_body(message) == wire == per_line_wire_body(message)
+
+
+def test_crlf_input_without_dot_lines_is_not_copied() -> None:
+    message = b"From: a@example.org\r\n\r\nhello\r\nworld.\r\n"
+    assert wire_body(message) is message
+
+
+@given(
+    st.lists(
+        st.sampled_from([b"", b".", b"..", b".x", b"x.", b"a b", b"\r", b"\n", b"\r\n"]),
+        max_size=12,
+    ).map(b"\r\n".join)
+    | st.binary(max_size=200)
+)
+def test_wire_body_equals_the_per_line_reference(message: bytes) -> None:
+    assert wire_body(message) == per_line_wire_body(message)
+
+
 def test_wire_body_is_idempotent_on_line_endings_only() -> None:
     # Stuffing is not idempotent (by design: each pass is one DATA transfer).
     assert wire_body(b"a\r\nb\r\n") == b"a\r\nb\r\n"
