@@ -4,7 +4,8 @@ Responsible for: finding every descendant of a root pid, reading utime+stime (an
 cutime+cstime of children already reaped) from /proc/<pid>/stat, RSS from
 /proc/<pid>/statm, and a background sampler that tracks the CPU delta and the peak summed
 RSS of a tree over a measured window.
-Not responsible for: deciding what to measure (bench.run), or other operating systems.
+Not responsible for: deciding what to measure (bench.phases, bench.modes), or other
+operating systems.
 
 CPU accounting over a window: total(t) = sum over the live tree of utime + stime + cutime +
 cstime. A child that exits and is reaped moves its time into its parent's cutime/cstime, so

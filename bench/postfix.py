@@ -4,7 +4,7 @@ Responsible for: writing a complete Postfix configuration under a temporary dire
 (own `config_directory`, `queue_directory`, `data_directory`, log file), starting it,
 filling its queue through its normal SMTP injection with delivery held, releasing the
 queue (the timed part), and stopping every Postfix process again, also after errors.
-Not responsible for: receivers or DNS (bench.run), or measuring (bench.measure).
+Not responsible for: receivers or DNS (bench.phases), or measuring (bench.measure).
 
 How Postfix is pointed at the bench's DNS server and receivers (both on loopback):
   * Port. Postfix's SMTP client connects to port 25 of an MX host. A transport map entry
@@ -15,7 +15,7 @@ How Postfix is pointed at the bench's DNS server and receivers (both on loopback
     only). Its `smtp` service runs chrooted (master.cf column 5 = y) in the queue directory,
     and resolv.conf is read relative to the chroot, so `<queue>/etc/resolv.conf` names the
     bench's DNS server, which therefore listens on port 53 of a loopback address
-    (bench.run picks a free 127.53.x.y). The machine's resolver configuration is never
+    (bench.phases picks a free 127.53.x.y). The machine's resolver configuration is never
     touched.
   * Holding. The injection smtpd answers every recipient with the access action HOLD
     (`check_client_access static:HOLD`), so mail lands in the hold queue; `postsuper -H

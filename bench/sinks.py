@@ -15,7 +15,7 @@ Responsible for:
     delay, as they would from a real server one RTT away. It records, per connection, the
     messages accepted and when, so the bench reports msgs/s per connection.
 
-Not responsible for: DNS (bench.run publishes MX records pointing here), TLS (neither sink
+Not responsible for: DNS (bench.phases publishes MX records pointing here), TLS (neither sink
 offers STARTTLS, so Volley's opportunistic TLS stays plaintext), or judging results.
 
 Every process or thread started here is stopped by `stop()`, also after errors; the sinks

@@ -5,7 +5,7 @@ tail), the messages themselves (MIME multipart/alternative text + html of ~5 KB,
 text/plain bodies for scale mode), writing a drop the way a real producer does
 (`.name.tmp`, then rename), and scale mode's fast path, `queue_directly`, which writes
 spool entries as Volley's intake would have left them.
-Not responsible for: DNS or receivers (bench.run publishes `domain_names` with MX records),
+Not responsible for: DNS or receivers (bench.phases publishes `domain_names` with MX records),
 or timing anything.
 
 Same `Spec` -> byte-identical messages, in the same order, on any machine: everything

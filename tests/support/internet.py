@@ -3,8 +3,9 @@
 Responsible for: handing out 127.0.0.2-127.0.0.254 to MX hosts (each MX host gets its own
 address, so per-host behaviour and connection counts are exact), publishing MX/A records
 for test domains, starting a receiver per address, and building test messages.
-Not responsible for: receiver behaviour (tests.support.receiver) or DNS wire details
-(tests.support.dns_server).  Nothing here can reach beyond 127.0.0.0/8.
+Not responsible for: receiver behaviour (tests.support.receiver_scenarios and
+receiver_smtp) or DNS wire details (tests.support.dns_server).  Nothing here can reach
+beyond 127.0.0.0/8.
 """
 
 from __future__ import annotations
