@@ -115,13 +115,20 @@ class Spool:
         """
         for name in names:
             _check_plain_name(name)
-        for name in names:
-            try:
-                os.unlink(self._layout.incoming / name)
-            except FileNotFoundError:
-                pass
-        if names:
-            atomic.fsync_dir(self._layout.incoming)
+        if not names:
+            return
+        # Names relative to one directory fd: building a pathlib path per drop was ~1 % of
+        # all CPU in the bench (PurePath.__truediv__ + __fspath__ for 20 000 drops).
+        fd = os.open(self._layout.incoming, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for name in names:
+                try:
+                    os.unlink(name, dir_fd=fd)
+                except FileNotFoundError:
+                    pass
+            atomic.fsync_fd(fd)
+        finally:
+            os.close(fd)
 
     def rehome(self, shards: int) -> int:
         """Move every live entry of queue/<k> for k >= `shards` into queue/<k % shards>, and
