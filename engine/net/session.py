@@ -107,6 +107,8 @@ class _Wire(asyncio.Protocol):
         self._delay = 0.0  # the timeout that deadline came from (for messages)
         self._due: Command | None = None  # the reply the clock is running for
         self._paused = False
+        # Per command, the seconds its reply may take: looked up on every reply.
+        self._delays = {c: float(getattr(timeouts, field)) for c, (_, field) in _XFER.items()}
 
     # ------------------------------------------------------------ asyncio callbacks
 
@@ -117,14 +119,14 @@ class _Wire(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         proto = self.proto
         try:
-            events = proto.receive_data(data)
+            replies = proto.feed(data)
         except RemoteProtocolError as exc:
             self.fail(FailureKind.PROTOCOL, str(exc))
             return
         out = proto.data_to_send()
         if out and self.transport is not None:
             self.transport.write(out)  # may call pause_writing() synchronously
-        if events or out:
+        if replies or out:
             self._rearm()
 
     def eof_received(self) -> bool | None:
@@ -233,10 +235,10 @@ class _Wire(asyncio.Protocol):
             self._wake()
             return
         if due is Command.END_OF_DATA and self._paused:
-            self._delay = self.timeouts.data_block
+            delay = self._delay = self.timeouts.data_block
         else:
-            self._delay = getattr(self.timeouts, _XFER[due][1])
-        deadline = self._deadline = self.loop.time() + self._delay
+            delay = self._delay = self._delays[due]
+        deadline = self._deadline = self.loop.time() + delay
         timer = self._timer
         if timer is None or timer.when() > deadline:
             if timer is not None:

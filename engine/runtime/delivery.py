@@ -18,7 +18,6 @@ domain's concurrency window (the receiver is telling us it wants fewer connectio
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 import time
 from collections import Counter
@@ -46,12 +45,17 @@ from engine.sched.classify import (
     classify_route_failure,
     classify_txn,
     precheck,
+    reply_enhanced,
 )
 from engine.sched.queue import WorkQueue
-from engine.telemetry.metrics import Tally, reply_labels
+from engine.telemetry.metrics import Tally, counter_key, reply_key
 from spool import CorruptEntry, EntryRef, ShardQueue
 
 __all__ = ["Deliverer"]
+
+# Counted per message: keys built once (Tally.bump).
+_TRANSACTIONS = counter_key("volley_transactions")
+_REUSED = counter_key("volley_connections", "reused")
 
 
 class Resolver(Protocol):
@@ -176,6 +180,7 @@ class Deliverer:
         )
 
     async def _serve(self, session: SmtpSession, domain: str, policy: DomainPolicy) -> None:
+        attempt = Attempt(session.mx_host, session.address)  # the same for every message
         sent = 0
         while (
             sent < policy.max_messages_per_connection
@@ -189,14 +194,16 @@ class Deliverer:
                 continue
             assert isinstance(ref, EntryRef)
             if sent:
-                self._tally.inc("volley_connections", "reused")
+                self._tally.bump(_REUSED)
             sent += 1
-            await self._deliver(session, ref, policy)
+            await self._deliver(session, ref, policy, attempt)
 
     async def _wait_for_work(self, domain: str) -> bool:
         """Idle: wait up to idle_timeout for ready work; False means close."""
         deadline = self._clock.monotonic() + self._s.idle_timeout
-        ev = self._work.setdefault(domain, asyncio.Event())
+        ev = self._work.get(domain)
+        if ev is None:  # not setdefault: that would build an Event on every idle wait
+            ev = self._work[domain] = asyncio.Event()
         self.idle_sessions[domain] += 1
         try:
             while not self.draining:
@@ -215,16 +222,20 @@ class Deliverer:
         finally:
             self.idle_sessions[domain] -= 1
 
-    async def _deliver(self, session: SmtpSession, ref: EntryRef, policy: DomainPolicy) -> None:
+    async def _deliver(
+        self, session: SmtpSession, ref: EntryRef, policy: DomainPolicy, attempt: Attempt
+    ) -> None:
         now = self._clock.wall()
         loaded = self._load(ref, now)
         if loaded is None:
             return
         meta, body = loaded
-        rcpts: list[str] = list(meta["rcpts"])
+        rcpts: list[str] = meta["rcpts"]
         size = policy.max_recipients_per_transaction
-        if self._journal is not None:
-            self._journal.start(ref.name)
+        journal = self._journal
+        if journal is not None:
+            journal.start(ref.name)
+        tally = self._tally
         outcomes: list[RecipientOutcome] = []
         try:
             for i in range(0, len(rcpts), size):
@@ -250,29 +261,23 @@ class Deliverer:
                         for r in txn.recipients
                     )
                     continue
-                self._tally.inc("volley_transactions")
+                tally.bump(_TRANSACTIONS)
                 started = time.perf_counter()
                 result = await session.send(txn)
-                elapsed = time.perf_counter() - started
-                self._tally.observe("volley_smtp_transaction_seconds", elapsed)
-                for reply in itertools.chain(
-                    (result.mail, result.data, result.final), result.rcpts
-                ):
+                tally.observe("volley_smtp_transaction_seconds", time.perf_counter() - started)
+                for reply in (result.mail, result.data, result.final, *result.rcpts):
                     if reply is not None:
-                        self._tally.inc(
-                            "volley_smtp_replies", *reply_labels(reply.code, reply.enhanced)
-                        )
+                        tally.bump(reply_key(reply.code, reply_enhanced(reply)))
                 outcomes.extend(classify_txn(txn, result))
         except BaseException:
             # Cancelled (shutdown): the entry stays as it is on disk and is retried
             # after restart; in memory it simply goes back.
             self._queue.untake(ref)
             raise
-        self._outcomes.apply(
-            ref, meta, body, outcomes, Attempt(session.mx_host, session.address), self._clock.wall()
-        )
-        if self._journal is not None:
-            self._journal.done(ref.name)
+        finished = self._outcomes.apply(ref, meta, body, outcomes, attempt, self._clock.wall())
+        if journal is not None:
+            # An entry that left the queue needs no prompt "-" (engine.runtime.inflight).
+            journal.done(ref.name, lazy=finished)
 
     def _fail_destination(
         self,

@@ -3,7 +3,8 @@
 Responsible for: expiring deferrals past max_age, logging one record per recipient
 (before the spool changes: write-ahead, so a delivered message is never missing from the
 log), queueing an RFC 3464 DSN for bounced/expired recipients, then removing the entry
-(nothing left to do) or rewriting it with only the recipients still pending, its attempt
+(nothing left to do; the removal follows its log lines in the log's next batch,
+EventLog.then) or rewriting it with only the recipients still pending, its attempt
 count and its next attempt time (a restart never resends to recipients that accepted).
 Not responsible for: deciding verdicts (engine.sched.classify) or retry timing
 (engine.sched.backoff).
@@ -60,11 +61,12 @@ class Outcomes:
         remove: Callable[[EntryRef], None] | None = None,
         settle: Callable[[], None] | None = None,
     ) -> None:
-        """`remove` unlinks a finished entry (default: at once; the worker passes one
-        that runs after the log line on its write-behind thread). `settle` waits until
-        the log lines handed to that thread are written; it runs before every synchronous
-        spool change (rewrite, DSN), so the spool never records an attempt whose log
-        lines a kill -9 could still lose."""
+        """`remove` finishes an entry (default: shard.remove; the worker passes one that
+        queues it on its write-behind thread); it runs once the entry's log lines have
+        been handed to the log's writer (EventLog.then), so never ahead of them.
+        `settle` waits until the log lines handed to that thread are written; it runs
+        before every synchronous spool change (rewrite, DSN), so the spool never records
+        an attempt whose log lines a kill -9 could still lose."""
         self._settings = settings
         self._shard = shard
         self._queue = queue
@@ -82,7 +84,13 @@ class Outcomes:
         outcomes: Sequence[RecipientOutcome],
         attempt: Attempt,
         now: float,
-    ) -> None:
+    ) -> bool:
+        """Log, count and record one attempt's verdicts.
+
+        Returns True when the entry left the queue (nothing pending: delivered, bounced
+        or expired), False when it stays (rewritten for a retry, or kept as it was
+        because the spool was full).
+        """
         policy = self._settings.policy(ref.domain)
         created = float(meta["created"])
         attempts = int(meta.get("attempts", 0)) + 1
@@ -91,27 +99,48 @@ class Outcomes:
                 expire(o, policy.max_age) if o.disposition is Disposition.DEFERRED else o
                 for o in outcomes
             ]
+        log_outcome = self._log.add_outcome
+        tally = self._tally
+        domain = ref.domain
+        eid = ref.id
+        msgid = meta.get("msgid")
+        sender = meta["sender"]
+        in_queue = round(now - created, 3)
+        finished = True  # no recipient left pending
+        all_delivered = True
         for o in outcomes:
-            self._log.add(
-                o.disposition.value,
+            disposition = o.disposition
+            log_outcome(
+                disposition.value,
                 now,
-                id=ref.id,
-                msgid=meta.get("msgid"),
-                sender=meta["sender"],
-                rcpt=o.recipient,
-                domain=ref.domain,
-                mx=attempt.mx,
-                ip=attempt.ip,
-                code=o.code,
-                enhanced=o.enhanced,
-                text=o.text,
-                attempt=attempts,
-                queued_at=created,
-                in_queue=round(now - created, 3),
+                eid,
+                msgid,
+                sender,
+                o.recipient,
+                domain,
+                attempt.mx,
+                attempt.ip,
+                o.code,
+                o.enhanced,
+                o.text,
+                attempts,
+                created,
+                in_queue,
             )
-            self._tally.inc(_COUNTER[o.disposition], ref.domain)
-            if o.disposition is Disposition.DELIVERED:
-                self._tally.observe("volley_delivery_latency_seconds", now - created, ref.domain)
+            tally.inc(_COUNTER[disposition], domain)
+            if disposition is Disposition.DELIVERED:
+                tally.observe("volley_delivery_latency_seconds", now - created, domain)
+            else:
+                all_delivered = False
+                if disposition is Disposition.DEFERRED:
+                    finished = False
+        if all_delivered:
+            # The common case, every recipient delivered: no synchronous spool change, so
+            # the lines wait for the log's next batch and the entry's removal follows them
+            # (EventLog.then); the queue forgets the entry now.
+            self._queue.done(ref, retry_at=None, now=now)
+            self._log.then(self._remove, ref)
+            return True
         self._log.flush()
         try:
             self._record(ref, meta, body, outcomes, attempt, now, created, attempts)
@@ -122,6 +151,8 @@ class Outcomes:
             self._log.add("spool_full", now, id=ref.id, domain=ref.domain, reason=str(e))
             self._log.flush()
             self._queue.done(ref, retry_at=now + SPOOL_FULL_RETRY, now=now)
+            return False
+        return finished
 
     def _record(
         self,
@@ -135,7 +166,8 @@ class Outcomes:
         attempts: int,
     ) -> None:
         """Make the spool say what happened: DSN first (it must exist before the entry
-        that caused it goes), then remove the entry or rewrite it with what is pending."""
+        that caused it goes), then remove the entry or rewrite it with what is pending.
+        The caller has flushed the log; settle() waits until the lines are written."""
         policy = self._settings.policy(ref.domain)
         failed = [
             o for o in outcomes if o.disposition in (Disposition.BOUNCED, Disposition.EXPIRED)
@@ -146,8 +178,8 @@ class Outcomes:
         if failed and meta["sender"] and not meta.get("dsn") and self._settings.dsn_enabled:
             self._queue_dsn(ref, meta, body, failed, attempt, now)
         if not pending:
-            self._remove(ref)
             self._queue.done(ref, retry_at=None, now=now)
+            self._log.then(self._remove, ref)  # after the DSN's log line
             return
         retry = plan_retry(
             now,

@@ -134,8 +134,8 @@ class ClientProtocol:
         self._txn: _Txn | None = None
         self._last_txn: TransactionReplies | None = None
         self._rset_owed = False
-        self.extensions: dict[str, str] = {}
-        """EHLO keywords (upper case) -> parameters, e.g. {"SIZE": "10240000"}."""
+        self._extensions: dict[str, str] = {}
+        self._size_limit: int | None = None  # derived from _extensions (see the setter)
         self.greeting: Reply | None = None
         self.last_reply: Reply | None = None
         """The most recent reply received (for the connect phase and logs)."""
@@ -154,19 +154,30 @@ class ClientProtocol:
         """The command whose reply is due next, or None when nothing is outstanding."""
         return self._outstanding[0] if self._outstanding else None
 
+    @property
+    def extensions(self) -> dict[str, str]:
+        """EHLO keywords (upper case) -> parameters, e.g. {"SIZE": "10240000"}."""
+        return self._extensions
+
+    @extensions.setter
+    def extensions(self, value: dict[str, str]) -> None:
+        self._extensions = value
+        size = value.get("SIZE", "")
+        # Parsed once per EHLO, not per message (the session asks before every send).
+        self._size_limit = int(size) if size.isdigit() and int(size) > 0 else None
+
     def supports(self, keyword: str) -> bool:
         """Whether the last EHLO reply offered `keyword` (case-insensitive)."""
-        return keyword.upper() in self.extensions
+        return keyword.upper() in self._extensions
 
     @property
     def pipelining(self) -> bool:
-        return "PIPELINING" in self.extensions
+        return "PIPELINING" in self._extensions
 
     @property
     def size_limit(self) -> int | None:
         """The SIZE limit announced in EHLO (RFC 1870); None when absent, 0 or bogus."""
-        value = self.extensions.get("SIZE", "")
-        return int(value) if value.isdigit() and int(value) > 0 else None
+        return self._size_limit
 
     @property
     def rset_owed(self) -> bool:
@@ -275,29 +286,37 @@ class ClientProtocol:
             raise LocalProtocolError("non-ASCII addresses need SMTPUTF8, not offered")
         # Encode everything first: a bad address must not leave a half-sent transaction
         # (aiosmtplib's UnicodeEncodeError after MAIL, dependency-facts §1.2).
-        mail = encode.mail_from(
+        extensions = self._extensions
+        mail = _mail_line(
             sender,
-            size=len(body) if "SIZE" in self.extensions else None,
-            body_8bit=body_8bit and "8BITMIME" in self.extensions,
-            smtputf8=smtputf8,
+            len(body) if "SIZE" in extensions else None,
+            body_8bit and "8BITMIME" in extensions,
+            smtputf8,
         )
         rcpts = [encode.rcpt_to(r, smtputf8=smtputf8) for r in recipients]
 
         txn = _Txn(len(recipients), body)
-        commands: list[tuple[Command, bytes]] = []
-        if self._rset_owed:
-            commands.append((Command.RSET, encode.rset()))
-            self._rset_owed = False
-        commands.append((Command.MAIL, mail))
-        commands.extend((Command.RCPT, line) for line in rcpts)
-        commands.append((Command.DATA, encode.data()))
+        rset = self._rset_owed
+        self._rset_owed = False
         self._txn = txn
-        if self.pipelining:
-            for command, _ in commands:
-                self._send(command)
-            return b"".join([line for _, line in commands])
-        txn.queue.extend(commands)
-        command, line = txn.queue.popleft()
+        if "PIPELINING" in extensions:
+            # One group (RFC 2920): [RSET] MAIL, every RCPT, DATA in one write.
+            if rset:
+                self._send(Command.RSET)
+            self._send(Command.MAIL)
+            for _ in rcpts:
+                self._send(Command.RCPT)
+            self._send(Command.DATA)
+            if rset:
+                return b"".join((_RSET, mail, *rcpts, _DATA))
+            return b"".join((mail, *rcpts, _DATA))
+        queue = txn.queue
+        if rset:
+            queue.append((Command.RSET, _RSET))
+        queue.append((Command.MAIL, mail))
+        queue.extend((Command.RCPT, line) for line in rcpts)
+        queue.append((Command.DATA, _DATA))
+        command, line = queue.popleft()
         self._send(command)
         return line
 
@@ -321,13 +340,28 @@ class ClientProtocol:
             RemoteProtocolError: malformed reply, a reply nobody asked for, or bytes
                 after a 220 to STARTTLS.  The state is then BROKEN.
         """
+        events: list[ReplyEvent] = []
+        self._receive(data, events)
+        return events
+
+    def feed(self, data: bytes) -> int:
+        """`receive_data` without the events: the number of replies the bytes completed.
+
+        The I/O adapter's path: it only needs to know whether anything happened, and a
+        ReplyEvent per reply was ~1 µs of the ~4 replies a message gets.
+        """
+        return self._receive(data, None)
+
+    def _receive(self, data: bytes, events: list[ReplyEvent] | None) -> int:
         if self._state is State.CLOSED or self._state is State.BROKEN:
-            return []
+            return 0
+        n = 0
         try:
-            replies = self._parser.feed(data)
-            events = []
-            for reply in replies:
-                events.append(self._on_reply(reply))
+            for reply in self._parser.feed(data):
+                command = self._on_reply(reply)
+                n += 1
+                if events is not None:
+                    events.append(ReplyEvent(command, reply))
                 if self.closing_reply is not None:
                     break  # 421: whatever follows is not for us
             if self._state is State.TLS_HANDSHAKE and self._parser.buffered:
@@ -337,7 +371,7 @@ class ClientProtocol:
         except RemoteProtocolError:
             self._broken()
             raise
-        return events
+        return n
 
     def receive_eof(self) -> None:
         """The server closed its side: CLOSED when nothing was outstanding, else BROKEN."""
@@ -356,12 +390,14 @@ class ClientProtocol:
         self._outstanding.clear()
         self._out.clear()
 
-    def _on_reply(self, reply: Reply) -> ReplyEvent:
+    def _on_reply(self, reply: Reply) -> Command | None:
+        """Match `reply` to its command and apply it; returns that command (None: an
+        unsolicited 421)."""
         self.last_reply = reply
         if not self._outstanding:
             if reply.code == 421:
                 self._closing(reply, None)
-                return ReplyEvent(None, reply)
+                return None
             raise RemoteProtocolError(f"unsolicited reply: {reply}")
         command = self._outstanding.popleft()
         if command is Command.GREETING:
@@ -384,7 +420,7 @@ class ClientProtocol:
                     ok = reply.code == 220
                 self._finish_txn(clean=clean)
                 self._state = ON_REPLY[(self._state, ok)]
-        return ReplyEvent(command, reply)
+        return command
 
     def _closing(self, reply: Reply, command: Command | None) -> None:
         """421: the server is closing the transmission channel (RFC 5321 §3.8)."""
@@ -455,6 +491,26 @@ class ClientProtocol:
         self._last_txn = txn.snapshot(complete=clean and not txn.queue)
         if not txn.eod_sent:
             self._rset_owed = True
+
+
+_RSET = encode.rset()
+_DATA = encode.data()
+_MAIL_LINES: dict[tuple[str, int | None, bool, bool], bytes] = {}
+_MAIL_LINES_MAX = 4096
+
+
+def _mail_line(sender: str, size: int | None, body_8bit: bool, smtputf8: bool) -> bytes:
+    """encode.mail_from, cached: bulk mail repeats one sender (sizes vary over a few
+    dozen values), and validating the address is ~1.5 µs of regex per message.  Only
+    lines that encoded are cached; a bad sender raises every time."""
+    key = (sender, size, body_8bit, smtputf8)
+    line = _MAIL_LINES.get(key)
+    if line is None:
+        line = encode.mail_from(sender, size=size, body_8bit=body_8bit, smtputf8=smtputf8)
+        if len(_MAIL_LINES) >= _MAIL_LINES_MAX:
+            _MAIL_LINES.clear()
+        _MAIL_LINES[key] = line
+    return line
 
 
 def _parse_ehlo(reply: Reply) -> dict[str, str]:

@@ -47,7 +47,9 @@ __all__ = [
     "Agg",
     "CheckedTally",
     "Tally",
+    "counter_key",
     "reject_class",
+    "reply_key",
     "reply_labels",
 ]
 
@@ -212,6 +214,27 @@ def reply_labels(code: int, enhanced: str | None) -> tuple[str, str]:
     return str(code), f"{cls}.{subject}" if subject else "none"
 
 
+def counter_key(name: str, *labels: str) -> Key:
+    """The key `Tally.inc(name, *labels)` counts under, for `Tally.bump` (build it once
+    for a series counted per message)."""
+    return (name, labels)
+
+
+_REPLY_KEYS: dict[tuple[int, str | None], Key] = {}
+_REPLY_KEYS_MAX = 4096  # distinct (code, enhanced) pairs: a few dozen in practice
+
+
+def reply_key(code: int, enhanced: str | None) -> Key:
+    """The volley_smtp_replies key of a reply, built once per distinct (code, enhanced):
+    four replies per message made reply_labels + key tuples ~1 % of the delivery path."""
+    key = _REPLY_KEYS.get((code, enhanced))
+    if key is None:
+        if len(_REPLY_KEYS) >= _REPLY_KEYS_MAX:
+            _REPLY_KEYS.clear()  # a hostile server inventing codes: stay bounded
+        key = _REPLY_KEYS[(code, enhanced)] = ("volley_smtp_replies", reply_labels(code, enhanced))
+    return key
+
+
 # First match wins; the texts are engine.drop's (read.py, parse.py, address.py).
 _REJECT_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("symlink", ("symbolic link",)),
@@ -278,6 +301,11 @@ class Tally:
         key = (name, labels)
         self._counts[key] = self._counts.get(key, 0) + n
 
+    def bump(self, key: Key, n: int = 1) -> None:
+        """`inc` with a key built beforehand (`counter_key`, `reply_key`): no tuples."""
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + n
+
     def set(self, name: str, value: float, *labels: str) -> None:
         self._gauges[(name, labels)] = value
 
@@ -318,6 +346,10 @@ class CheckedTally(Tally):
     def inc(self, name: str, *labels: str, n: int = 1) -> None:
         _raise_if(check("counter", name, labels))
         super().inc(name, *labels, n=n)
+
+    def bump(self, key: Key, n: int = 1) -> None:
+        _raise_if(check("counter", key[0], key[1]))
+        super().bump(key, n)
 
     def set(self, name: str, value: float, *labels: str) -> None:
         _raise_if(check("gauge", name, labels))

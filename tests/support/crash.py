@@ -43,7 +43,7 @@ from spool import CorruptEntry
 from tests.support.internet import MiniInternet, message
 from tests.support.net import wait_for
 from tests.support.receiver import Receiver
-from tests.support.volley import Volley, live_entries, read_entry
+from tests.support.volley import Volley, decode_live, live_entries
 
 __all__ = [
     "KillRunReport",
@@ -191,8 +191,8 @@ def queued_pending(spool: Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for d, e in live_entries(spool):
         try:
-            meta, _ = read_entry(spool, e.name)
-        except KeyError:
+            meta, _ = decode_live(d, e)
+        except FileNotFoundError:
             continue  # finished meanwhile
         except CorruptEntry as exc:
             raise AssertionError(f"torn entry left in the queue: {d}/{e.name}: {exc}") from exc

@@ -211,10 +211,16 @@ def read_entry(spool: Path, name: str) -> tuple[dict[str, Any], bytes]:
     """Decode one live entry's record straight from its segment (raises CorruptEntry)."""
     for d, e in live_entries(spool):
         if e.name == name:
-            with open(d / segment_name(e.seq), "rb") as f:
-                f.seek(e.offset)
-                return decode(f.read(e.length))
+            return decode_live(d, e)
     raise KeyError(name)
+
+
+def decode_live(directory: Path, e: LiveEntry) -> tuple[dict[str, Any], bytes]:
+    """Decode a live entry found by `live_entries` (raises CorruptEntry, or
+    FileNotFoundError when its segment was unlinked meanwhile)."""
+    with open(directory / segment_name(e.seq), "rb") as f:
+        f.seek(e.offset)
+        return decode(f.read(e.length))
 
 
 def _children(pid: int) -> list[int]:

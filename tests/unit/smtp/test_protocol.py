@@ -3,9 +3,12 @@ pipelined reply matching, the RFC 2920 cleanup rules, and reusability after fail
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.smtp import (
     ClientProtocol,
@@ -539,3 +542,63 @@ def test_reusability_after_every_outcome(
     assert p.awaiting() is None
     assert p.is_reusable() is reusable
     assert p.rset_owed is rset_owed
+
+
+# ---------------------------------------------------------------- the adapter's fast paths
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cuts=st.lists(st.integers(0, 200), max_size=8),
+    final=st.sampled_from([b"250 2.0.0 queued\r\n", b"451 4.3.0 later\r\n", b"421 bye\r\n"]),
+    pipelining=st.booleans(),
+)
+def test_feed_is_receive_data_without_the_events(
+    cuts: list[int], final: bytes, pipelining: bool
+) -> None:
+    stream = b"250 2.1.0 ok\r\n250-multi\r\n250 line\r\n550 5.1.1 no\r\n354 go\r\n" + final
+    ext = ALL_EXT if pipelining else LOCKSTEP_EXT
+    a, b = ready(ext), ready(ext)
+    out_a = a.begin_transaction("s@b.example", ["x@d.example", "y@d.example"], BODY)
+    out_b = b.begin_transaction("s@b.example", ["x@d.example", "y@d.example"], BODY)
+    assert out_a == out_b
+    bounds = sorted({0, len(stream), *(min(c, len(stream)) for c in cuts)})
+    for start, end in itertools.pairwise(bounds):
+        chunk = stream[start:end]
+        events = a.receive_data(chunk)
+        assert b.feed(chunk) == len(events)
+        assert (a.state, a.awaiting(), a.data_to_send()) == (
+            b.state,
+            b.awaiting(),
+            b.data_to_send(),
+        )
+    assert a.transaction() == b.transaction()
+    assert a.is_reusable() == b.is_reusable()
+
+
+def test_mail_lines_follow_each_size_and_a_bad_sender_fails_every_time() -> None:
+    p = ready(("PIPELINING", "SIZE 10240000"))
+    for size in (10, 11, 10):
+        body = b"x" * (size - 2) + b"\r\n"
+        out = p.begin_transaction("a@b.example", ["x@d.example"], body)
+        assert out.startswith(b"MAIL FROM:<a@b.example> SIZE=%d\r\n" % size)
+        p.receive_data(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        assert p.data_to_send() == body + b".\r\n"
+        p.receive_data(b"250 queued\r\n")
+        assert p.is_reusable()
+    for _ in range(2):  # never cached: the check runs again
+        with pytest.raises(LocalProtocolError, match="forbidden"):
+            p.begin_transaction("a b@b.example", ["x@d.example"], BODY)
+    assert p.is_reusable() and p.transaction() is not None and p.transaction().delivered
+
+
+def test_size_limit_follows_each_ehlo() -> None:
+    p = ready(("SIZE 5000", "STARTTLS"))
+    assert p.size_limit == 5000
+    p.send_starttls()
+    p.receive_data(b"220 go ahead\r\n")
+    p.tls_established()
+    assert p.size_limit is None  # forgotten with the rest (RFC 3207 §4.2)
+    p.send_ehlo("c.example")
+    p.receive_data(ehlo_reply(("SIZE 100",)))
+    assert p.size_limit == 100

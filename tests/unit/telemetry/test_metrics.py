@@ -21,7 +21,9 @@ from engine.telemetry.metrics import (
     REJECT_CLASSES,
     CheckedTally,
     Tally,
+    counter_key,
     reject_class,
+    reply_key,
     reply_labels,
 )
 
@@ -300,6 +302,27 @@ def test_every_metric_has_help_and_is_documented() -> None:
 )
 def test_reply_labels(code: int, enhanced: str | None, labels: tuple[str, str]) -> None:
     assert reply_labels(code, enhanced) == labels
+    assert reply_key(code, enhanced) == ("volley_smtp_replies", labels)
+    assert reply_key(code, enhanced) is reply_key(code, enhanced)  # built once
+
+
+def test_bump_with_prebuilt_keys_counts_like_inc() -> None:
+    a, b = Tally(), CheckedTally()
+    for t in (a, b):
+        t.inc("volley_connections", "reused")
+        t.bump(counter_key("volley_connections", "reused"), 2)
+        t.bump(counter_key("volley_transactions"))
+        t.bump(reply_key(550, "5.1.1"))
+        t.inc("volley_smtp_replies", "550", "5.1")
+    expected = [
+        ["volley_connections", ["reused"], 3],
+        ["volley_transactions", [], 1],
+        ["volley_smtp_replies", ["550", "5.1"], 2],
+    ]
+    assert a.drain()[0] == expected
+    assert b.drain()[0] == expected
+    with pytest.raises(ValueError, match="volley_connections takes labels"):
+        b.bump(counter_key("volley_connections"))
 
 
 # -- drop rejection classes, from engine.drop's own reason texts ------------------------------
