@@ -39,6 +39,7 @@ __all__ = ["Supervisor", "run"]
 RESTART_MIN = 0.5  # seconds before restarting a worker that died
 RESTART_MAX = 30.0  # backoff doubles up to this
 HEALTHY_AFTER = 30.0  # a worker that ran this long resets the backoff
+READY_TIMEOUT = 30.0  # seconds "running" waits for the workers' start-up scans at most
 SPOOL_SAMPLE_INTERVAL = 5.0  # seconds between statvfs samples of the spool filesystem
 
 
@@ -51,6 +52,7 @@ class WorkerHandle:
     backoff: float = RESTART_MIN
     restarts: int = 0
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
+    ready: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
 
 def _nothing() -> None:
@@ -87,6 +89,11 @@ class Supervisor:
         for k in range(self.s.workers):
             h = self.workers[k] = WorkerHandle(k)
             await self._start(h)
+        # "running" means every worker has scanned its queue and takes drops (a worker that
+        # is slow to say so, e.g. a huge queue, does not hold the message back forever).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(READY_TIMEOUT):
+                await asyncio.gather(*(h.ready.wait() for h in self.workers.values()))
         print(
             f"volley: running {self.s.workers} workers; spool {self.s.spool_path}, "
             f"metrics http://{self.s.metrics_listen}/metrics",
@@ -210,6 +217,8 @@ class Supervisor:
             self.leases.cancel(msg[2], k, msg[1])
         elif kind == "metrics":
             self.exporter.apply(k, msg[1], msg[2], msg[3])
+        elif kind == "ready":
+            self.workers[k].ready.set()
 
 
 def run(settings: Settings, version: str = "0") -> int:

@@ -197,6 +197,7 @@ class Worker:
             refs = self._count_crashes(refs, now)
         for ref in refs:
             self.queue.add(ref, ref.mtime, now, born=id_time(ref.id))
+        self.channel.send("ready")
         loops = [
             asyncio.create_task(self._intake_loop(), name="intake"),
             asyncio.create_task(self._dispatch_loop(), name="dispatch"),
