@@ -13,7 +13,8 @@ from spool.errors import CorruptEntry, SpoolError, SpoolFull
 from spool.ids import entry_id, id_time, is_entry_id, random_salt
 from spool.layout import Layout, check_domain, entry_name, parse_entry_name
 from spool.record import decode, decode_meta, encode
-from spool.shard import EntryRef, NewEntry, ShardQueue, read_shard
+from spool.scan import read_shard
+from spool.shard import EntryRef, NewEntry, ShardQueue
 from spool.store import Spool
 from spool.summary import DomainSummary, queue_summary
 

@@ -39,14 +39,25 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from spool import atomic, record, segment
-from spool.errors import CorruptEntry, SpoolFull
+from spool.errors import SpoolFull
 from spool.ids import ID_LENGTH
 from spool.layout import NAME_MAX, REASON_SUFFIX, Layout, entry_name, reason_name
+from spool.scan import (
+    JOURNAL,
+    SEQ_SHIFT,
+    LiveEntry,
+    Scan,
+    ShardState,
+    pack,
+    read_shard,
+    scan_dir,
+    unpack,
+)
 
 __all__ = [
     "JOURNAL",
@@ -59,7 +70,6 @@ __all__ = [
     "read_shard",
 ]
 
-JOURNAL = "removed"
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 # A rejected or quarantined name plus ".reason" must fit NAME_MAX.
 _MOVED_NAME_MAX = NAME_MAX - len(REASON_SUFFIX)
@@ -67,7 +77,6 @@ _MOVED_NAME_MAX = NAME_MAX - len(REASON_SUFFIX)
 COMPACT_AT = 32 * 1024 * 1024
 # Open segment files kept for loads (LRU): well under the default 1 024 descriptors.
 MAX_OPEN_SEGMENTS = 64
-_OFF_BITS = 40  # offsets and lengths < 1 TiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,102 +106,6 @@ class NewEntry:
     not_before: float
 
 
-@dataclass(frozen=True, slots=True)
-class LiveEntry:
-    """A live entry as read from disk: where its record is and when it is due."""
-
-    name: str
-    not_before: float
-    seq: int
-    offset: int
-    length: int
-
-
-@dataclass(slots=True)
-class ShardState:
-    """What read_shard found in one queue directory."""
-
-    live: list[LiveEntry] = field(default_factory=list)  # sorted by name
-    segments: dict[int, int] = field(default_factory=dict)  # seq -> live entries (> 0)
-    dead: list[int] = field(default_factory=list)  # segments with nothing live
-    corrupt: list[tuple[int, str]] = field(default_factory=list)  # (seq, reason)
-    removals: list[tuple[int, str]] = field(default_factory=list)  # journal lines still needed
-    max_seq: int = 0
-
-
-def read_shard(directory: Path) -> ShardState:
-    """Read a queue directory's segments' indexes and its journal; change nothing.
-
-    Safe while the owning worker runs (a segment unlinked meanwhile is skipped, a torn last
-    journal line is ignored): `volley queue` uses it. Reads the indexes only, never a
-    record.
-    """
-    scan = _scan_dir(directory)
-    live = [LiveEntry(name, scan.due[name], *_unpack(packed)) for name, packed in scan.loc.items()]
-    live.sort(key=lambda e: e.name)
-    return ShardState(live, scan.segments, scan.dead, scan.corrupt, scan.removals, scan.max_seq)
-
-
-@dataclass(slots=True)
-class _Scan:
-    """read_shard's result in the compact form the index keeps (see ShardQueue._load)."""
-
-    loc: dict[str, int] = field(default_factory=dict)  # name -> packed (seq, offset, length)
-    due: dict[str, float] = field(default_factory=dict)  # name -> next attempt
-    segments: dict[int, int] = field(default_factory=dict)
-    dead: list[int] = field(default_factory=list)
-    corrupt: list[tuple[int, str]] = field(default_factory=list)
-    removals: list[tuple[int, str]] = field(default_factory=list)
-    max_seq: int = 0
-
-
-def _scan_dir(directory: Path) -> _Scan:
-    """One pass over the segment indexes (in write order) and the journal.
-
-    Memory matters here: a worker with 500 000 entries queued holds this at its start, so
-    per entry it keeps one packed int and one float, not an object (measured: per-entry
-    LiveEntry objects made recovery cost ~370 bytes an entry, the 1 M scale bench
-    ~630 MB).
-    """
-    scan = _Scan()
-    try:
-        names = [e.name for e in os.scandir(directory) if e.is_file(follow_symlinks=False)]
-    except FileNotFoundError:
-        return scan
-    seqs = sorted(s for s in map(segment.parse_segment_name, names) if s is not None)
-    removed = _read_journal(directory / JOURNAL)
-    loc, due = scan.loc, scan.due
-    killed: list[tuple[int, str]] = []
-    for seq in seqs:
-        scan.max_seq = max(scan.max_seq, seq)
-        try:
-            fd = os.open(directory / segment.segment_name(seq), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
-        try:
-            items = segment.read_index(fd)
-        except CorruptEntry as exc:
-            scan.corrupt.append((seq, exc.reason))
-            continue
-        finally:
-            os.close(fd)
-        for it in items:
-            if removed.get(it.name, -1) >= seq:
-                killed.append((seq, it.name))
-            else:  # a later segment's version replaces an earlier one
-                loc[it.name] = _pack(seq, it.offset, it.length)
-                due[it.name] = it.not_before
-    counts = scan.segments
-    shift = 2 * _OFF_BITS
-    for packed in loc.values():
-        seq = packed >> shift
-        counts[seq] = counts.get(seq, 0) + 1
-    damaged = {seq for seq, _ in scan.corrupt}
-    scan.dead = [s for s in seqs if s not in counts and s not in damaged]
-    scan.removals = [(s, n) for s, n in killed if s in counts]
-    return scan
-
-
 class ShardQueue:
     """queue/<k> and tmp/<k>: the entries of one worker shard (see the module docstring).
     Get it from `Spool.shard(k)`, which hands out one object per shard."""
@@ -210,7 +123,7 @@ class ShardQueue:
         self._journal_fd = -1
         self._journal_size = 0
         self._unwritten = b""  # journal lines a full disk refused, written with the next one
-        self._fresh: _Scan | None = None  # what recover read, for the first scan
+        self._fresh: Scan | None = None  # what recover read, for the first scan
         # Damaged segments moved to corrupt/ by the last load: (name there, reason).
         self.quarantined: list[tuple[str, str]] = []
 
@@ -278,7 +191,7 @@ class ShardQueue:
             self._write_segment(seq, data)
             with self._lock:
                 for it in index:
-                    loc[it.name] = _pack(seq, it.offset, it.length)
+                    loc[it.name] = pack(seq, it.offset, it.length)
                 self._live[seq] = len(index)
         return [
             EntryRef(name, sys.intern(item.domain), item.not_before)
@@ -292,7 +205,7 @@ class ShardQueue:
             packed = self._state().get(ref.name)
             if packed is None:
                 raise FileNotFoundError(f"queue/{self._k}: no live entry {ref.name}")
-            seq, offset, length = _unpack(packed)
+            seq, offset, length = unpack(packed)
             data = os.pread(self._fd(seq), length, offset)
         return record.decode(data)
 
@@ -311,10 +224,10 @@ class ShardQueue:
         with self._lock:
             loc = self._state()
             old = loc.get(ref.name)
-            loc[ref.name] = _pack(seq, item.offset, item.length)
+            loc[ref.name] = pack(seq, item.offset, item.length)
             self._live[seq] = 1
             if old is not None:
-                self._release(old >> (2 * _OFF_BITS))
+                self._release(old >> (SEQ_SHIFT))
         return EntryRef(ref.name, ref.domain, next_attempt)
 
     def remove(self, ref: EntryRef) -> None:
@@ -326,7 +239,7 @@ class ShardQueue:
             packed = self._state().pop(ref.name, None)
             if packed is None:
                 return
-            seq = packed >> (2 * _OFF_BITS)
+            seq = packed >> (SEQ_SHIFT)
             if self._live.get(seq, 0) > 1:
                 self._journal_append(seq, ref.name)
             self._release(seq)
@@ -341,7 +254,7 @@ class ShardQueue:
             packed = self._state().get(name)
             if packed is None:
                 raise FileNotFoundError(f"queue/{self._k}: no live entry {name}")
-            seq, offset, length = _unpack(packed)
+            seq, offset, length = unpack(packed)
             data = os.pread(self._fd(seq), length, offset)
         corrupt = self._layout.corrupt
         tmp = atomic.write_tmp(corrupt, "quarantine", data)
@@ -365,9 +278,9 @@ class ShardQueue:
         assert self._loc is not None
         return self._loc
 
-    def _load(self) -> _Scan:
+    def _load(self) -> Scan:
         self._close_files()
-        state = _scan_dir(self._dir)
+        state = scan_dir(self._dir)
         self.quarantined = []
         for seq, reason in state.corrupt:
             name = segment.segment_name(seq)
@@ -498,35 +411,6 @@ def move_with_reason(
     if fsync_source:
         atomic.fsync_dir(src.parent)
     return final
-
-
-def _read_journal(path: Path) -> dict[str, int]:
-    """name -> the highest segment seq its removal lines cover; a torn last line (a crash
-    mid-append) and lines that do not parse are ignored."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return {}
-    removed: dict[str, int] = {}
-    for line in data.split(b"\n")[:-1]:
-        seq_hex, _, raw = line.partition(b" ")
-        try:
-            seq = int(seq_hex, 16)
-            name = raw.decode("ascii")
-        except ValueError:
-            continue
-        if seq > removed.get(name, -1):
-            removed[name] = seq
-    return removed
-
-
-def _pack(seq: int, offset: int, length: int) -> int:
-    return (seq << (2 * _OFF_BITS)) | (offset << _OFF_BITS) | length
-
-
-def _unpack(packed: int) -> tuple[int, int, int]:
-    mask = (1 << _OFF_BITS) - 1
-    return packed >> (2 * _OFF_BITS), (packed >> _OFF_BITS) & mask, packed & mask
 
 
 def _domain_of(name: str) -> str:

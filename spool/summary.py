@@ -17,7 +17,7 @@ from pathlib import Path
 
 from spool.ids import ID_LENGTH, id_time
 from spool.layout import Layout
-from spool.shard import read_shard
+from spool.scan import read_shard
 
 __all__ = ["DomainSummary", "queue_summary"]
 

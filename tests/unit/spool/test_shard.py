@@ -288,10 +288,6 @@ def test_adds_on_one_thread_while_another_loads_and_removes(sp: Spool, q: ShardQ
     assert {r.name for r in restarted(sp).scan()} == kept
 
 
-def test_read_shard_of_a_missing_directory(tmp_path: Path) -> None:
-    assert read_shard(tmp_path / "nope").live == []
-
-
 # --- SpoolFull ----------------------------------------------------------------------------
 
 
