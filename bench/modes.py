@@ -28,6 +28,7 @@ from bench.measure import TreeSampler
 from bench.phases import (
     REPO,
     count_event,
+    new_volley,
     pct,
     publish,
     run_volley,
@@ -35,7 +36,6 @@ from bench.phases import (
     sink_ips,
     start_dns,
     stop_volley,
-    volley_config,
     wait_until,
 )
 from bench.report import TARGET_WAN_FRACTION, log
@@ -91,15 +91,7 @@ def scale(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         dns = start_dns(stack, False)
         publish(dns, domains, ips)
-        vroot = root / "volley"
-        vroot.mkdir(parents=True, exist_ok=True)
-        v = Volley(
-            vroot,
-            dns=dns.address,
-            smtp_port=port,
-            workers=args.workers,
-            config=volley_config(args.volley_config),
-        )
+        v = new_volley(root / "volley", args, dns.address, port)
         log(f"scale: writing {n:,} queue entries ...")
         t = time.monotonic()
         queue_directly(v.spool, generate(spec), args.workers)
@@ -161,15 +153,7 @@ def locust(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         dns = start_dns(stack, False)
         publish(dns, domains, ips)
         sinks = stack.enter_context(SmtpSinks(ips, port, root / "sinks"))
-        vroot = root / "volley"
-        vroot.mkdir(parents=True, exist_ok=True)
-        v = Volley(
-            vroot,
-            dns=dns.address,
-            smtp_port=port,
-            workers=args.workers,
-            config=volley_config(args.volley_config),
-        )
+        v = new_volley(root / "volley", args, dns.address, port)
         stack.callback(stop_volley, v)
         v.start()
         assert v.proc is not None

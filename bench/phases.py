@@ -138,6 +138,19 @@ _PER_RUN_KEYS = (
 )
 
 
+def new_volley(root: Path, args: argparse.Namespace, dns_address: str, port: int) -> Volley:
+    """A Volley instance under `root` (created), at the engine's defaults plus
+    --volley-config, talking to the bench's DNS and receivers; not started."""
+    root.mkdir(parents=True, exist_ok=True)
+    return Volley(
+        root,
+        dns=dns_address,
+        smtp_port=port,
+        workers=args.workers,
+        config=volley_config(args.volley_config),
+    )
+
+
 def volley_config(path: str | None) -> dict[str, Any]:
     """Every setting at the engine's own default (`Settings().to_dict()`), so the bench
     measures Volley as shipped and not the short timeouts of the test helper, plus the
@@ -215,14 +228,7 @@ def run_volley(
 ) -> dict[str, Any]:
     n = len(mails)
     result: dict[str, Any] = {"messages": n, "workers": args.workers}
-    root.mkdir(parents=True, exist_ok=True)
-    v = Volley(
-        root,
-        dns=dns.address,
-        smtp_port=sinks.port,
-        workers=args.workers,
-        config=volley_config(args.volley_config),
-    )
+    v = new_volley(root, args, dns.address, sinks.port)
     with contextlib.ExitStack() as stack:
         stack.callback(stop_volley, v)
         v.start()

@@ -66,6 +66,7 @@ __all__ = [
     "NewEntry",
     "ShardQueue",
     "ShardState",
+    "empty_dir",
     "move_with_reason",
     "read_shard",
 ]
@@ -142,7 +143,7 @@ class ShardQueue:
         caller to report), segments with nothing live are
         unlinked, the journal is compacted. Returns how many tmp files were removed.
         Call it at worker start, before anything else."""
-        removed = _empty_dir(self._tmp)
+        removed = empty_dir(self._tmp)
         with self._lock:
             self._fresh = self._load()
         return removed
@@ -424,7 +425,9 @@ def _check_plain_name(name: str) -> None:
         raise ValueError(f"not a plain file name: {name!r}")
 
 
-def _empty_dir(path: Path) -> int:
+def empty_dir(path: Path) -> int:
+    """Remove everything inside `path` (files and subtrees); return how many top-level
+    names went. A missing `path` is empty."""
     removed = 0
     try:
         it = os.scandir(path)

@@ -23,7 +23,7 @@ from pathlib import Path
 from spool import atomic
 from spool.errors import CorruptEntry
 from spool.layout import Layout, is_drop_name
-from spool.shard import EntryRef, NewEntry, ShardQueue, move_with_reason
+from spool.shard import EntryRef, NewEntry, ShardQueue, empty_dir, move_with_reason
 
 __all__ = ["EntryRef", "NewEntry", "ShardQueue", "Spool"]
 
@@ -172,7 +172,7 @@ class Spool:
             atomic.fsync_dir(layout.queue_root)
         for k in layout.existing_shards(layout.tmp_root):
             if k >= shards:
-                _empty_dir(layout.tmp(k))  # garbage by definition: nobody writes there now
+                empty_dir(layout.tmp(k))  # garbage by definition: nobody writes there now
                 _remove_dir_if_empty(layout.tmp(k))
         return moved
 
@@ -181,18 +181,6 @@ def _check_plain_name(name: str) -> None:
     """Refuse names that would escape their directory."""
     if not name or name in (".", "..") or "/" in name or "\0" in name:
         raise ValueError(f"not a plain file name: {name!r}")
-
-
-def _empty_dir(path: Path) -> int:
-    removed = 0
-    with os.scandir(path) as it:
-        for e in it:
-            if e.is_dir(follow_symlinks=False):
-                shutil.rmtree(e.path)
-            else:
-                os.unlink(e.path)
-            removed += 1
-    return removed
 
 
 def _remove_dir_if_empty(path: Path) -> None:

@@ -2,8 +2,11 @@
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
+
+from spool.store import Spool
 
 
 @pytest.fixture
@@ -19,3 +22,11 @@ def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(os, "fsync", spy)
     return calls
+
+
+@pytest.fixture
+def sp(tmp_path: Path) -> Spool:
+    """A spool tree with 2 shards under tmp_path/spool."""
+    s = Spool(tmp_path / "spool")
+    s.ensure(2)
+    return s

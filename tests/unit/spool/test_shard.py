@@ -14,21 +14,7 @@ from spool.ids import entry_id
 from spool.record import decode
 from spool.shard import EntryRef, NewEntry, ShardQueue, read_shard
 from spool.store import Spool
-
-T0 = 1_795_704_371.0  # seconds
-META: dict[str, Any] = {"sender": "b@example.org", "rcpts": ["x@example.com"], "attempts": 0}
-
-
-def new(n: int, domain: str = "example.com", not_before: float = T0, body: bytes = b"") -> NewEntry:
-    eid = entry_id(int(T0 * 1e9) + n * 1000, b"salt%d" % n)
-    return NewEntry(eid, domain, dict(META, n=n), body or b"message %d\r\n" % n, not_before)
-
-
-@pytest.fixture
-def sp(tmp_path: Path) -> Spool:
-    s = Spool(tmp_path / "spool")
-    s.ensure(2)
-    return s
+from tests.support.spool_entries import T0, new
 
 
 @pytest.fixture

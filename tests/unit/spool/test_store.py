@@ -8,23 +8,8 @@ from typing import Any
 
 import pytest
 
-from spool.ids import entry_id
-from spool.store import NewEntry, Spool
-
-T0 = 1_795_704_371.0  # seconds
-META: dict[str, Any] = {"sender": "b@example.org", "rcpts": ["x@example.com"], "attempts": 0}
-
-
-def new(n: int, domain: str = "example.com", not_before: float = T0, body: bytes = b"") -> NewEntry:
-    eid = entry_id(int(T0 * 1e9) + n * 1000, b"salt%d" % n)
-    return NewEntry(eid, domain, dict(META, n=n), body or b"message %d\r\n" % n, not_before)
-
-
-@pytest.fixture
-def sp(tmp_path: Path) -> Spool:
-    s = Spool(tmp_path / "spool")
-    s.ensure(2)
-    return s
+from spool.store import Spool
+from tests.support.spool_entries import T0, new
 
 
 def names(path: Path) -> list[str]:
