@@ -68,7 +68,12 @@ def test_damaged_entries_are_quarantined(net, volley) -> None:
     restart(v)
     corrupt = v.spool / "corrupt"
     wait_for(
-        lambda: len(receivers[0].messages) == N - 3 and len(list(corrupt.iterdir())) == 6,
+        # The log lags the receiver by up to one flush (250 ms): wait for both.
+        lambda: (
+            len(receivers[0].messages) == N - 3
+            and len(list(corrupt.iterdir())) == 6
+            and v.count("delivered") == N - 3
+        ),
         timeout=30,
         message=lambda: f"{where}; {sorted(os.listdir(corrupt))}; {v.log()[-10:]}",
     )
