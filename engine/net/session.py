@@ -6,26 +6,10 @@ per-phase timeouts (`SmtpTimeouts`), and reporting everything as values: `TxnRes
 `ConnectFailure`, `TransportFailure`.  Network trouble never raises; only
 `CancelledError` (and `LocalProtocolError` for caller bugs) leave this module.
 Not responsible for: protocol logic (engine.smtp decides every byte and every state),
-choosing MX hosts or connections (engine.net.pool), or what a reply means
+choosing MX hosts or connections (engine.runtime.delivery), or what a reply means
 (engine.sched.classify).
 
-Why an `asyncio.Protocol` and not StreamReader/StreamWriter: this is the hot path.  Bytes
-go straight from `data_received` into the sans-IO protocol, and whatever it answers
-(the next lock-step command, or the content after a 354) is written from the same
-callback, so the task that called `send` wakes once per transaction, not once per reply.
-Measured against a minimal pipelining sink in another process (5 KB message, 1 RCPT, this
-2-core VM): 38-42 µs client CPU per message over 20 connections under uvloop (46-68 µs
-over one; 79-121 µs on the stdlib loop), of which ~22 µs is engine.smtp.  aiosmtplib
-needs 250-300 µs and cannot pipeline (dependency-facts §1.9).
-
-Timeouts are per reply, as in Postfix smtp_proto.c (`xfer_timeouts[]`): the clock for a
-reply starts when the command was written or when the previous reply arrived.  A
-pipelined MAIL/RCPT.../DATA group therefore gets at most the *sum* of its per-command
-timeouts, and each reply at most its own (a server that spends 4 minutes on each of 3
-RCPT callouts is within RFC 5321 §4.5.3.2).  The content has no overall timeout: each
-stall of the write (between pause_writing and resume_writing) may last `data_block`;
-once the transport has taken the content (no pause pending), `data_done` covers the
-end-of-data reply.
+The wire itself (callbacks, timers, the reply waits) is engine.net.wire.
 """
 
 from __future__ import annotations
@@ -33,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
-from typing import cast
 
 from engine.model import (
     ConnectFailure,
@@ -45,33 +28,16 @@ from engine.model import (
     TransportFailure,
     TxnResult,
 )
+from engine.net.wire import XFER, Wire
 from engine.smtp import (
     ClientProtocol,
-    Command,
     LocalProtocolError,
-    RemoteProtocolError,
     Reply,
     State,
     TransactionReplies,
 )
 
 __all__ = ["SmtpSession", "open_session"]
-
-# Per command whose reply is due: the Phase a failure is reported in and the SmtpTimeouts
-# field that bounds the wait (Postfix smtp_proto.c xfer_states[] / xfer_timeouts[]).
-_XFER: dict[Command, tuple[Phase, str]] = {
-    Command.GREETING: (Phase.GREETING, "greeting"),
-    Command.EHLO: (Phase.EHLO, "ehlo"),
-    Command.HELO: (Phase.EHLO, "ehlo"),
-    Command.STARTTLS: (Phase.STARTTLS, "starttls"),
-    Command.MAIL: (Phase.MAIL, "mail"),
-    Command.RCPT: (Phase.RCPT, "rcpt"),
-    Command.DATA: (Phase.DATA, "data"),
-    Command.END_OF_DATA: (Phase.BODY, "data_done"),  # "data_block" while the write stalls
-    Command.RSET: (Phase.RSET, "rset"),
-    Command.NOOP: (Phase.RSET, "rset"),  # a keep-alive probe sits between transactions
-    Command.QUIT: (Phase.QUIT, "quit"),
-}
 
 
 @functools.cache
@@ -85,193 +51,6 @@ def _opportunistic_context() -> ssl.SSLContext:
     return context
 
 
-class _Wire(asyncio.Protocol):
-    """One TCP (then maybe TLS) connection: asyncio callbacks <-> ClientProtocol.
-
-    It arms one timer for the reply that is due, writes whatever the protocol makes due,
-    and wakes the waiting task when nothing is outstanding any more or the connection
-    failed.  `failure` records the first transport problem; the protocol is then BROKEN.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeouts: SmtpTimeouts) -> None:
-        self.loop = loop
-        self.timeouts = timeouts
-        self.proto = ClientProtocol()
-        self.transport: asyncio.Transport | None = None
-        self.failure: TransportFailure | None = None
-        self.is_lost = False
-        self._lost: asyncio.Future[None] = loop.create_future()
-        self._waiter: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline: float | None = None  # loop.time() by which the due reply must come
-        self._delay = 0.0  # the timeout that deadline came from (for messages)
-        self._due: Command | None = None  # the reply the clock is running for
-        self._paused = False
-        # Per command, the seconds its reply may take: looked up on every reply.
-        self._delays = {c: float(getattr(timeouts, field)) for c, (_, field) in _XFER.items()}
-
-    # ------------------------------------------------------------ asyncio callbacks
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        self._rearm()  # the greeting is due
-
-    def data_received(self, data: bytes) -> None:
-        proto = self.proto
-        try:
-            replies = proto.feed(data)
-        except RemoteProtocolError as exc:
-            self.fail(FailureKind.PROTOCOL, str(exc))
-            return
-        out = proto.data_to_send()
-        if out and self.transport is not None:
-            self.transport.write(out)  # may call pause_writing() synchronously
-        if replies or out:
-            self._rearm()
-
-    def eof_received(self) -> bool | None:
-        if self._due is not None:
-            self.fail(FailureKind.CLOSED, "connection closed by peer")
-        else:
-            self.proto.receive_eof()
-        return None  # let the transport close itself
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.is_lost = True
-        if self._due is not None:
-            self.fail(FailureKind.CLOSED, f"connection lost: {exc or 'closed by peer'}")
-        elif self.proto.state is not State.BROKEN:
-            self.proto.receive_eof()
-        self._cancel_timer()
-        if not self._lost.done():
-            self._lost.set_result(None)
-        self._wake()
-
-    def pause_writing(self) -> None:
-        self._paused = True
-        if self._due is Command.END_OF_DATA:
-            self._rearm()  # a stall starts: data_block from now
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        if self._due is Command.END_OF_DATA:
-            self._rearm()  # content flushed (or flowing again)
-
-    # ------------------------------------------------------------ driving
-
-    def write(self, data: bytes) -> None:
-        """Write bytes the protocol produced and start the clock for the reply due."""
-        if self.transport is None or self.is_lost or self.transport.is_closing():
-            self._due = self.proto.awaiting()
-            self.fail(FailureKind.CLOSED, "connection already closed")
-            return
-        self.transport.write(data)
-        self._rearm()
-
-    async def wait(self) -> None:
-        """Until no reply is outstanding, or the connection failed."""
-        if self._due is None or self.failure is not None:
-            return
-        waiter = self.loop.create_future()
-        self._waiter = waiter
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-
-    def fail(self, kind: FailureKind, detail: str, phase: Phase | None = None) -> None:
-        """Record the first failure, break the protocol, abort the transport, wake."""
-        if self.failure is None:
-            if phase is None:
-                phase = _XFER[self._due][0] if self._due is not None else Phase.CONNECT
-            self.failure = TransportFailure(phase, kind, detail)
-        self.proto.abort()
-        self._due = None
-        self._cancel_timer()
-        if self.transport is not None and not self.is_lost:
-            self.transport.abort()
-        self._wake()
-
-    def detach(self) -> None:
-        """The transport was handed to a TLS handshake that failed; asyncio closed it
-        and may never call our connection_lost."""
-        self.proto.abort()
-        self._cancel_timer()
-        self.is_lost = True
-        if not self._lost.done():
-            self._lost.set_result(None)
-
-    async def closed(self, timeout: float) -> None:
-        """Close the transport (gracefully, flushing, unless it failed) and wait until
-        asyncio has released the socket; abort after `timeout`."""
-        if self.transport is not None and not self.is_lost:
-            if self.failure is None:
-                self.transport.close()
-            else:
-                self.transport.abort()
-        try:
-            async with asyncio.timeout(timeout):
-                await asyncio.shield(self._lost)
-        except TimeoutError:
-            if self.transport is not None:
-                self.transport.abort()
-            await asyncio.shield(self._lost)
-
-    # ------------------------------------------------------------ timer
-
-    def _rearm(self) -> None:
-        """Restart the clock for the reply now due; wake the waiter when none is.
-
-        The clock is a deadline plus at most one TimerHandle that re-checks it when it
-        fires, instead of a cancel + call_later per reply: a reply that arrives in time
-        (nearly all of them) then costs a `loop.time()` call, not a heap push and a
-        cancelled handle.
-        """
-        due = self._due = self.proto.awaiting()
-        if due is None:
-            self._deadline = None
-            if self.proto.state is State.CLOSED and self.transport is not None:
-                self.transport.close()  # 421 or QUIT answered: the server is closing
-            self._wake()
-            return
-        if due is Command.END_OF_DATA and self._paused:
-            delay = self._delay = self.timeouts.data_block
-        else:
-            delay = self._delay = self._delays[due]
-        deadline = self._deadline = self.loop.time() + delay
-        timer = self._timer
-        if timer is None or timer.when() > deadline:
-            if timer is not None:
-                timer.cancel()
-            self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        deadline = self._deadline
-        if deadline is None:
-            return  # nothing outstanding any more
-        if self.loop.time() < deadline:
-            self._timer = self.loop.call_at(deadline, self._on_timer)  # moved on since
-            return
-        due = self._due
-        if due is Command.END_OF_DATA and self._paused:
-            detail = f"content write stalled for {self._delay:g}s"
-        else:
-            detail = f"no reply to {due.value if due else '?'} within {self._delay:g}s"
-        self.fail(FailureKind.TIMEOUT, detail)
-
-    def _cancel_timer(self) -> None:
-        self._deadline = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-
 class SmtpSession:
     """An open, greeted (and maybe TLS-protected) SMTP connection to one MX address.
 
@@ -279,9 +58,7 @@ class SmtpSession:
     that saw a transport failure, a cancellation or a 421 never becomes reusable again.
     """
 
-    def __init__(
-        self, wire: _Wire, address: str, port: int, mx_host: str, tls_active: bool
-    ) -> None:
+    def __init__(self, wire: Wire, address: str, port: int, mx_host: str, tls_active: bool) -> None:
         self._wire = wire
         self._busy = False
         self.address = address
@@ -408,7 +185,7 @@ def _incomplete(proto: ClientProtocol, replies: TransactionReplies) -> Transport
         # describe a server state we did not intend (a "503 nested MAIL").
         return TransportFailure(Phase.RSET, FailureKind.PROTOCOL, f"RSET refused: {rset}")
     command = proto.closing_command
-    phase = _XFER[command][0] if command is not None else Phase.MAIL
+    phase = XFER[command][0] if command is not None else Phase.MAIL
     return TransportFailure(phase, FailureKind.CLOSED, f"server closing: {proto.closing_reply}")
 
 
@@ -463,7 +240,7 @@ async def _open(
     starttls: bool,
 ) -> SmtpSession | ConnectFailure:
     loop = asyncio.get_running_loop()
-    wire = _Wire(loop, timeouts)
+    wire = Wire(loop, timeouts)
     proto = wire.proto
     local_addr = (source_address, 0) if source_address else None
     try:
@@ -508,7 +285,7 @@ async def _open(
     return SmtpSession(wire, address, port, mx_host, tls_active)
 
 
-async def _until_ready(wire: _Wire, helo_name: str, *, wait_greeting: bool) -> Reply | None:
+async def _until_ready(wire: Wire, helo_name: str, *, wait_greeting: bool) -> Reply | None:
     """Greeting (optionally) and EHLO, HELO after a 5xx to EHLO.
 
     Returns None when READY, else the refusing reply (wire.failure tells transport
@@ -534,7 +311,7 @@ async def _until_ready(wire: _Wire, helo_name: str, *, wait_greeting: bool) -> R
     return None if proto.state is State.READY else proto.last_reply
 
 
-async def _handshake(wire: _Wire, mx_host: str, context: ssl.SSLContext) -> None:
+async def _handshake(wire: Wire, mx_host: str, context: ssl.SSLContext) -> None:
     """Run the TLS handshake after 220 to STARTTLS; record a TLS failure on the wire."""
     transport = wire.transport
     assert transport is not None
@@ -571,7 +348,7 @@ def _failure(
     return ConnectFailure(mx_host, address, failure=TransportFailure(phase, kind, detail))
 
 
-async def _give_up(wire: _Wire, mx_host: str, address: str, reply: Reply | None) -> ConnectFailure:
+async def _give_up(wire: Wire, mx_host: str, address: str, reply: Reply | None) -> ConnectFailure:
     """Close the connection and report the refusal or the transport failure."""
     failure = wire.failure
     await wire.closed(wire.timeouts.quit)
@@ -582,7 +359,7 @@ async def _give_up(wire: _Wire, mx_host: str, address: str, reply: Reply | None)
     return ConnectFailure(mx_host, address, reply=reply)
 
 
-async def _quit_tls_failure(wire: _Wire, mx_host: str, address: str, detail: str) -> ConnectFailure:
+async def _quit_tls_failure(wire: Wire, mx_host: str, address: str, detail: str) -> ConnectFailure:
     """TLS REQUIRED but unavailable: QUIT politely, report kind TLS."""
     if wire.proto.is_reusable():
         wire.write(wire.proto.send_quit())
