@@ -152,12 +152,17 @@ class ShardQueue:
         """Every live entry, sorted by name (FIFO by id), its mtime = its next attempt.
 
         Rebuilds the index from disk (as `recover`, without touching tmp/<k>): it reads
-        only segment indexes, never a record (right after `recover`, it uses what recover
-        read). Meant for start-up, before other threads use this queue."""
+        only segment indexes, never a record. Right after `recover` it uses what recover
+        read instead: the entries live then and still live (entries added in between, e.g.
+        by re-taking an interrupted intake batch, are their adder's to report). Meant for
+        start-up, before other threads use this queue."""
         with self._lock:
             state, self._fresh = self._fresh or self._load(), None
-        due = state.due
-        refs = [EntryRef(name, _domain_of(name), due[name]) for name in sorted(state.loc)]
+            due = state.due
+            loc = self._state()
+            refs = [
+                EntryRef(name, _domain_of(name), due[name]) for name in sorted(due) if name in loc
+            ]
         due.clear()  # only the first scan needs it; the index keeps the locations only
         return refs
 

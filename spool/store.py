@@ -170,6 +170,9 @@ class Spool:
             del self._shards[k]
             shutil.rmtree(layout.queue(k))
             atomic.fsync_dir(layout.queue_root)
+        for q in self._shards.values():  # the workers own them from here on
+            q.close()
+        self._shards.clear()
         for k in layout.existing_shards(layout.tmp_root):
             if k >= shards:
                 empty_dir(layout.tmp(k))  # garbage by definition: nobody writes there now

@@ -347,3 +347,16 @@ def test_a_full_disk_delays_journal_lines_and_never_loses_them(
     q.remove(b)  # the next removal writes both lines
     assert (q.path / shard.JOURNAL).read_text() == f"1 {a.name}\n1 {b.name}\n"
     assert [r.name for r in restarted(sp).scan()] == sorted([c.name, d.name])
+
+
+def test_scan_after_recover_reports_what_recover_found_even_after_adds(
+    sp: Spool, q: ShardQueue
+) -> None:
+    a, b = q.add([new(1), new(2)])
+    again = Spool(sp.root).shard(0)
+    again.recover()
+    [c] = again.add([new(3)])  # e.g. an interrupted intake batch taken again at start
+    again.remove(b)
+    assert [r.name for r in again.scan()] == [a.name]
+    assert again.count() == 2 and again.load(c)[0]["n"] == 3
+    assert sorted(r.name for r in again.scan()) == sorted([a.name, c.name])  # from disk
