@@ -8,7 +8,8 @@ Responsible for: the entries of queue/<k>, which exactly one worker (shard k) ow
 
 add (one segment and one fsync per batch), load (one pread), rewrite (the new version goes
 into a new one-entry segment), remove (a journal line, or nothing when it empties its
-segment, which is then unlinked), quarantine, and rebuilding all of that from disk at start.
+segment, which is then unlinked), quarantine, and rebuilding all of that from disk at start
+(the reading itself is spool.scan).
 The live version of an entry is the one in the highest-numbered segment holding its name,
 unless the journal has a line for the name whose seq is at least that segment's. A segment
 none of whose entries is live is unlinked, so the disk holds about what is queued.
