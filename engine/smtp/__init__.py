@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from engine.smtp.encode import wire_body
 from engine.smtp.errors import LocalProtocolError, RemoteProtocolError, SmtpProtocolError
-from engine.smtp.protocol import ClientProtocol, ReplyEvent, TransactionReplies
+from engine.smtp.protocol import ClientProtocol
 from engine.smtp.replies import Reply, ReplyParser
 from engine.smtp.state import Command, State
+from engine.smtp.transaction import ReplyEvent, TransactionReplies
 
 __all__ = [
     "ClientProtocol",

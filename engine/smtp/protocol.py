@@ -23,92 +23,14 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from engine.smtp import encode
 from engine.smtp.errors import LocalProtocolError, RemoteProtocolError
 from engine.smtp.replies import Reply, ReplyParser
 from engine.smtp.state import ON_REPLY, SEND, Command, Signal, State, on_signal
+from engine.smtp.transaction import ReplyEvent, TransactionReplies, Txn
 
-__all__ = ["ClientProtocol", "ReplyEvent", "TransactionReplies"]
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyEvent:
-    """A reply and the command it answers (None: unsolicited, e.g. an idle-time 421)."""
-
-    command: Command | None
-    reply: Reply
-
-
-@dataclass(frozen=True, slots=True)
-class TransactionReplies:
-    """What the server said during one transaction.
-
-    A slot is None when that reply was never received, and also when it only echoes an
-    earlier refusal under PIPELINING: RCPT replies after a refused MAIL, and the DATA and
-    end-of-data replies when no RCPT was accepted (typically "503 need RCPT").  Postfix
-    (smtp_proto.c) ignores those replies too; the result is then the same with and
-    without PIPELINING, and a classifier never bounces a message on a 503 we caused.
-    """
-
-    mail: Reply | None
-    rcpts: tuple[Reply | None, ...]  # one slot per recipient, in order
-    data: Reply | None  # reply to DATA (354 expected)
-    final: Reply | None  # reply to end of data
-    rset: Reply | None = None  # reply to a RSET sent ahead of this transaction
-    complete: bool = False  # every reply the transaction needed has arrived
-
-    @property
-    def accepted(self) -> int:
-        """Recipients the server accepted (2xx to RCPT)."""
-        return sum(1 for r in self.rcpts if r is not None and 200 <= r.code < 300)
-
-    @property
-    def delivered(self) -> bool:
-        """The server took responsibility for the message (2xx to end of data)."""
-        return self.final is not None and 200 <= self.final.code < 300
-
-
-class _Txn:
-    """Mutable bookkeeping of the transaction in progress."""
-
-    __slots__ = (
-        "accepted",
-        "body",
-        "content_sent",
-        "data",
-        "eod_sent",
-        "final",
-        "mail",
-        "mail_ok",
-        "queue",
-        "rcpt_seen",
-        "rcpts",
-        "rset",
-        "rset_refused",
-    )
-
-    def __init__(self, n_rcpts: int, body: bytes) -> None:
-        self.body = body
-        self.mail: Reply | None = None
-        self.mail_ok = False
-        self.rcpts: list[Reply | None] = [None] * n_rcpts
-        self.rcpt_seen = 0
-        self.accepted = 0
-        self.data: Reply | None = None
-        self.final: Reply | None = None
-        self.rset: Reply | None = None
-        self.rset_refused = False
-        self.content_sent = False  # the content went out (not a lone ".")
-        self.eod_sent = False  # a "." went out: the server's transaction is over
-        # Lock-step only: commands not yet written, sent one per reply.
-        self.queue: deque[tuple[Command, bytes]] = deque()
-
-    def snapshot(self, complete: bool) -> TransactionReplies:
-        return TransactionReplies(
-            self.mail, tuple(self.rcpts), self.data, self.final, self.rset, complete
-        )
+__all__ = ["ClientProtocol"]
 
 
 def _ok(reply: Reply) -> bool:
@@ -131,7 +53,7 @@ class ClientProtocol:
         self._parser = ReplyParser()
         self._outstanding: deque[Command] = deque((Command.GREETING,))
         self._out: list[bytes] = []
-        self._txn: _Txn | None = None
+        self._txn: Txn | None = None
         self._last_txn: TransactionReplies | None = None
         self._rset_owed = False
         self._extensions: dict[str, str] = {}
@@ -295,7 +217,7 @@ class ClientProtocol:
         )
         rcpts = [encode.rcpt_to(r, smtputf8=smtputf8) for r in recipients]
 
-        txn = _Txn(len(recipients), body)
+        txn = Txn(len(recipients), body)
         rset = self._rset_owed
         self._rset_owed = False
         self._txn = txn
@@ -433,7 +355,7 @@ class ClientProtocol:
 
     # ---------------------------------------------------------------- transaction
 
-    def _txn_reply(self, txn: _Txn, command: Command, reply: Reply) -> None:
+    def _txn_reply(self, txn: Txn, command: Command, reply: Reply) -> None:
         """Record a transaction reply and react to it (RFC 2920 rules)."""
         if command is Command.MAIL:
             txn.mail = reply
@@ -467,7 +389,7 @@ class ClientProtocol:
                 txn.rset_refused = True
                 txn.queue.clear()  # lock-step: never start MAIL on an unknown state
 
-    def _lockstep_next(self, txn: _Txn) -> None:
+    def _lockstep_next(self, txn: Txn) -> None:
         """Without PIPELINING: write the next queued command if the transaction can
         still succeed, else drop the rest."""
         command, line = txn.queue[0]
