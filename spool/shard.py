@@ -48,28 +48,14 @@ from spool import atomic, record, segment
 from spool.errors import SpoolFull
 from spool.ids import ID_LENGTH
 from spool.layout import NAME_MAX, REASON_SUFFIX, Layout, entry_name, reason_name
-from spool.scan import (
-    JOURNAL,
-    SEQ_SHIFT,
-    LiveEntry,
-    Scan,
-    ShardState,
-    pack,
-    read_shard,
-    scan_dir,
-    unpack,
-)
+from spool.scan import JOURNAL, SEQ_SHIFT, Scan, pack, scan_dir, unpack
 
 __all__ = [
-    "JOURNAL",
     "EntryRef",
-    "LiveEntry",
     "NewEntry",
     "ShardQueue",
-    "ShardState",
     "empty_dir",
     "move_with_reason",
-    "read_shard",
 ]
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})

@@ -18,8 +18,8 @@ from typing import Any
 
 from engine.telemetry.eventlog import read_log
 from spool import decode, read_shard
+from spool.scan import LiveEntry
 from spool.segment import segment_name
-from spool.shard import LiveEntry
 from tests.support.net import free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]

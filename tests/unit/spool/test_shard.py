@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from spool import atomic, segment, shard
+from spool import atomic, segment
 from spool.errors import CorruptEntry, SpoolFull
 from spool.ids import entry_id
 from spool.record import decode
-from spool.shard import EntryRef, NewEntry, ShardQueue, read_shard
+from spool.scan import JOURNAL, read_shard
+from spool.shard import EntryRef, NewEntry, ShardQueue
 from spool.store import Spool
 from tests.support.spool_entries import T0, new
 
@@ -159,14 +160,14 @@ def test_remove_journals_then_unlinks_the_emptied_segment(
     q.remove(a)
     q.remove(a)  # finishing twice is fine
     assert fsyncs == []  # not durable: at-least-once (module docstring)
-    assert (q.path / shard.JOURNAL).read_text() == f"1 {a.name}\n"
+    assert (q.path / JOURNAL).read_text() == f"1 {a.name}\n"
     assert [e.name for e in read_shard(q.path).live] == [b.name, c.name]
     q.remove(b)
     q.remove(c)  # the last one writes no line: the segment goes
     assert segments(q) == []
-    assert (q.path / shard.JOURNAL).read_text() == f"1 {a.name}\n1 {b.name}\n"
+    assert (q.path / JOURNAL).read_text() == f"1 {a.name}\n1 {b.name}\n"
     assert restarted(sp).scan() == []
-    assert (q.path / shard.JOURNAL).read_text() == ""  # compacted at start: nothing to kill
+    assert (q.path / JOURNAL).read_text() == ""  # compacted at start: nothing to kill
 
 
 def test_a_removal_does_not_kill_a_later_version(sp: Spool, q: ShardQueue) -> None:
@@ -186,7 +187,7 @@ def test_restart_compacts_the_journal_and_drops_dead_segments(sp: Spool, q: Shar
     (q.path / segment.segment_name(2)).write_bytes(
         segment.build([(r.name, T0, b"stale") for r in second])[0]
     )
-    (q.path / shard.JOURNAL).write_text(
+    (q.path / JOURNAL).write_text(
         "".join(f"{s} {r.name}\n" for s, r in [(1, first[0]), (1, first[1])])
         + "".join(f"2 {r.name}\n" for r in second)
         + "2 torn-line-without-newl"
@@ -194,7 +195,7 @@ def test_restart_compacts_the_journal_and_drops_dead_segments(sp: Spool, q: Shar
     again = restarted(sp)
     assert [r.name for r in again.scan()] == [first[2].name]
     assert segments(again) == [segment.segment_name(1)]
-    lines = (q.path / shard.JOURNAL).read_text().splitlines()
+    lines = (q.path / JOURNAL).read_text().splitlines()
     assert sorted(lines) == sorted(f"1 {r.name}" for r in first[:2])
 
 
@@ -342,10 +343,10 @@ def test_a_full_disk_delays_journal_lines_and_never_loses_them(
     with monkeypatch.context() as m:
         m.setattr(atomic, "_write_all", _fail_on_call(1, errno.ENOSPC, atomic._write_all))
         q.remove(a)  # refused by the disk: kept in memory
-    assert (q.path / shard.JOURNAL).read_text() == ""
+    assert (q.path / JOURNAL).read_text() == ""
     assert q.count() == 3
     q.remove(b)  # the next removal writes both lines
-    assert (q.path / shard.JOURNAL).read_text() == f"1 {a.name}\n1 {b.name}\n"
+    assert (q.path / JOURNAL).read_text() == f"1 {a.name}\n1 {b.name}\n"
     assert [r.name for r in restarted(sp).scan()] == sorted([c.name, d.name])
 
 
