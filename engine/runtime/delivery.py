@@ -45,7 +45,6 @@ from engine.sched.classify import (
     classify_route_failure,
     classify_txn,
     precheck,
-    reply_enhanced,
 )
 from engine.sched.queue import WorkQueue
 from engine.telemetry.metrics import Tally, counter_key, reply_key
@@ -267,7 +266,7 @@ class Deliverer:
                 tally.observe("volley_smtp_transaction_seconds", time.perf_counter() - started)
                 for reply in (result.mail, result.data, result.final, *result.rcpts):
                     if reply is not None:
-                        tally.bump(reply_key(reply.code, reply_enhanced(reply)))
+                        tally.bump(reply_key(reply.code, reply.enhanced))
                 outcomes.extend(classify_txn(txn, result))
         except BaseException:
             # Cancelled (shutdown): the entry stays as it is on disk and is retried

@@ -41,7 +41,6 @@ __all__ = [
     "classify_txn",
     "expire",
     "precheck",
-    "reply_enhanced",
 ]
 
 _BAD_SEQUENCE = 503
@@ -80,35 +79,6 @@ _KIND_CODES: dict[FailureKind, tuple[str, str]] = {
 }
 
 
-_ENHANCED_CACHE: dict[tuple[int, str], str | None] = {}
-_ENHANCED_CACHE_MAX = 4096
-
-
-def reply_enhanced(reply: Reply) -> str | None:
-    r"""`reply.enhanced`, cached: the property runs a regex and formats a string on every
-    access, five times per delivered message (~3 µs).
-
-    Exact by construction: the property's pattern `^([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)`
-    reads at most the first 10 characters of the first line (9 for the longest code plus
-    its delimiter), so (code, those 10 characters) determines the answer.  A line whose
-    second character is not "." cannot match and is not cached (its text is often
-    unique, e.g. a queue id).
-    """
-    lines = reply.lines
-    line = lines[0] if lines else ""
-    if line[1:2] != ".":
-        return None
-    key = (reply.code, line[:10])
-    try:
-        return _ENHANCED_CACHE[key]
-    except KeyError:
-        pass
-    if len(_ENHANCED_CACHE) >= _ENHANCED_CACHE_MAX:
-        _ENHANCED_CACHE.clear()  # a server varying its codes endlessly: stay bounded
-    enhanced = _ENHANCED_CACHE[key] = reply.enhanced
-    return enhanced
-
-
 def _outcomes(
     rcpts: Sequence[str], disp: Disposition, code: int, enhanced: str, text: str, remote: bool
 ) -> list[RecipientOutcome]:
@@ -122,7 +92,7 @@ def _from_reply(rcpt: str, reply: Reply) -> RecipientOutcome:
         disp = Disposition.BOUNCED
     else:
         disp = Disposition.DEFERRED
-    enhanced = reply_enhanced(reply) or f"{str(reply.code)[0]}.0.0"
+    enhanced = reply.enhanced or f"{str(reply.code)[0]}.0.0"
     if disp is Disposition.DEFERRED and enhanced.startswith("5"):
         enhanced = "4" + enhanced[1:]
     return RecipientOutcome(rcpt, disp, reply.code, enhanced, reply.text)

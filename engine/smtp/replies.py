@@ -15,6 +15,16 @@ from typing import NoReturn
 from engine.smtp.errors import RemoteProtocolError
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
+_ENHANCED_CACHE: dict[tuple[int, str], str | None] = {}
+_ENHANCED_CACHE_MAX = 4096
+
+
+def _parse_enhanced(code: int, line: str) -> str | None:
+    """The enhanced code at the start of `line` if its class is `code`'s (uncached)."""
+    m = _ENHANCED.match(line)
+    if m is None or m.group(1) != str(code)[0]:
+        return None
+    return f"{m.group(1)}.{m.group(2)}.{m.group(3)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +44,27 @@ class Reply:
 
     @property
     def enhanced(self) -> str | None:
-        """The RFC 3463 enhanced status code of the first line, if it carries one
-        whose class matches the basic code's class (e.g. "4.2.0" on a 450)."""
-        m = _ENHANCED.match(self.lines[0] if self.lines else "")
-        if m is None or m.group(1) != str(self.code)[0]:
+        r"""The RFC 3463 enhanced status code of the first line, if it carries one
+        whose class matches the basic code's class (e.g. "4.2.0" on a 450).
+
+        Cached on (code, first 10 characters): the classifier and the metrics ask for it
+        several times per delivered message, and the regex + format was ~3 µs a message.
+        Exact by construction: `_ENHANCED` reads at most the first 10 characters of the
+        first line (9 for the longest code plus its delimiter). A line whose second
+        character is not "." cannot match and is not cached (its text is often unique,
+        e.g. a queue id)."""
+        line = self.lines[0] if self.lines else ""
+        if line[1:2] != ".":
             return None
-        return f"{m.group(1)}.{m.group(2)}.{m.group(3)}"
+        key = (self.code, line[:10])
+        try:
+            return _ENHANCED_CACHE[key]
+        except KeyError:
+            pass
+        if len(_ENHANCED_CACHE) >= _ENHANCED_CACHE_MAX:
+            _ENHANCED_CACHE.clear()  # a server varying its codes endlessly: stay bounded
+        enhanced = _ENHANCED_CACHE[key] = _parse_enhanced(self.code, line)
+        return enhanced
 
     @property
     def is_positive(self) -> bool:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from engine.model import (
     ConnectFailure,
@@ -17,14 +15,12 @@ from engine.model import (
     TxnResult,
 )
 from engine.net.mx import RouteFailure, RouteFailureKind
-from engine.sched import classify
 from engine.sched.classify import (
     classify_connect_failure,
     classify_route_failure,
     classify_txn,
     expire,
     precheck,
-    reply_enhanced,
 )
 
 D = Disposition
@@ -160,35 +156,6 @@ def test_expire_keeps_last_error() -> None:
 
 # -- the cached enhanced code and the one-recipient fast path ---------------------------------
 # Arabic-Indic 2, 4, 0 (escaped: the lint flags the glyphs): the regex \d matches them.
-_LINE_START = st.text(alphabet="245.0123456789\u0662\u0664\u0660 \tx", max_size=12)
-
-
-@settings(max_examples=500, deadline=None)
-@given(
-    code=st.sampled_from([250, 354, 421, 450, 550, 554]),
-    start=_LINE_START,
-    rest=st.text(max_size=20),
-    more=st.lists(st.text(max_size=5), max_size=2),
-)
-def test_reply_enhanced_is_the_property_whatever_the_text(
-    code: int, start: str, rest: str, more: list[str]
-) -> None:
-    # Unicode digits (\d matches them), codes longer than one digit, text glued to the
-    # code, empty lines: the cache keyed on the first 10 characters never disagrees.
-    reply = Reply(code, (start + rest, *more))
-    assert reply_enhanced(reply) == reply.enhanced
-    assert reply_enhanced(reply) == reply.enhanced  # from the cache the second time
-    assert reply_enhanced(Reply(code, ())) == Reply(code, ()).enhanced
-
-
-def test_reply_enhanced_cache_stays_bounded(monkeypatch) -> None:
-    monkeypatch.setattr(classify, "_ENHANCED_CACHE", {})
-    monkeypatch.setattr(classify, "_ENHANCED_CACHE_MAX", 10)
-    for i in range(100):
-        assert reply_enhanced(Reply(550, (f"5.{i}.1 no",))) == f"5.{i}.1"
-    assert len(classify._ENHANCED_CACHE) <= 10
-    assert reply_enhanced(Reply(250, ("Ok: queued as 4F3A",))) is None
-    assert len(classify._ENHANCED_CACHE) <= 10
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.smtp import replies
 from engine.smtp.errors import RemoteProtocolError
-from engine.smtp.replies import MAX_REPLY_LINE, Reply, ReplyParser
+from engine.smtp.replies import MAX_REPLY_LINE, Reply, ReplyParser, _parse_enhanced
 
 EHLO = b"250-mx.example.net Hello\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"
 
@@ -124,3 +125,34 @@ def test_parser_stays_broken_after_an_error() -> None:
         parser.feed(b"xyz\r\n")
     with pytest.raises(RemoteProtocolError, match="already broken"):
         parser.feed(b"250 fine now\r\n")
+
+
+_LINE_START = st.text(alphabet="245.0123456789\u0662\u0664\u0660 \tx", max_size=12)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    code=st.sampled_from([250, 354, 421, 450, 550, 554]),
+    start=_LINE_START,
+    rest=st.text(max_size=20),
+    more=st.lists(st.text(max_size=5), max_size=2),
+)
+def test_cached_enhanced_is_the_parse_whatever_the_text(
+    code: int, start: str, rest: str, more: list[str]
+) -> None:
+    # Unicode digits (\d matches them), codes longer than one digit, text glued to the
+    # code, empty lines: the cache keyed on the first 10 characters never disagrees.
+    reply = Reply(code, (start + rest, *more))
+    assert reply.enhanced == _parse_enhanced(code, reply.lines[0])
+    assert reply.enhanced == _parse_enhanced(code, reply.lines[0])  # from the cache this time
+    assert Reply(code, ()).enhanced == _parse_enhanced(code, "")
+
+
+def test_enhanced_cache_stays_bounded(monkeypatch) -> None:
+    monkeypatch.setattr(replies, "_ENHANCED_CACHE", {})
+    monkeypatch.setattr(replies, "_ENHANCED_CACHE_MAX", 10)
+    for i in range(100):
+        assert Reply(550, (f"5.{i}.1 no",)).enhanced == f"5.{i}.1"
+    assert len(replies._ENHANCED_CACHE) <= 10
+    assert Reply(250, ("Ok: queued as 4F3A",)).enhanced is None
+    assert len(replies._ENHANCED_CACHE) <= 10
