@@ -10,6 +10,7 @@ Every key has a default, so `volley run` works with no file at all.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -20,8 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from engine.model import SmtpTimeouts, TlsPolicy
+from engine.smtp.encode import check_helo_name
+from engine.smtp.errors import LocalProtocolError
 
-__all__ = ["ConfigError", "DomainPolicy", "Settings", "load_settings", "parse_duration"]
+__all__ = [
+    "ConfigError",
+    "DomainPolicy",
+    "Settings",
+    "helo_name_error",
+    "load_settings",
+    "parse_duration",
+]
 
 
 class ConfigError(ValueError):
@@ -200,6 +210,37 @@ class _Table:
             raise ConfigError(f"unknown configuration key: {self.key(unknown[0])}")
 
 
+_LDH_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def helo_name_error(name: str) -> str | None:
+    """Why `name` cannot be our EHLO/HELO name (RFC 5321 §4.1.1.1: a domain, or an address
+    literal such as [192.0.2.1]), or None.  Checked at start and on reload, as Postfix
+    refuses to start on a bad myhostname: "mail_out.example.com" once passed and every
+    connection then failed at EHLO, to every destination (issue #14, finding 8)."""
+    if name.startswith("["):
+        try:
+            check_helo_name(name)
+        except LocalProtocolError:
+            return "is not a valid address literal like [192.0.2.1] or [IPv6:2001:db8::1]"
+        inner = name[1:-1] if name.endswith("]") else ""
+        address = inner[5:] if inner[:5].lower() == "ipv6:" else inner
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            return "is not a valid address literal like [192.0.2.1] or [IPv6:2001:db8::1]"
+        return None
+    if len(name) > 253:
+        return "is longer than 253 characters"
+    labels = name.split(".")
+    if any(_LDH_LABEL.fullmatch(label) is None for label in labels):
+        return (
+            "is not a host name: labels of letters, digits and '-' (no '_', no empty label),"
+            " separated by '.'"
+        )
+    return None
+
+
 def _read_policy(t: _Table, base: DomainPolicy) -> DomainPolicy:
     sched = t.get("retry_schedule")
     schedule = base.retry_schedule
@@ -263,6 +304,9 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     if port > 65535:
         raise ConfigError("smtp.port: must be at most 65535")
     helo = sm.string("helo_name", None) or d.helo_name
+    why = helo_name_error(helo)
+    if why is not None:
+        raise ConfigError(f"smtp.helo_name: {helo!r} {why}")
     source = sm.string("source_address", None)
     idle = sm.duration("idle_timeout", d.idle_timeout)
     tt = sm.table("timeouts")

@@ -63,6 +63,7 @@ class FailureKind(enum.Enum):
     PROTOCOL = "protocol"  # peer sent something that is not SMTP
     TLS = "tls"  # STARTTLS handshake failed, or TLS required but not offered
     CANCELLED = "cancelled"  # we cancelled the exchange (shutdown, deadline)
+    LOCAL = "local"  # our own fault: a bug or a setting the protocol refuses (never remote)
 
 
 @dataclass(frozen=True, slots=True)

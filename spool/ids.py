@@ -1,4 +1,4 @@
-"""Spool entry ids: time-ordered, fixed width, and deterministic.
+"""Spool entry ids: time-ordered, fixed width, and deterministic from their inputs.
 
 Responsible for: turning (a time, a salt) into the 29-character id that starts every entry
 name, and reading the time back out of an id.
@@ -10,20 +10,17 @@ blake2b(salt). 13 hex digits hold 2**52 µs, i.e. until the year 2112. Fixed wid
 leading time make `sorted(names)` FIFO order (Mailman names queue files `time+sha1` for the
 same reason), so a directory listing needs no stat to be ordered.
 
-Why deterministic, not random: the engine passes the drop file's identity as the salt
-(name, inode, size, mtime_ns, domain) and the drop's mtime as the time. If a worker crashes
-after an entry was fsynced but before the drop was unlinked, re-taking the drop yields the
-*same* entry name, `ShardQueue.add` sees EEXIST and treats it as "already queued": no
-duplicate message.
+Deterministic from (time, salt), so that a caller that must find an entry again after a
+crash can: the engine gives every drop a random salt and records the ids it derived in
+queue/<k>.taking before the entries are written (engine.runtime.intake); a worker that
+restarts after a crash between "entries durable" and "drop removed" gives the very same
+drop the noted ids, and `ShardQueue.add` finds them already queued. (Ids were once derived
+from the drop's name, inode, size and mtime alone, which lost a second, different drop
+with the same metadata on a reused inode.)
 
-The flip side is that two *different* drops for the same domain whose ids collide would be
-treated as one, and one message lost. That needs the same microsecond *and* a 64-bit hash
-collision (p = 5.4e-20 per pair; a first version used 28 bits, p = 3.7e-9, too thin for a
-"never lose mail" promise). Measured on this machine's ext4 (kernel 6.18, fine-grained
-timestamps): 2,000 back-to-back 5 KB drops got 2,000 distinct mtime_ns values, ~73 µs
-apart, so pairs sharing a microsecond are themselves rare. On a kernel with coarse (4 ms
-jiffy) file timestamps many drops share a time, and the risk grows with the square of the
-drops per tick per domain (still negligible at 64 bits).
+Collisions: two entries for the same domain with the same id would be treated as one.
+That needs the same microsecond *and* a 64-bit hash collision of random salts
+(p = 5.4e-20 per pair).
 """
 
 from __future__ import annotations
@@ -71,5 +68,5 @@ def id_time(entry_id: str) -> float:
 
 
 def random_salt() -> bytes:
-    """16 random bytes, for entries that have no drop file to derive a salt from."""
+    """16 random bytes: the salt of a new entry's id (see the module docstring)."""
     return os.urandom(16)

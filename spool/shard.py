@@ -111,6 +111,7 @@ class ShardQueue:
         self._journal_fd = -1
         self._journal_size = 0
         self._unwritten = b""  # journal lines a full disk refused, written with the next one
+        self._unlink_later: list[int] = []  # emptied segments waiting for those lines
         self._fresh: Scan | None = None  # what recover read, for the first scan
         # Damaged segments moved to corrupt/ by the last load: (name there, reason).
         self.quarantined: list[tuple[str, str]] = []
@@ -226,16 +227,23 @@ class ShardQueue:
     def remove(self, ref: EntryRef) -> None:
         """Finish an entry (delivered or bounced); one already finished is fine.
 
-        Not fsynced (see the module docstring). The entry that empties its segment writes
-        no journal line: the segment is unlinked instead."""
+        Not fsynced (see the module docstring). Always a journal line, also for the entry
+        that empties its segment (which is then unlinked): an older version of the entry
+        may lie in an earlier segment that other entries keep alive (the entry was
+        deferred, so rewritten), and only the line keeps that version dead once this
+        segment is gone. Without it a restart resurrected greylisted-then-delivered mail
+        with its original recipients (issue #14, finding 2). The cost is one write(2)
+        per emptied segment: one per intake batch, or per deferred entry finished.
+        The line is written before the unlink, so a process crash between the two leaves
+        the entry finished; on ext4 (data=ordered) a power cut keeps that order too,
+        elsewhere it may bring the older version back: a duplicate, never a loss."""
         with self._lock:
             packed = self._state().pop(ref.name, None)
             if packed is None:
                 return
             seq = packed >> (SEQ_SHIFT)
-            if self._live.get(seq, 0) > 1:
-                self._journal_append(seq, ref.name)
-            self._release(seq)
+            written = self._journal_append(seq, ref.name)
+            self._release(seq, unlink=written)
 
     def quarantine(self, ref_or_name: EntryRef | str, reason: str) -> str:
         """Copy an entry's record to corrupt/ with a `.reason` file beside it, finish it,
@@ -273,6 +281,10 @@ class ShardQueue:
 
     def _load(self) -> Scan:
         self._close_files()
+        # What is on disk is the truth from here: a segment kept for an unwritten journal
+        # line holds a live entry again (sent again: the disk-full case of _journal_append).
+        self._unwritten = b""
+        self._unlink_later.clear()
         state = scan_dir(self._dir)
         self.quarantined = []
         for seq, reason in state.corrupt:
@@ -323,8 +335,10 @@ class ShardQueue:
             os.close(self._fds.popitem(last=False)[1])
         return fd
 
-    def _release(self, seq: int) -> None:
-        """One entry of segment `seq` is no longer live; unlink the segment when none is."""
+    def _release(self, seq: int, *, unlink: bool = True) -> None:
+        """One entry of segment `seq` is no longer live; unlink the segment when none is.
+        `unlink=False`: the journal line that makes this safe is still unwritten (a full
+        disk), so the file stays until that line is written (see _journal_append)."""
         left = self._live.get(seq, 0) - 1
         if left > 0:
             self._live[seq] = left
@@ -333,9 +347,14 @@ class ShardQueue:
         fd = self._fds.pop(seq, None)
         if fd is not None:
             os.close(fd)
-        _unlink_quietly(self._dir / segment.segment_name(seq))
+        if unlink:
+            _unlink_quietly(self._dir / segment.segment_name(seq))
+        else:
+            self._unlink_later.append(seq)
 
-    def _journal_append(self, seq: int, name: str) -> None:
+    def _journal_append(self, seq: int, name: str) -> bool:
+        """Append a removal line; False when a full disk refused it (it is kept and
+        written with the next line)."""
         line = f"{seq:x} {name}\n".encode("ascii")
         if self._unwritten:
             line = self._unwritten + line
@@ -345,13 +364,18 @@ class ShardQueue:
             if exc.errno not in _FULL_ERRNOS:
                 raise
             # Disk full: keep the lines and write them with the next removal. Until then a
-            # crash forgets these removals and the entries are sent again (at-least-once).
+            # crash forgets these removals and the entries are sent again (at-least-once),
+            # each as its latest version: the segments they empty stay until then.
             self._unwritten = line
-            return
+            return False
         self._unwritten = b""
+        for later in self._unlink_later:
+            _unlink_quietly(self._dir / segment.segment_name(later))
+        self._unlink_later.clear()
         self._journal_size += len(line)
         if self._journal_size > COMPACT_AT:
             self._compact()
+        return True
 
     def _compact(self) -> None:
         """Rewrite the journal with only the lines that still kill a version in a live
@@ -376,6 +400,9 @@ class ShardQueue:
             atomic.put_file(self._dir, JOURNAL, data)
             atomic.fsync_dir(self._dir)
             self._unwritten = b""  # `lines` came from the index, which has them
+            for later in self._unlink_later:
+                _unlink_quietly(self._dir / segment.segment_name(later))
+            self._unlink_later.clear()
         except OSError as exc:
             if exc.errno not in _FULL_ERRNOS:
                 raise

@@ -83,6 +83,7 @@ from typing import Any, Protocol
 from engine.drop.address import domain_of, validate_address
 from engine.drop.fastparse import HeaderFields, simple_addresses
 from engine.drop.read import DropRejection
+from engine.smtp.encode import needs_smtputf8
 
 __all__ = ["MAX_LINE_OCTETS", "DropEnvelope", "DropRejection", "parse_drop"]
 
@@ -115,7 +116,7 @@ class DropEnvelope:
     recipients: tuple[str, ...]  # de-duplicated (case-insensitive on domain), original order
     message: bytes  # envelope lines / Bcc removed, otherwise byte-identical to the file
     message_id: str | None  # Message-ID header value, for logs
-    smtputf8: bool  # sender or a recipient has a non-ASCII character (RFC 6531)
+    smtputf8: bool  # the sender or a recipient has a non-ASCII local part (RFC 6531 §3.2)
     body_8bit: bool  # message has any byte > 127
 
 
@@ -244,7 +245,7 @@ def _parse(data: bytes, max_recipients: int, *, fast: bool) -> DropEnvelope | Dr
         recipients=tuple(recipients),
         message=message,
         message_id=message_id or None,
-        smtputf8=not sender.isascii() or not all(r.isascii() for r in recipients),
+        smtputf8=needs_smtputf8(sender) or any(map(needs_smtputf8, recipients)),
         body_8bit=not message.isascii(),
     )
 

@@ -93,6 +93,29 @@ class SmtpSession:
         """SIZE from EHLO (RFC 1870); None when absent or 0 (no limit)."""
         return self._wire.proto.size_limit
 
+    @property
+    def failure(self) -> TransportFailure | None:
+        """Why the session can no longer be used, if the peer or the transport ended it:
+        the transport failure, or the server's 421 (RFC 5321 §3.8).  None while it is
+        usable, and after a polite close or a local abort (those are not the peer's)."""
+        wire = self._wire
+        failure = wire.failure
+        if failure is not None:
+            return None if failure.kind is FailureKind.LOCAL else failure
+        proto = wire.proto
+        if proto.closing_reply is not None:
+            command = proto.closing_command
+            phase = XFER[command][0] if command is not None else Phase.MAIL
+            return TransportFailure(
+                phase, FailureKind.CLOSED, f"server closing: {proto.closing_reply}"
+            )
+        return None
+
+    def abort(self, detail: str) -> None:
+        """Give the session up at once (our own error: its state is unknown); it is never
+        reusable afterwards and `failure` stays None (the peer is not to blame)."""
+        self._wire.fail(FailureKind.LOCAL, detail)
+
     def is_reusable(self) -> bool:
         """Open, READY, nothing outstanding, not broken, not in use."""
         wire = self._wire
@@ -251,16 +274,19 @@ async def _open(
     except OSError as exc:  # refused, unreachable, cannot bind source_address
         return _failure(mx_host, address, Phase.CONNECT, FailureKind.REFUSED, str(exc))
 
+    # From here on the socket is open: every way out that is not a session closes it, and
+    # every failure is a ConnectFailure value.  A session that is not READY must never be
+    # returned: a dead one made the caller reconnect at once, 15 360 times in 2 s against
+    # a server that closed on accept (issue #14, finding 1).
     try:
-        refusal = await _until_ready(wire, helo_name, wait_greeting=True)
-        if refusal is not None:
-            return await _give_up(wire, mx_host, address, refusal)
+        if not await _until_ready(wire, helo_name, wait_greeting=True):
+            return await _give_up(wire, mx_host, address)
         tls_active = False
         if starttls and proto.supports("STARTTLS"):
             wire.write(proto.send_starttls())
             await wire.wait()
             if wire.failure is not None:
-                return await _give_up(wire, mx_host, address, None)
+                return await _give_up(wire, mx_host, address)
             if proto.state is State.TLS_HANDSHAKE:
                 await _handshake(wire, mx_host, ssl_context or _opportunistic_context())
                 if wire.failure is not None:
@@ -268,11 +294,10 @@ async def _open(
                         raise _HandshakeFailed
                     return ConnectFailure(mx_host, address, failure=wire.failure)
                 tls_active = True
-                refusal = await _until_ready(wire, helo_name, wait_greeting=False)
-                if refusal is not None:
-                    return await _give_up(wire, mx_host, address, refusal)
+                if not await _until_ready(wire, helo_name, wait_greeting=False):
+                    return await _give_up(wire, mx_host, address)
             elif not proto.is_reusable():  # 421 to STARTTLS
-                return await _give_up(wire, mx_host, address, proto.last_reply)
+                return await _give_up(wire, mx_host, address)
             elif tls is TlsPolicy.REQUIRED:
                 return await _quit_tls_failure(
                     wire, mx_host, address, f"STARTTLS refused: {proto.last_reply}"
@@ -282,33 +307,43 @@ async def _open(
     except asyncio.CancelledError:
         wire.fail(FailureKind.CANCELLED, "open_session() cancelled")
         raise
+    except _HandshakeFailed:
+        raise
+    except Exception as exc:
+        # Our own fault (e.g. an EHLO name encode refuses): still a value, and the socket
+        # closes; before, the socket leaked and "Too many open files" came within 2 s.
+        wire.fail(FailureKind.LOCAL, f"{type(exc).__name__}: {exc}")
+        await wire.closed(timeouts.quit)
+        assert wire.failure is not None
+        return ConnectFailure(mx_host, address, failure=wire.failure)
     return SmtpSession(wire, address, port, mx_host, tls_active)
 
 
-async def _until_ready(wire: Wire, helo_name: str, *, wait_greeting: bool) -> Reply | None:
-    """Greeting (optionally) and EHLO, HELO after a 5xx to EHLO.
+async def _until_ready(wire: Wire, helo_name: str, *, wait_greeting: bool) -> bool:
+    """Greeting (optionally) and EHLO, HELO after a 5xx to EHLO; True when READY.
 
-    Returns None when READY, else the refusing reply (wire.failure tells transport
-    trouble apart: then the reply is None too and the caller checks `wire.failure`).
+    False: the session will not become ready; `wire.failure` says what the transport did
+    (closed, timed out, protocol error), else the server refused (`_give_up` reads which
+    reply).
     """
     proto = wire.proto
     if wait_greeting:
         await wire.wait()
         if wire.failure is not None or proto.state is not State.GREETED:
-            return proto.greeting
+            return False
     wire.write(proto.send_ehlo(helo_name))
     await wire.wait()
     if wire.failure is not None:
-        return None
+        return False
     if proto.state is State.GREETED:  # EHLO refused, no 421
         reply = proto.last_reply
         if reply is None or reply.code // 100 != 5:
-            return reply  # 4xx: try later, not with HELO
+            return False  # 4xx: try later, not with HELO
         wire.write(proto.send_helo(helo_name))
         await wire.wait()
         if wire.failure is not None:
-            return None
-    return None if proto.state is State.READY else proto.last_reply
+            return False
+    return proto.state is State.READY
 
 
 async def _handshake(wire: Wire, mx_host: str, context: ssl.SSLContext) -> None:
@@ -348,14 +383,18 @@ def _failure(
     return ConnectFailure(mx_host, address, failure=TransportFailure(phase, kind, detail))
 
 
-async def _give_up(wire: Wire, mx_host: str, address: str, reply: Reply | None) -> ConnectFailure:
-    """Close the connection and report the refusal or the transport failure."""
+async def _give_up(wire: Wire, mx_host: str, address: str) -> ConnectFailure:
+    """Close the connection and report why the session did not become ready: the
+    transport failure if there was one, else the server's refusal."""
     failure = wire.failure
+    proto = wire.proto
     await wire.closed(wire.timeouts.quit)
     if failure is not None:
         return ConnectFailure(mx_host, address, failure=failure)
-    if reply is None:  # cannot happen: a refusal without a reply is a failure
-        return _failure(mx_host, address, Phase.EHLO, FailureKind.PROTOCOL, "no reply")
+    reply = proto.closing_reply or proto.last_reply
+    if reply is None:  # the peer closed while idle, before saying anything we can report
+        phase = Phase.GREETING if proto.greeting is None else Phase.EHLO
+        return _failure(mx_host, address, phase, FailureKind.CLOSED, "closed without a reply")
     return ConnectFailure(mx_host, address, reply=reply)
 
 

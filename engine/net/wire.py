@@ -88,7 +88,8 @@ class Wire(asyncio.Protocol):
         try:
             replies = proto.feed(data)
         except RemoteProtocolError as exc:
-            self.fail(FailureKind.PROTOCOL, str(exc))
+            broken_at = proto.broken_at
+            self.fail(FailureKind.PROTOCOL, str(exc), XFER[broken_at][0] if broken_at else None)
             return
         out = proto.data_to_send()
         if out and self.transport is not None:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -45,8 +47,11 @@ from engine.sched.classify import (
     classify_route_failure,
     classify_txn,
     precheck,
+    refuse_unsendable,
 )
 from engine.sched.queue import WorkQueue
+from engine.smtp import LocalProtocolError
+from engine.smtp.encode import needs_smtputf8
 from engine.telemetry.metrics import Tally, counter_key, reply_key
 from spool import CorruptEntry, EntryRef, ShardQueue
 
@@ -129,32 +134,41 @@ class Deliverer:
             leased = True
             if not state.ready or self.draining:
                 return
-            route = await self._resolver.resolve(domain)
+            route = await self._resolve(domain)
             if isinstance(route, RouteFailure):
                 self._fail_destination(domain, policy, route=route)
                 return
             session = await self._connect(route, policy)
             if isinstance(session, ConnectFailure):
-                self._tally.inc("volley_connections", "failed")
-                if state.connections > 1:
-                    state.window = max(1, state.connections - 1)
-                else:
-                    self._fail_destination(domain, policy, connect=session)
+                self._connection_failed(domain, policy, session)
                 return
             self._tally.inc("volley_connections", "opened")
-            if state.window is not None:
-                state.window = min(policy.max_connections, state.window + 1)
+            # Slow start: the window doubles with each session that reaches READY, so a
+            # destination that fails sees one connection per worker, not max_connections.
+            state.window = min(policy.max_connections, state.window * 2)
+            self._kick()
             self.open_sessions[domain] += 1
             try:
-                await self._serve(session, domain, policy)
+                broke = await self._serve(session, domain, policy)
             finally:
                 self.open_sessions[domain] -= 1
                 await session.close()
+            if broke is not None:
+                self._connection_failed(domain, policy, broke)
         finally:
             state.connections -= 1
             if leased:
                 self._leases.release(domain)
             self._kick()
+
+    async def _resolve(self, domain: str) -> Route | RouteFailure:
+        try:
+            return await self._resolver.resolve(domain)
+        except Exception as exc:  # a bug of ours must defer the destination, not escape
+            self._internal_error(f"resolving {domain}", exc)
+            return RouteFailure(
+                domain, RouteFailureKind.TEMPORARY, f"local error: {type(exc).__name__}: {exc}"
+            )
 
     async def _connect(self, route: Route, policy: DomainPolicy) -> SmtpSession | ConnectFailure:
         last: ConnectFailure | None = None
@@ -178,7 +192,27 @@ class Deliverer:
             failure=TransportFailure(Phase.CONNECT, FailureKind.REFUSED, "no MX host address"),
         )
 
-    async def _serve(self, session: SmtpSession, domain: str, policy: DomainPolicy) -> None:
+    def _connection_failed(
+        self, domain: str, policy: DomainPolicy, failure: ConnectFailure
+    ) -> None:
+        """Negative feedback (Postfix qmgr_queue_throttle): a connection that failed while
+        others of this worker to the domain live lowers the window; the last one failing
+        makes the destination dead for one retry step (every ready entry deferred)."""
+        self._tally.inc("volley_connections", "failed")
+        state = self._queue.domain(domain)
+        if state.connections > 1:
+            state.window = max(1, state.connections - 1)
+        else:
+            state.window = 1
+            self._fail_destination(domain, policy, connect=failure)
+
+    async def _serve(
+        self, session: SmtpSession, domain: str, policy: DomainPolicy
+    ) -> ConnectFailure | None:
+        """Send ready entries over `session`.  Returns the failure when the peer broke the
+        session before one transaction completed on it: that is a failed connection, the
+        same as one that never became ready (a server that closes at MAIL, or answers it
+        with 421, must not get a new connection per queued message)."""
         attempt = Attempt(session.mx_host, session.address)  # the same for every message
         sent = 0
         while (
@@ -189,13 +223,17 @@ class Deliverer:
             ref = self._queue.take(domain)
             if ref is None:
                 if not await self._wait_for_work(domain):
-                    return
+                    return None
                 continue
             assert isinstance(ref, EntryRef)
             if sent:
                 self._tally.bump(_REUSED)
             sent += 1
             await self._deliver(session, ref, policy, attempt)
+        failure = session.failure
+        if failure is None or session.transactions or failure.kind is FailureKind.CANCELLED:
+            return None
+        return ConnectFailure(session.mx_host, session.address, failure=failure)
 
     async def _wait_for_work(self, domain: str) -> bool:
         """Idle: wait up to idle_timeout for ready work; False means close."""
@@ -224,6 +262,8 @@ class Deliverer:
     async def _deliver(
         self, session: SmtpSession, ref: EntryRef, policy: DomainPolicy, attempt: Attempt
     ) -> None:
+        """One entry: its transactions (max_recipients_per_transaction recipients each),
+        then its outcome.  Whatever happens, every recipient gets a verdict."""
         now = self._clock.wall()
         loaded = self._load(ref, now)
         if loaded is None:
@@ -234,49 +274,75 @@ class Deliverer:
         journal = self._journal
         if journal is not None:
             journal.start(ref.name)
-        tally = self._tally
         outcomes: list[RecipientOutcome] = []
         try:
             for i in range(0, len(rcpts), size):
-                txn = Transaction(
-                    sender=meta["sender"],
-                    recipients=tuple(rcpts[i : i + size]),
-                    body=body,
-                    body_8bit=bool(meta.get("8bit")),
-                    smtputf8=bool(meta.get("smtputf8")),
-                )
-                refused = precheck(
-                    txn, smtputf8=session.supports("SMTPUTF8"), size_limit=session.size_limit
-                )
-                if refused is not None:
-                    outcomes.extend(refused)
-                    continue
-                if not session.is_reusable():
-                    lost = TransportFailure(
-                        Phase.MAIL, FailureKind.CLOSED, "connection closed before this transaction"
-                    )
-                    outcomes.extend(
-                        RecipientOutcome(r, Disposition.DEFERRED, 451, "4.4.2", lost.detail, False)
-                        for r in txn.recipients
-                    )
-                    continue
-                tally.bump(_TRANSACTIONS)
-                started = time.perf_counter()
-                result = await session.send(txn)
-                tally.observe("volley_smtp_transaction_seconds", time.perf_counter() - started)
-                for reply in (result.mail, result.data, result.final, *result.rcpts):
-                    if reply is not None:
-                        tally.bump(reply_key(reply.code, reply.enhanced))
-                outcomes.extend(classify_txn(txn, result))
+                batch = rcpts[i : i + size]
+                try:
+                    outcomes.extend(await self._transaction(session, meta, body, batch))
+                except Exception as exc:
+                    # A bug of ours: the session's state is unknown, so it goes; the
+                    # recipients are deferred with the reason (then retried, expired after
+                    # max_age), never handed straight back to the queue (issue #14, #3).
+                    session.abort(f"local error: {exc!r}")
+                    self._internal_error(f"delivering {ref.name}", exc)
+                    outcomes.extend(_local_error(batch, exc))
         except BaseException:
             # Cancelled (shutdown): the entry stays as it is on disk and is retried
             # after restart; in memory it simply goes back.
             self._queue.untake(ref)
             raise
-        finished = self._outcomes.apply(ref, meta, body, outcomes, attempt, self._clock.wall())
+        finished = self._apply(ref, meta, body, outcomes, attempt, self._clock.wall())
         if journal is not None:
             # An entry that left the queue needs no prompt "-" (engine.runtime.inflight).
             journal.done(ref.name, lazy=finished)
+
+    async def _transaction(
+        self, session: SmtpSession, meta: dict[str, Any], body: bytes, rcpts: list[str]
+    ) -> list[RecipientOutcome]:
+        """One SMTP transaction for `rcpts`; a verdict per recipient."""
+        sender: str = meta["sender"]
+        smtputf8 = bool(meta.get("smtputf8"))
+        if smtputf8 and not session.supports("SMTPUTF8"):
+            # Entries queued before needs_smtputf8 existed say "smtputf8" for a non-ASCII
+            # domain too; only a non-ASCII local part really needs it (issue #14, #7).
+            smtputf8 = needs_smtputf8(sender) or any(map(needs_smtputf8, rcpts))
+        txn = Transaction(
+            sender=sender,
+            recipients=tuple(rcpts),
+            body=body,
+            body_8bit=bool(meta.get("8bit")),
+            smtputf8=smtputf8,
+        )
+        refused = precheck(
+            txn, smtputf8=session.supports("SMTPUTF8"), size_limit=session.size_limit
+        )
+        if refused is not None:
+            return refused
+        if not session.is_reusable():
+            detail = "connection closed before this transaction"
+            return [
+                RecipientOutcome(r, Disposition.DEFERRED, 451, "4.4.2", detail, False)
+                for r in rcpts
+            ]
+        started = time.perf_counter()
+        try:
+            result = await session.send(txn)
+        except LocalProtocolError:
+            # An address the encoder refuses (intake refuses those now: an entry from an
+            # older version).  Nothing was sent; fail those addresses, send the rest.
+            split = refuse_unsendable(txn)
+            if split is None:
+                raise
+            bad, rest = split
+            return bad + (await self._transaction(session, meta, body, list(rest)) if rest else [])
+        tally = self._tally
+        tally.bump(_TRANSACTIONS)
+        tally.observe("volley_smtp_transaction_seconds", time.perf_counter() - started)
+        for reply in (result.mail, result.data, result.final, *result.rcpts):
+            if reply is not None:
+                tally.bump(reply_key(reply.code, reply.enhanced))
+        return classify_txn(txn, result)
 
     def _fail_destination(
         self,
@@ -304,7 +370,35 @@ class Deliverer:
             else:
                 assert connect is not None
                 outcomes = classify_connect_failure(rcpts, connect)
-            self._outcomes.apply(ref, meta, body, outcomes, attempt, now)
+            self._apply(ref, meta, body, outcomes, attempt, now)
+
+    def _apply(
+        self,
+        ref: EntryRef,
+        meta: dict[str, Any],
+        body: bytes,
+        outcomes: list[RecipientOutcome],
+        attempt: Attempt,
+        now: float,
+    ) -> bool:
+        """Outcomes.apply, and if it fails (a bug: spool errors are its own business), the
+        entry is still decided: retried after the first retry step, said in the log."""
+        try:
+            return self._outcomes.apply(ref, meta, body, outcomes, attempt, now)
+        except Exception as exc:
+            self._internal_error(f"recording the outcome of {ref.name}", exc)
+            policy = self._s.policy(ref.domain)
+            delay = retry_delay(1, policy.retry_schedule, policy.retry_jitter, self._rng)
+            self._queue.done(ref, retry_at=now + delay, now=now)
+            return False
+
+    def _internal_error(self, what: str, exc: BaseException) -> None:
+        """Say it loudly: a traceback on stderr (the supervisor's terminal or journal), a
+        log line and a count.  The caller decides the entries it holds."""
+        print(f"volley: internal error while {what}:", file=sys.stderr)
+        traceback.print_exception(exc, file=sys.stderr)
+        self._outcomes.log_internal_error(what, exc, self._clock.wall())
+        self._tally.inc("volley_internal_errors")
 
     def _load(self, ref: EntryRef, now: float) -> tuple[dict[str, Any], bytes] | None:
         """The entry's meta and body; None (and the entry done) if it is gone or corrupt."""
@@ -315,3 +409,8 @@ class Deliverer:
         except CorruptEntry as e:
             self._outcomes.quarantine(ref, f"cannot decode spool entry: {e.reason}", "corrupt", now)
         return None
+
+
+def _local_error(rcpts: list[str], exc: BaseException) -> list[RecipientOutcome]:
+    detail = f"local error: {type(exc).__name__}: {exc}"
+    return [RecipientOutcome(r, Disposition.DEFERRED, 451, "4.3.0", detail, False) for r in rcpts]

@@ -8,12 +8,17 @@ Not responsible for: scheduling (the worker hands the new entries to the queue),
 file formats (spool), or what makes a drop acceptable (engine.drop).
 
 Durability order (the promise of the README's "Guarantees"):
+  0. the batch's drops are noted in queue/<k>.taking, durably: per drop its name, its
+     identity (inode, size, mtime) and the ids its entries get;
   1. every entry of the batch is written, fsynced, linked into queue/<k>/, and queue/<k>/
      is fsynced (spool.ShardQueue.add);
   2. only then are the drops unlinked and incoming/ fsynced (spool.Spool.consume_drops).
-A crash between 1 and 2 leaves both; re-taking the drop derives the same entry ids from
-the drop's identity (name, inode, size, mtime), so `add` finds them already queued and
-nothing is queued twice.
+A crash between 1 and 2 leaves both; the restarted worker takes the noted drops again
+first, and a drop whose identity is the noted one gets the noted ids, so `add` finds its
+entries already queued and nothing is queued twice.  Everywhere else every drop gets
+new ids: intake never deduplicates on a drop's metadata, so a second, different
+`news.eml` with the same size and mtime on a reused inode (`cp -p`, `rsync -t`, tar) is
+queued, not unlinked as "already queued" (issue #14, finding 6).
 
 `take_batch` is blocking file work; the worker runs it in a thread so the event loop
 keeps delivering meanwhile (fsync releases the GIL).
@@ -29,12 +34,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 from engine.config import Settings
 from engine.drop import DropEnvelope, DropFile, DropRejection, domain_of, parse_drop, read_drop
 from engine.smtp.encode import wire_body
-from spool import EntryRef, NewEntry, ShardQueue, Spool, SpoolFull, atomic, entry_id
+from spool import (
+    EntryRef,
+    NewEntry,
+    ShardQueue,
+    Spool,
+    SpoolFull,
+    atomic,
+    entry_id,
+    random_salt,
+)
 
-__all__ = ["IntakeBatch", "Taken", "shard_of", "take_batch"]
+__all__ = ["IntakeBatch", "Noted", "Taken", "interrupted_take", "shard_of", "take_batch"]
 
 
 def shard_of(name: str, shards: int) -> int:
@@ -113,18 +129,35 @@ class Pickup:
         return batch, bool(self._pending)
 
 
+@dataclass(frozen=True, slots=True)
+class Noted:
+    """A drop of a batch being committed, as queue/<k>.taking records it."""
+
+    identity: bytes  # engine.drop.DropFile.identity when it was taken
+    ids: dict[str, str]  # destination domain -> the id its entry got
+
+
 def taking_path(spool: Spool, k: int) -> Path:
-    """queue/<k>.taking: the drops of the batch being committed (NUL-separated names)."""
+    """queue/<k>.taking: the drops of the batch being committed (msgpack: a list of
+    [name as bytes, identity, {domain: id}])."""
     return spool.root / "queue" / f"{k}.taking"
 
 
-def interrupted_take(spool: Spool, k: int) -> list[str]:
-    """The drops of a batch whose commit a crash may have cut short ([] if none)."""
+def interrupted_take(spool: Spool, k: int) -> dict[str, Noted]:
+    """The drops of a batch whose commit a crash may have cut short ({} if none).  A note
+    that does not decode (torn, or from an older version) names no drop: those drops
+    are taken as new ones, which can only send them twice, never lose them."""
     try:
         data = taking_path(spool, k).read_bytes()
     except FileNotFoundError:
-        return []
-    return [os.fsdecode(n) for n in data.split(b"\0") if n]
+        return {}
+    try:
+        rows = msgpack.unpackb(data, raw=False, use_list=True)
+        return {
+            os.fsdecode(name): Noted(bytes(identity), dict(ids)) for name, identity, ids in rows
+        }
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return {}
 
 
 def take_batch(
@@ -134,23 +167,28 @@ def take_batch(
     settings: Settings,
     now: float,
     pickup: Pickup | None = None,
-    names: list[str] | None = None,
+    noted: dict[str, Noted] | None = None,
 ) -> IntakeBatch:
-    """Take the next batch of this shard's drops (or exactly `names`: the recovery of an
-    interrupted take at worker start); see the module docstring."""
+    """Take the next batch of this shard's drops (or exactly the `noted` ones: the
+    recovery of an interrupted take at worker start); see the module docstring."""
     batch = IntakeBatch()
     note = taking_path(spool, k)
-    if names is None:
+    if noted is not None:
+        names = list(noted)
+    else:
         names, batch.more = (pickup or Pickup(spool, k, settings)).next_batch()
     if not names:
         return batch
     new: list[NewEntry] = []
     pending: list[tuple[str, DropEnvelope, list[tuple[str, list[str]]]]] = []  # drop, env, entries
+    notes: list[tuple[bytes, bytes, dict[str, str]]] = []  # what queue/<k>.taking records
     dir_fd = os.open(spool.incoming, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for name in names:
             try:
-                taken = _take_one(spool, dir_fd, name, settings, now, batch)
+                taken = _take_one(
+                    spool, dir_fd, name, settings, now, batch, noted.get(name) if noted else None
+                )
             except Exception as e:  # a bug must cost one file (kept, with the reason), not intake
                 reason = f"internal error while taking the drop: {type(e).__name__}: {e}"
                 try:
@@ -159,8 +197,10 @@ def take_batch(
                     pass  # it vanished: nothing to keep
                 continue
             if taken is not None:
-                pending.append((name, taken[0], taken[1]))
-                new.extend(taken[2])
+                env, entries, items, identity = taken
+                pending.append((name, env, entries))
+                new.extend(items)
+                notes.append((os.fsencode(name), identity, {i.domain: i.id for i in items}))
     finally:
         os.close(dir_fd)
     if not new:
@@ -171,8 +211,7 @@ def take_batch(
         # the drops, the next worker takes exactly these drops again *before* it delivers
         # anything, while their entries are surely still queued. Re-taken later, after the
         # scanned entry was delivered and removed, a drop would be queued and sent again.
-        names_blob = b"\0".join(os.fsencode(n) for n, _, _ in pending)
-        atomic.put_file(note.parent, note.name, names_blob)
+        atomic.put_file(note.parent, note.name, msgpack.packb(notes, use_bin_type=True))
         atomic.fsync_dir(note.parent)
         refs = shard.add(new)
     except SpoolFull as e:
@@ -193,9 +232,17 @@ def take_batch(
 
 
 def _take_one(
-    spool: Spool, dir_fd: int, name: str, settings: Settings, now: float, batch: IntakeBatch
-) -> tuple[DropEnvelope, list[tuple[str, list[str]]], list[NewEntry]] | None:
-    """Read and parse one drop; None when it was rejected or is not ready yet."""
+    spool: Spool,
+    dir_fd: int,
+    name: str,
+    settings: Settings,
+    now: float,
+    batch: IntakeBatch,
+    noted: Noted | None,
+) -> tuple[DropEnvelope, list[tuple[str, list[str]]], list[NewEntry], bytes] | None:
+    """Read and parse one drop; None when it was rejected or is not ready yet.  Its
+    entries get the `noted` ids when it is the very drop noted (same identity), else
+    new ones."""
     got = read_drop(dir_fd, name, max_size=settings.max_message_size)
     if isinstance(got, DropRejection):
         batch.rejected.append((spool.reject_drop(name, got.reason), got.reason))
@@ -210,11 +257,13 @@ def _take_one(
     body = wire_body(env.message)
     entries: list[tuple[str, list[str]]] = []
     new: list[NewEntry] = []
+    known = noted.ids if noted is not None and noted.identity == got.identity else {}
+    salt = random_salt()  # fresh ids: see the module docstring
     for domain, rcpts in split_by_domain(env.recipients).items():
-        eid = entry_id(got.mtime_ns, got.identity + domain.encode())
+        eid = known.get(domain) or entry_id(got.mtime_ns, salt + domain.encode())
         entries.append((eid, rcpts))
         new.append(NewEntry(eid, domain, new_meta(env, rcpts, domain, now, name), body, now))
-    return env, entries, new
+    return env, entries, new, got.identity
 
 
 def _unlink_quietly(path: Path) -> None:

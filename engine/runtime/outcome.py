@@ -24,7 +24,7 @@ from engine.model import Disposition, RecipientOutcome
 from engine.sched.backoff import is_expired, plan_retry
 from engine.sched.classify import expire
 from engine.sched.queue import WorkQueue
-from engine.smtp.encode import wire_body
+from engine.smtp.encode import needs_smtputf8, wire_body
 from engine.telemetry.eventlog import EventLog
 from engine.telemetry.metrics import Tally
 from spool import EntryRef, NewEntry, ShardQueue, SpoolFull, entry_id, random_salt
@@ -144,15 +144,23 @@ class Outcomes:
         self._log.flush()
         try:
             self._record(ref, meta, body, outcomes, attempt, now, created, attempts)
-        except SpoolFull as e:
-            # Nothing could be written: keep the entry exactly as it is on disk and try the
-            # whole attempt again later.  Recipients that accepted this time will get the
-            # message twice (at-least-once); none is lost.
-            self._log.add("spool_full", now, id=ref.id, domain=ref.domain, reason=str(e))
+        except (SpoolFull, OSError) as e:
+            # Nothing could be written (a full disk, or an I/O error): keep the entry
+            # exactly as it is on disk and try the whole attempt again later.  Recipients
+            # that accepted this time will get the message twice (at-least-once); none is
+            # lost.
+            event = "spool_full" if isinstance(e, SpoolFull) else "spool_error"
+            self._log.add(event, now, id=ref.id, domain=ref.domain, reason=str(e))
             self._log.flush()
             self._queue.done(ref, retry_at=now + SPOOL_FULL_RETRY, now=now)
             return False
         return finished
+
+    def log_internal_error(self, what: str, exc: BaseException, now: float) -> None:
+        """A bug of Volley's own met while `what`: one log line (the caller decides the
+        entries it holds and prints the traceback)."""
+        self._log.add("internal_error", now, where=what, error=f"{type(exc).__name__}: {exc}")
+        self._log.flush()
 
     def _record(
         self,
@@ -260,7 +268,7 @@ class Outcomes:
             "created": now,
             "attempts": 0,
             "msgid": f"<{eid}@{helo}>",
-            "smtputf8": any(ord(c) > 127 for c in sender),
+            "smtputf8": needs_smtputf8(sender),
             "8bit": False,
             "dsn": True,
             "drop": None,

@@ -190,7 +190,7 @@ class Worker:
         if interrupted:
             # Before anything is delivered: see take_batch.
             self._apply_batch(
-                take_batch(self.spool, self.shard, self.k, self.s, now, names=interrupted), now
+                take_batch(self.spool, self.shard, self.k, self.s, now, noted=interrupted), now
             )
         refs = self.shard.scan()
         if self.predecessor_crashed and self.crashed_in_flight:

@@ -8,7 +8,11 @@ verdict to the spool (engine.runtime.outcome).
 
 Rules worth knowing:
 - A temporary problem never bounces: DNS SERVFAIL/timeouts, 4xx, refused or dropped
-  connections, timeouts, cancellations are all DEFERRED.
+  connections, timeouts, cancellations are all DEFERRED.  So is any refusal before the
+  session is ready, 5xx greetings included (see classify_connect_failure).
+- Only 2xx is success: a reply of a class the command cannot get (a 3xx to MAIL, a 250
+  to DATA) never delivers; engine.smtp breaks the session on it and the recipients
+  are deferred.
 - 503 "bad sequence of commands" is never taken as a verdict on the message: it means
   the session went out of step (aiosmtplib's "503 nested MAIL" after a cancellation,
   dependency-facts §1.2); bouncing on it would bounce good mail.  It defers.
@@ -34,6 +38,7 @@ from engine.model import (
     TransportFailure,
     TxnResult,
 )
+from engine.smtp import LocalProtocolError, encode
 
 __all__ = [
     "classify_connect_failure",
@@ -41,6 +46,7 @@ __all__ = [
     "classify_txn",
     "expire",
     "precheck",
+    "refuse_unsendable",
 ]
 
 _BAD_SEQUENCE = 503
@@ -76,6 +82,7 @@ _KIND_CODES: dict[FailureKind, tuple[str, str]] = {
     FailureKind.PROTOCOL: ("4.5.0", "protocol error from remote"),
     FailureKind.TLS: ("4.7.5", "TLS failure"),
     FailureKind.CANCELLED: ("4.3.0", "attempt interrupted locally"),
+    FailureKind.LOCAL: ("4.3.0", "local error"),
 }
 
 
@@ -86,9 +93,13 @@ def _outcomes(
 
 
 def _from_reply(rcpt: str, reply: Reply) -> RecipientOutcome:
-    if reply.is_positive:
+    """The verdict a reply gives by itself: 2xx delivered, 5xx (but 503) bounced, and
+    everything else deferred — 4xx, and a reply of a class the command cannot get
+    (RFC 5321 §4.3.2: a 3xx to MAIL or to end of data is not success)."""
+    code = reply.code
+    if 200 <= code < 300:
         disp = Disposition.DELIVERED
-    elif reply.is_permanent and reply.code != _BAD_SEQUENCE:
+    elif 500 <= code < 600 and code != _BAD_SEQUENCE:
         disp = Disposition.BOUNCED
     else:
         disp = Disposition.DEFERRED
@@ -114,15 +125,20 @@ def classify_route_failure(rcpts: Sequence[str], failure: RouteFailure) -> list[
 
 def classify_connect_failure(rcpts: Sequence[str], last: ConnectFailure) -> list[RecipientOutcome]:
     """No MX host of the destination would take a session; `last` is the final host's
-    failure.  As Postfix does, a 5xx greeting or EHLO refusal from the final host is a
-    permanent failure; every transport problem and every 4xx (incl. 421) defers."""
+    failure.  Always a deferral, a 5xx greeting or EHLO/HELO refusal included: such
+    refusals are about the sending IP and usually temporary ("554 ... blocked using
+    zen.spamhaus.org"), not about the message (Postfix's default
+    smtp_skip_5xx_greeting = yes; KumoMTA: connection-time failures are transient).
+    Bouncing on them once bounced a whole domain's queue (issue #14, finding 5); the
+    mail expires after max_age if the block never lifts."""
     if last.reply is not None:
-        where = f"{last.host}[{last.address}]"
+        reply = last.reply
+        enhanced = reply.enhanced or f"{str(reply.code)[0]}.0.0"
+        if enhanced[0] != "4":
+            enhanced = "4" + enhanced[1:] if enhanced[0] == "5" else "4.0.0"
+        text = f"{last.host}[{last.address}] refused the session: {reply}"
         return [
-            RecipientOutcome(
-                o.recipient, o.disposition, o.code, o.enhanced, f"{where} said: {o.text}"
-            )
-            for o in (_from_reply(r, last.reply) for r in rcpts)
+            RecipientOutcome(r, Disposition.DEFERRED, reply.code, enhanced, text) for r in rcpts
         ]
     failure = last.failure or TransportFailure(Phase.CONNECT, FailureKind.REFUSED, "no address")
     detail = f"{last.host}[{last.address}]: {failure.detail}" if last.address else failure.detail
@@ -155,6 +171,35 @@ def precheck(
     return None
 
 
+def refuse_unsendable(
+    txn: Transaction,
+) -> tuple[list[RecipientOutcome], tuple[str, ...]] | None:
+    """The encoder refused `txn` (LocalProtocolError before any byte was sent): bounce the
+    addresses it cannot put on the wire and return the recipients still sendable.  None
+    when no address is to blame (the caller's bug then stays an error).
+
+    A bad sender fails every recipient (5.1.7); a bad recipient only itself (5.1.3).
+    Only this error path pays for checking every address again.
+    """
+    try:
+        if txn.sender:
+            encode.check_address(txn.sender, txn.smtputf8)
+    except LocalProtocolError as e:
+        text = f"sender address cannot be sent over SMTP: {e}"
+        return _outcomes(txn.recipients, Disposition.BOUNCED, 553, "5.1.7", text, False), ()
+    bad: list[RecipientOutcome] = []
+    rest: list[str] = []
+    for rcpt in txn.recipients:
+        try:
+            encode.check_address(rcpt, txn.smtputf8)
+        except LocalProtocolError as e:
+            text = f"recipient address cannot be sent over SMTP: {e}"
+            bad.append(RecipientOutcome(rcpt, Disposition.BOUNCED, 553, "5.1.3", text, False))
+        else:
+            rest.append(rcpt)
+    return (bad, tuple(rest)) if bad else None
+
+
 def classify_txn(txn: Transaction, result: TxnResult) -> list[RecipientOutcome]:
     """One outcome per recipient of `txn` from everything the server said."""
     rcpts = txn.recipients
@@ -165,10 +210,10 @@ def classify_txn(txn: Transaction, result: TxnResult) -> list[RecipientOutcome]:
         and failure is None
         and final is not None
         and result.mail is not None
-        and result.mail.is_positive
+        and 200 <= result.mail.code < 300
         and len(result.rcpts) == 1
         and (rcpt_reply := result.rcpts[0]) is not None
-        and rcpt_reply.is_positive
+        and 200 <= rcpt_reply.code < 300
         and result.data is not None
         and result.data.code == 354
     ):
@@ -178,7 +223,7 @@ def classify_txn(txn: Transaction, result: TxnResult) -> list[RecipientOutcome]:
     if result.mail is None:
         assert failure is not None, "no MAIL reply and no failure"
         return [_from_failure(r, failure) for r in rcpts]
-    if not result.mail.is_positive:
+    if not 200 <= result.mail.code < 300:
         return [_from_reply(r, result.mail) for r in rcpts]
     out: list[RecipientOutcome | None] = []
     accepted: list[int] = []
@@ -186,18 +231,28 @@ def classify_txn(txn: Transaction, result: TxnResult) -> list[RecipientOutcome]:
         reply = result.rcpts[i] if i < len(result.rcpts) else None
         if reply is None:
             out.append(_from_failure(rcpt, failure) if failure else None)
-        elif reply.is_positive:
+        elif 200 <= reply.code < 300:
             out.append(None)
             accepted.append(i)
         else:
             out.append(_from_reply(rcpt, reply))
-    # The message-level reply decides for the recipients the server accepted.
+    # The message-level reply decides for the recipients the server accepted: the reply to
+    # DATA when it was not 354 (no content went out, so it can only refuse: a 2xx there
+    # defers, never delivers), else the reply to end of data.
     message_reply = result.final
-    if result.data is not None and result.data.code != 354:
-        message_reply = result.data
+    data = result.data
+    refused_data = data is not None and data.code != 354
+    if refused_data:
+        message_reply = data
     for i in accepted:
         if message_reply is not None:
-            out[i] = _from_reply(rcpts[i], message_reply)
+            outcome = _from_reply(rcpts[i], message_reply)
+            if refused_data and outcome.disposition is Disposition.DELIVERED:
+                outcome = RecipientOutcome(
+                    rcpts[i], Disposition.DEFERRED, message_reply.code, "4.5.0",
+                    f"unexpected reply to DATA, no content sent: {message_reply.text}",
+                )  # fmt: skip
+            out[i] = outcome
         else:
             lost = failure or TransportFailure(
                 Phase.BODY, FailureKind.CLOSED, "no reply to end of data"

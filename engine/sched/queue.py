@@ -54,9 +54,12 @@ class DomainState:
     taken: int = 0  # entries handed to a connection, not yet done
     connections: int = 0  # connection tasks alive (waiting for a lease, connecting, or open)
     suspended_until: float = 0.0  # after a whole-destination failure (all MX hosts failed)
-    # Concurrency window after the receiver refused an extra connection while others
-    # were open (Postfix qmgr_queue_throttle: negative feedback); None = the policy limit.
-    window: int | None = None
+    # Concurrency window: connections this worker may have to the domain now, under the
+    # policy's max_connections.  It starts at 1 and engine.runtime.delivery doubles it
+    # per session that reaches READY (slow start) and lowers it when a connection fails
+    # (Postfix qmgr_queue_throttle: negative feedback), so a broken destination sees one
+    # connection attempt per worker per retry step, never max_connections at once.
+    window: int = 1
 
     @property
     def backlog(self) -> int:
@@ -178,7 +181,7 @@ class WorkQueue:
         d = self._domains.get(domain)
         if d is None or not d.ready:
             return 0
-        limit = max_connections if d.window is None else min(d.window, max_connections)
+        limit = min(d.window, max_connections)
         return max(0, ideal_connections(d.backlog, limit, per_connection) - d.connections)
 
     def ready_domains(self) -> Iterable[str]:

@@ -19,10 +19,13 @@ __all__ = [
     "MAX_DOMAIN",
     "MAX_LOCAL_PART",
     "MAX_PATH",
+    "check_address",
+    "check_helo_name",
     "data",
     "ehlo",
     "helo",
     "mail_from",
+    "needs_smtputf8",
     "noop",
     "quit",
     "rcpt_to",
@@ -40,7 +43,7 @@ END_OF_DATA = b".\r\n"
 
 # Anything that could end or split a command line, or close the <path> early:
 # C0 controls (CR, LF, NUL, TAB...), DEL, SP and the angle brackets.  SP is legal only
-# inside a quoted local part ("john doe"@example.com), which `_check_address` handles.
+# inside a quoted local part ("john doe"@example.com), which `check_address` handles.
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f<>]")
 _FORBIDDEN_QUOTED = re.compile(r"[\x00-\x1f\x7f<>]")
 # C1 controls (U+0080-U+009F) are as invisible as C0 ones; no mailbox needs them.
@@ -101,34 +104,51 @@ def wire_body(message: bytes) -> bytes:
     return message.replace(b"\n", b"\r\n")
 
 
-def _check_address(address: str, smtputf8: bool) -> bytes:
+def needs_smtputf8(address: str) -> bool:
+    """Whether sending `address` needs SMTPUTF8 (RFC 6531 §3.2): only a non-ASCII local
+    part does.  A non-ASCII domain goes out as its A-label (RFC 5890/5891) to a server
+    without SMTPUTF8: `bob@bücher.example` is sent as `bob@xn--bcher-kva.example`, the
+    name Volley routes on anyway (issue #14, finding 7: such mail was bounced 5.6.7)."""
+    if address.isascii():
+        return False
+    return not address[: address.rfind("@")].isascii() if "@" in address else True
+
+
+def check_address(address: str, smtputf8: bool) -> bytes:
     """Validate a mailbox for use inside <...>; return its wire bytes.
 
+    Without `smtputf8`, a non-ASCII domain is sent as its A-label when the local part is
+    ASCII (see needs_smtputf8).  engine.drop.address calls this too, so every address
+    intake accepts is one this function can send (issue #14, finding 3).
+
     Raises:
-        LocalProtocolError: when the address cannot be sent safely.
+        LocalProtocolError: when the address cannot be sent safely; the message says why
+            and never quotes the address (callers name it as they see fit).
     """
     if not address:
         raise LocalProtocolError("empty address")
     at = address.rfind("@")
+    if not smtputf8 and at > 0 and not address.isascii() and address[:at].isascii():
+        address = address[: at + 1] + _a_label(address[at + 1 :])
     local = address[:at] if at >= 0 else address
     if len(local) >= 2 and local[0] == '"' and local[-1] == '"':
         bad = _FORBIDDEN_QUOTED.search(local) or _FORBIDDEN.search(address, at if at >= 0 else 0)
     else:
         bad = _FORBIDDEN.search(address)
     if bad is not None:
-        raise LocalProtocolError(f"forbidden character {bad.group()!r} in address {address!r}")
+        raise LocalProtocolError(f"forbidden character {bad.group()!r} in address")
     if at < 0:
         # RFC 5321 §4.1.1.3: <Postmaster> without a domain is the one legal bare local part.
         if address.lower() != "postmaster":
-            raise LocalProtocolError(f"address without domain: {address!r}")
+            raise LocalProtocolError("address without domain")
     elif at == 0 or at == len(address) - 1:
-        raise LocalProtocolError(f"empty local part or domain in {address!r}")
+        raise LocalProtocolError("empty local part or domain")
     if address.isascii():
         encoded = address.encode("ascii")
         local_len = at if at >= 0 else len(encoded)
     else:
         if not smtputf8:
-            raise LocalProtocolError(f"non-ASCII address needs SMTPUTF8: {address!r}")
+            raise LocalProtocolError("non-ASCII local part needs SMTPUTF8")
         c1 = _C1.search(address)
         if c1 is not None:
             raise LocalProtocolError(f"control character {c1.group()!r} in address")
@@ -154,7 +174,7 @@ def mail_from(sender: str, *, size: int | None, body_8bit: bool, smtputf8: bool)
         body_8bit: add `BODY=8BITMIME` (RFC 6152).
         smtputf8: add `SMTPUTF8` (RFC 6531) and allow a non-ASCII sender.
     """
-    path = _check_address(sender, smtputf8) if sender else b""
+    path = check_address(sender, smtputf8) if sender else b""
     line = b"MAIL FROM:<" + path + b">"
     if size is not None:
         if size < 0:
@@ -170,10 +190,26 @@ def mail_from(sender: str, *, size: int | None, body_8bit: bool, smtputf8: bool)
 def rcpt_to(address: str, *, smtputf8: bool = False) -> bytes:
     """`RCPT TO:<address>`; a non-ASCII address needs `smtputf8=True` (the transaction's
     MAIL carried SMTPUTF8)."""
-    return b"RCPT TO:<" + _check_address(address, smtputf8) + b">\r\n"
+    return b"RCPT TO:<" + check_address(address, smtputf8) + b">\r\n"
 
 
-def _check_name(name: str) -> bytes:
+def _a_label(domain: str) -> str:
+    """The ASCII form of an internationalised domain (the stdlib codec, IDNA 2003, the
+    same engine.drop.address routes with; it refuses the deviation characters that
+    IDNA 2003 and 2008 encode differently, so the two agree)."""
+    try:
+        return domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise LocalProtocolError("domain cannot be IDNA-encoded") from None
+
+
+def check_helo_name(name: str) -> bytes:
+    """The EHLO/HELO argument's bytes; refuses what cannot go on the command line.
+
+    Raises:
+        LocalProtocolError: characters outside letters, digits, ".", "-", ":", "[", "]",
+            or longer than MAX_DOMAIN.
+    """
     if _HELO_NAME.fullmatch(name) is None or len(name) > MAX_DOMAIN:
         raise LocalProtocolError(f"invalid EHLO/HELO name {name!r}")
     return name.encode("ascii")
@@ -181,12 +217,12 @@ def _check_name(name: str) -> bytes:
 
 def ehlo(name: str) -> bytes:
     """`EHLO name`: our host name (a domain or an address literal like `[192.0.2.1]`)."""
-    return b"EHLO " + _check_name(name) + b"\r\n"
+    return b"EHLO " + check_helo_name(name) + b"\r\n"
 
 
 def helo(name: str) -> bytes:
     """`HELO name`, the RFC 821 fallback when EHLO is refused."""
-    return b"HELO " + _check_name(name) + b"\r\n"
+    return b"HELO " + check_helo_name(name) + b"\r\n"
 
 
 def data() -> bytes:

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from engine.smtp import encode
 from engine.smtp.errors import LocalProtocolError, RemoteProtocolError
 from engine.smtp.replies import Reply, ReplyParser
-from engine.smtp.state import ON_REPLY, SEND, Command, Signal, State, on_signal
+from engine.smtp.state import ON_REPLY, SEND, Command, Signal, State, expected, on_signal
 from engine.smtp.transaction import ReplyEvent, TransactionReplies, Txn
 
 __all__ = ["ClientProtocol"]
@@ -65,6 +65,8 @@ class ClientProtocol:
         """The 421 that made the server close the channel, if one came."""
         self.closing_command: Command | None = None
         """The command that 421 answered (None: it came unsolicited)."""
+        self.broken_at: Command | None = None
+        """The command whose reply broke the protocol (an unexpected reply code), if one did."""
 
     # ---------------------------------------------------------------- inspection
 
@@ -86,7 +88,11 @@ class ClientProtocol:
         self._extensions = value
         size = value.get("SIZE", "")
         # Parsed once per EHLO, not per message (the session asks before every send).
-        self._size_limit = int(size) if size.isdigit() and int(size) > 0 else None
+        # isascii: str.isdigit() is also true for "²" and other Unicode digits, which int()
+        # refuses (a "250-SIZE ²" line once escaped as a ValueError, issue #14).  A SIZE
+        # over 2**63 is no limit either way; the digit cap keeps int() cheap on hostile input.
+        ok = size.isascii() and size.isdigit() and len(size) <= 19
+        self._size_limit = int(size) if ok and int(size) > 0 else None
 
     def supports(self, keyword: str) -> bool:
         """Whether the last EHLO reply offered `keyword` (case-insensitive)."""
@@ -321,7 +327,13 @@ class ClientProtocol:
                 self._closing(reply, None)
                 return None
             raise RemoteProtocolError(f"unsolicited reply: {reply}")
-        command = self._outstanding.popleft()
+        command = self._outstanding[0]
+        if not expected(command, reply.code) and reply.code != 421:
+            # RFC 5321 §4.3.2: e.g. MAIL succeeds only on 2xx, DATA needs 354.  The server
+            # is in a state we cannot know: never read it as success, never reuse it.
+            self.broken_at = command
+            raise RemoteProtocolError(f"unexpected reply to {command.value}: {reply}")
+        self._outstanding.popleft()
         if command is Command.GREETING:
             self.greeting = reply
         elif command is Command.EHLO and _ok(reply):

@@ -66,18 +66,6 @@ class Reply:
         enhanced = _ENHANCED_CACHE[key] = _parse_enhanced(self.code, line)
         return enhanced
 
-    @property
-    def is_positive(self) -> bool:
-        return 200 <= self.code < 400
-
-    @property
-    def is_transient(self) -> bool:
-        return 400 <= self.code < 500
-
-    @property
-    def is_permanent(self) -> bool:
-        return 500 <= self.code < 600
-
     def __str__(self) -> str:
         return f"{self.code} {self.text}".rstrip()
 

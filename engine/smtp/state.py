@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["ON_REPLY", "SEND", "Command", "Signal", "State", "on_signal"]
+__all__ = ["ON_REPLY", "SEND", "Command", "Signal", "State", "expected", "on_signal"]
 
 
 class State(enum.Enum):
@@ -127,6 +127,35 @@ ON_REPLY: dict[tuple[State, bool], State] = {
     (_S.AWAIT_QUIT, True): _S.CLOSED,
     (_S.AWAIT_QUIT, False): _S.CLOSED,
 }
+
+# Which replies each command may get (RFC 5321 §4.3.2, RFC 3207 §4, RFC 2920): a reply
+# outside its command's set is not an answer we can interpret, so the session is broken
+# (Postfix smtp_proto.c treats any reply class it does not expect as a failure of the
+# transaction).  Codes are matched on the first digit, except where one exact code is the
+# only success: 354 for DATA, 220 for STARTTLS.  4xx and 5xx are always legal: refusals.
+# A 3xx to MAIL or a 250 to DATA once made Volley count mail as delivered that was never
+# sent (issue #14, finding 4).
+_REFUSALS = frozenset(range(400, 600))
+_TWO = frozenset(range(200, 300))
+_EXPECTED: dict[Command, frozenset[int]] = {
+    Command.GREETING: _TWO | _REFUSALS,
+    Command.EHLO: _TWO | _REFUSALS,
+    Command.HELO: _TWO | _REFUSALS,
+    Command.STARTTLS: frozenset({220}) | _REFUSALS,
+    Command.MAIL: _TWO | _REFUSALS,
+    Command.RCPT: _TWO | _REFUSALS,
+    Command.DATA: frozenset({354}) | _REFUSALS,
+    Command.END_OF_DATA: _TWO | _REFUSALS,
+    Command.RSET: _TWO | _REFUSALS,
+    Command.NOOP: _TWO | _REFUSALS,
+    Command.QUIT: _TWO | _REFUSALS,
+}
+
+
+def expected(command: Command, code: int) -> bool:
+    """Whether `code` is a reply `command` may get (see _EXPECTED)."""
+    return code in _EXPECTED[command]
+
 
 # States in which nothing is outstanding, so a clean EOF is not a failure.
 _IDLE = frozenset({_S.GREETED, _S.READY, _S.REJECTED, _S.AWAIT_QUIT, _S.CLOSED})

@@ -136,6 +136,10 @@ COUNTERS: dict[str, CounterSpec] = {
         (("hit",), ("miss",), ("failure",)),
     ),
     "volley_worker_restarts": CounterSpec("Worker processes restarted after dying."),
+    "volley_internal_errors": CounterSpec(
+        "Errors in Volley's own code met while delivering (each also logged with a traceback);"
+        " the entries involved are deferred, never lost."
+    ),
     "volley_quarantined": CounterSpec(
         "Spool entries moved to corrupt/: corrupt (failed checksum), poison (kept crashing).",
         ("reason",),

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.drop.address import domain_of, validate_address
+from engine.smtp.encode import needs_smtputf8, rcpt_to
 
 
 @pytest.mark.parametrize(
@@ -170,3 +173,51 @@ def test_local_part_case_is_kept_by_domain_of() -> None:
     # Only the domain is case-insensitive (RFC 5321 §2.4); domain_of never sees the
     # local part, so "User" and "user" stay different recipients.
     assert domain_of("User@Example.com") == domain_of("user@example.com")
+
+
+# -- intake and the encoder agree (issue #14, finding 3) ------------------------------------
+
+
+@pytest.mark.parametrize("addr", ['"a<b"@example.com', '"a>b"@example.com', '"<x>"@example.com'])
+def test_angle_brackets_in_a_quoted_local_part_are_refused_at_intake(addr: str) -> None:
+    """RFC 5321 qtextSMTP allows them, but the encoder will not put them inside <...>:
+    intake must refuse what delivery cannot send, with a reason."""
+    reason = validate_address(addr)
+    assert reason is not None and "cannot be sent over SMTP" in reason
+
+
+_ATOM = st.text(alphabet=st.sampled_from("abcXYZ09.!#$%&'*+-/=?^_`{|}~"), min_size=1, max_size=12)
+_QTEXT = st.text(
+    alphabet=st.characters(min_codepoint=32, max_codepoint=126, blacklist_characters='"\\'),
+    min_size=1,
+    max_size=12,
+)
+_LOCAL = st.one_of(
+    _ATOM,
+    _QTEXT.map(lambda t: f'"{t}"'),
+    st.text(alphabet=st.sampled_from('jörgüßé日本a.\\"<> '), min_size=1, max_size=8),
+    st.text(min_size=1, max_size=10),
+)
+_DOMAIN = st.sampled_from(
+    ["example.com", "bücher.example", "xn--bcher-kva.example", "日本.example", "x.y.z", "a-b.c"]
+)
+
+
+@given(_LOCAL, _DOMAIN)
+@settings(max_examples=600, deadline=None)
+def test_every_address_intake_accepts_can_be_encoded(local: str, domain: str) -> None:
+    addr = f"{local}@{domain}"
+    if validate_address(addr) is None:
+        line = rcpt_to(addr, smtputf8=needs_smtputf8(addr))
+        assert line.startswith(b"RCPT TO:<") and line.endswith(b">\r\n")
+        if not needs_smtputf8(addr):
+            assert line.isascii()  # a U-label domain goes out as its A-label
+
+
+def test_an_ascii_local_part_at_an_idn_domain_needs_no_smtputf8() -> None:
+    """Finding 7 of issue #14: bob@bücher.example is sent as bob@xn--bcher-kva.example to
+    a server without SMTPUTF8 (RFC 5890/5891); only a non-ASCII local part needs it."""
+    assert validate_address("bob@bücher.example") is None
+    assert not needs_smtputf8("bob@bücher.example")
+    assert rcpt_to("bob@bücher.example") == b"RCPT TO:<bob@xn--bcher-kva.example>\r\n"
+    assert needs_smtputf8("jörg@example.com") and needs_smtputf8("jörg@bücher.example")

@@ -122,3 +122,20 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     bad.write_text("workers = ")
     with pytest.raises(ConfigError, match=r"bad\.toml"):
         load_settings(bad)
+
+
+@pytest.mark.parametrize(
+    "name", ["mail_out.example.com", "mx..example.com", "-mx.example.com", "mx example", "[1.2.3]"]
+)
+def test_a_bad_helo_name_is_a_config_error_naming_the_key(name: str) -> None:
+    """Finding 8 of issue #14: refused at start, not at every connection's EHLO."""
+    with pytest.raises(ConfigError, match=r"^smtp\.helo_name: .* (host name|address literal)"):
+        from_dict({"smtp": {"helo_name": name}})
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["mta.example.com", "localhost", "MX-1.Example.COM", "[192.0.2.1]", "[IPv6:2001:db8::1]"],
+)
+def test_good_helo_names(name: str) -> None:
+    assert from_dict({"smtp": {"helo_name": name}}).helo_name == name

@@ -1,7 +1,10 @@
+import os
 from pathlib import Path
 
+import pytest
+
 from engine.config import Settings
-from engine.runtime.intake import shard_of, take_batch
+from engine.runtime.intake import Noted, interrupted_take, shard_of, take_batch
 from spool import Spool
 
 
@@ -35,19 +38,61 @@ def test_splits_per_domain_queues_durably_then_removes_the_drop(tmp_path: Path) 
     assert body.endswith(b"\r\n..dot\r\n")  # stored in wire form: dot-stuffed once
 
 
-def test_retaking_the_same_drop_after_a_crash_queues_nothing_twice(tmp_path: Path) -> None:
+def test_retaking_the_same_drop_after_a_crash_queues_nothing_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sp = Spool(tmp_path)
     sp.ensure(1)
     drop(sp, "m1.eml", MSG)
-    import os
 
-    os.link(tmp_path / "incoming" / "m1.eml", tmp_path / "keep")
-    first = take_batch(sp, sp.shard(0), 0, settings(tmp_path), now=1.0)
-    # Crash between "entries durable" and "drop unlinked": the drop is back.
-    os.link(tmp_path / "keep", tmp_path / "incoming" / "m1.eml")
-    again = take_batch(sp, sp.shard(0), 0, settings(tmp_path), now=2.0)
-    assert {t.ref.name for t in again.taken} == {t.ref.name for t in first.taken}
-    assert sp.shard(0).count() == 2
+    class Crash(Exception):
+        pass
+
+    def crash(self: Spool, names: object) -> None:
+        raise Crash  # the worker dies after "entries durable", before "drops removed"
+
+    with monkeypatch.context() as m:
+        m.setattr(Spool, "consume_drops", crash)
+        with pytest.raises(Crash):
+            take_batch(sp, sp.shard(0), 0, settings(tmp_path), now=1.0)
+    queued = {r.name for r in sp.shard(0).scan()}
+    assert len(queued) == 2 and sp.incoming_names() == ["m1.eml"]
+    restarted = Spool(tmp_path)
+    restarted.shard(0).recover()
+    noted = interrupted_take(restarted, 0)
+    assert list(noted) == ["m1.eml"]
+    again = take_batch(restarted, restarted.shard(0), 0, settings(tmp_path), now=2.0, noted=noted)
+    assert {t.ref.name for t in again.taken} == queued
+    assert restarted.shard(0).count() == 2 and restarted.incoming_names() == []
+    assert interrupted_take(restarted, 0) == {}
+
+
+def test_a_different_drop_with_the_same_name_and_metadata_is_queued(tmp_path: Path) -> None:
+    """Finding 6 of issue #14: `cp -p` of another news.eml with the same size and mtime
+    (even on a reused inode) is a new message, never "already queued"."""
+    sp = Spool(tmp_path)
+    sp.ensure(1)
+    other = MSG.replace(b"Subject: s", b"Subject: t")
+    assert len(other) == len(MSG)
+    first: set[str] = set()
+    for data in (MSG, other):
+        drop(sp, "news.eml", data)
+        os.utime(tmp_path / "incoming" / "news.eml", ns=(1_000_000_000, 1_000_000_000))
+        batch = take_batch(sp, sp.shard(0), 0, settings(tmp_path), now=1.0)
+        assert batch.rejected == [] and len(batch.taken) == 2
+        names = {t.ref.name for t in batch.taken}
+        assert not names & first
+        first |= names
+    assert sp.shard(0).count() == 4
+
+
+def test_a_noted_name_now_holding_another_drop_gets_new_ids(tmp_path: Path) -> None:
+    sp = Spool(tmp_path)
+    sp.ensure(1)
+    drop(sp, "m1.eml", MSG)
+    stale = {"m1.eml": Noted(b"some other file", {"one.test": "0" * 29, "two.test": "1" * 29})}
+    batch = take_batch(sp, sp.shard(0), 0, settings(tmp_path), now=1.0, noted=stale)
+    assert len(batch.taken) == 2 and not {t.ref.id for t in batch.taken} & {"0" * 29, "1" * 29}
 
 
 def test_rejects_with_reason_and_leaves_other_shards_drops(tmp_path: Path) -> None:

@@ -119,7 +119,9 @@ def test_route_failures() -> None:
     assert temp[0].disposition is D.DEFERRED and "SERVFAIL" in temp[0].text
 
 
-def test_connect_failures_defer_unless_final_host_said_5xx() -> None:
+def test_connect_failures_always_defer_even_on_a_5xx_greeting() -> None:
+    """Finding 5 of issue #14: "554 ... blocked using zen.spamhaus.org" is about the sending
+    IP, usually temporary; Postfix (smtp_skip_5xx_greeting = yes) defers it."""
     refused = ConnectFailure(
         "mx.x.test",
         "127.0.0.9",
@@ -129,9 +131,36 @@ def test_connect_failures_defer_unless_final_host_said_5xx() -> None:
     assert out[0].disposition is D.DEFERRED and "127.0.0.9" in out[0].text
     busy = ConnectFailure("mx.x.test", "127.0.0.9", reply=Reply(421, ("4.3.2 busy",)))
     assert classify_connect_failure(["a@x.test"], busy)[0].disposition is D.DEFERRED
-    no = ConnectFailure("mx.x.test", "127.0.0.9", reply=Reply(554, ("5.7.1 go away",)))
-    out = classify_connect_failure(["a@x.test"], no)
-    assert out[0].disposition is D.BOUNCED and "mx.x.test[127.0.0.9] said" in out[0].text
+    blocked = Reply(554, ("5.7.1 Service unavailable; blocked using zen.spamhaus.org",))
+    no = ConnectFailure("mx.x.test", "127.0.0.9", reply=blocked)
+    (out1, out2) = classify_connect_failure(["a@x.test", "b@x.test"], no)
+    assert disps([out1]) == [("a@x.test", D.DEFERRED, 554, "4.7.1")]
+    assert "mx.x.test[127.0.0.9] refused the session: 554 5.7.1" in out1.text
+    assert out2.disposition is D.DEFERRED
+    bare = ConnectFailure("mx.x.test", "127.0.0.9", reply=Reply(550, ("go away",)))
+    assert disps(classify_connect_failure(["a@x.test"], bare)) == [
+        ("a@x.test", D.DEFERRED, 550, "4.0.0")
+    ]
+
+
+def test_only_2xx_is_success() -> None:
+    """Finding 4 of issue #14: a 3xx to MAIL, a 2xx to DATA (no content sent) and a 3xx
+    to end of data are failures of the transaction, never deliveries (RFC 5321 §4.3.2)."""
+    odd = Reply(354, ("go ahead?",))
+    r = TxnResult(odd, (None, None, None), None, None)
+    assert [o.disposition for o in classify_txn(TXN, r)] == [D.DEFERRED] * 3
+    r = TxnResult(OK, (OK, odd, OK), GO, QUEUED)
+    assert [o.disposition for o in classify_txn(TXN, r)] == [D.DELIVERED, D.DEFERRED, D.DELIVERED]
+    r = TxnResult(OK, (OK, OK, OK), Reply(250, ("2.0.0 ok",)), None)
+    outs = classify_txn(TXN, r)
+    assert [o.disposition for o in outs] == [D.DEFERRED] * 3
+    assert "no content sent" in outs[0].text
+    r = TxnResult(OK, (OK, OK, OK), GO, Reply(354, ("more?",)))
+    assert [o.disposition for o in classify_txn(TXN, r)] == [D.DEFERRED] * 3
+    one = Transaction("s@a.test", ("r1@b.test",), b"x\r\n")
+    assert classify_txn(one, TxnResult(OK, (OK,), GO, Reply(354, ("x",))))[0].disposition is (
+        D.DEFERRED
+    )
 
 
 def test_precheck_smtputf8_and_size() -> None:
@@ -161,7 +190,7 @@ def test_expire_keeps_last_error() -> None:
 @pytest.mark.parametrize(
     "final",
     [QUEUED, Reply(250, ("queued",)), Reply(451, ("4.3.0 later",)), Reply(554, ("5.6.0 no",)),
-     Reply(503, ("5.5.1 sequence",)), Reply(552, ("",))],
+     Reply(503, ("5.5.1 sequence",)), Reply(552, ("",)), Reply(354, ("3xx",))],
 )  # fmt: skip
 def test_one_recipient_fast_path_gives_the_general_verdict(final: Reply) -> None:
     one = Transaction("s@a.test", ("r1@b.test",), b"x\r\n")

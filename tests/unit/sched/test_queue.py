@@ -55,6 +55,8 @@ def test_connections_wanted_counts_backlog_and_live_connections() -> None:
     q = WorkQueue()
     for i in range(250):
         q.add(E(f"m{i}", "big.test"), 0.0, 0.0)
+    assert q.connections_wanted("big.test", 10, 100) == 1  # slow start: one until proven
+    q.domain("big.test").window = 10
     assert q.connections_wanted("big.test", 10, 100) == 3
     q.domain("big.test").connections = 3
     assert q.connections_wanted("big.test", 10, 100) == 0

@@ -65,7 +65,12 @@ def test_ehlo_keywords_are_parsed_upper_case_with_params() -> None:
     assert p.greeting == Reply(220, ("mx.example.net ESMTP",))
 
 
-@pytest.mark.parametrize(("line", "limit"), [("SIZE", None), ("SIZE 0", None), ("SIZE x", None)])
+@pytest.mark.parametrize(
+    ("line", "limit"),
+    # "SIZE \u00b2" (a superscript two) once escaped as a ValueError from int() (issue #14).
+    [("SIZE", None), ("SIZE 0", None), ("SIZE x", None), ("SIZE \u00b2", None),
+     ("SIZE 1" + "0" * 40, None)],
+)  # fmt: skip
 def test_size_without_usable_limit_means_no_limit(line: str, limit: int | None) -> None:
     assert ready((line,)).size_limit == limit
 
@@ -602,3 +607,46 @@ def test_size_limit_follows_each_ehlo() -> None:
     p.send_ehlo("c.example")
     p.receive_data(ehlo_reply(("SIZE 100",)))
     assert p.size_limit == 100
+
+
+# ------------------------------------------------- replies of a class the command cannot get
+
+
+@pytest.mark.parametrize(
+    ("reply", "command"),
+    [
+        (b"354 go ahead\r\n", Command.MAIL),  # RFC 5321 §4.3.2: MAIL is 2xx or a refusal
+        (b"250 2.0.0 ok\r\n", Command.DATA),  # DATA must get 354: no content would be sent
+        (b"334 what?\r\n", Command.RCPT),
+    ],
+)
+def test_a_reply_the_command_cannot_get_breaks_the_session(reply: bytes, command: Command) -> None:
+    """Finding 4 of issue #14: such a reply is never read as success."""
+    p = ready()
+    p.begin_transaction("s@a.test", ["r@b.test"], BODY)
+    good = {Command.MAIL: b"", Command.RCPT: b"250 ok\r\n", Command.DATA: b"250 ok\r\n250 ok\r\n"}
+    with pytest.raises(RemoteProtocolError, match=f"unexpected reply to {command.value}"):
+        p.receive_data(good[command] + reply)
+    assert p.state is State.BROKEN and not p.is_reusable()
+    assert p.broken_at is command
+    txn = p.transaction()
+    assert txn is not None and not txn.delivered and txn.final is None
+
+
+def test_a_3xx_to_end_of_data_is_not_delivered() -> None:
+    p = ready()
+    p.begin_transaction("s@a.test", ["r@b.test"], BODY)
+    p.receive_data(b"250 ok\r\n250 ok\r\n354 go\r\n")
+    assert p.data_to_send() == WIRE
+    with pytest.raises(RemoteProtocolError):
+        p.receive_data(b"354 again\r\n")
+    txn = p.transaction()
+    assert txn is not None and not txn.delivered
+
+
+@pytest.mark.parametrize("greeting", [b"354 hi\r\n", b"334 hi\r\n"])
+def test_a_3xx_greeting_is_a_protocol_error(greeting: bytes) -> None:
+    p = ClientProtocol()
+    with pytest.raises(RemoteProtocolError):
+        p.receive_data(greeting)
+    assert p.state is State.BROKEN and p.broken_at is Command.GREETING

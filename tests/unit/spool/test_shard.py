@@ -2,11 +2,16 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
 
 from spool import atomic, segment
 from spool.errors import CorruptEntry, SpoolFull
@@ -163,11 +168,28 @@ def test_remove_journals_then_unlinks_the_emptied_segment(
     assert (q.path / JOURNAL).read_text() == f"1 {a.name}\n"
     assert [e.name for e in read_shard(q.path).live] == [b.name, c.name]
     q.remove(b)
-    q.remove(c)  # the last one writes no line: the segment goes
+    q.remove(c)  # the last one writes its line too, then the segment goes
     assert segments(q) == []
-    assert (q.path / JOURNAL).read_text() == f"1 {a.name}\n1 {b.name}\n"
+    assert (q.path / JOURNAL).read_text() == f"1 {a.name}\n1 {b.name}\n1 {c.name}\n"
     assert restarted(sp).scan() == []
     assert (q.path / JOURNAL).read_text() == ""  # compacted at start: nothing to kill
+
+
+def test_removing_a_rewritten_entry_never_resurrects_its_older_version(
+    sp: Spool, q: ShardQueue
+) -> None:
+    """Finding 2 of issue #14: deferred (rewritten into a one-entry segment), then
+    delivered while a batch-mate is still queued.  The emptied rewrite segment goes, and
+    the older version in the batch segment must stay dead after a restart."""
+    greylisted, mate = q.add([new(1), new(2)])
+    q.rewrite(greylisted, {"attempts": 1, "rcpts": ["left@example.com"]}, b"v2", T0 + 300)
+    q.remove(greylisted)  # delivered at the retry
+    assert [e.name for e in read_shard(q.path).live] == [mate.name]
+    again = restarted(sp)
+    assert [r.name for r in again.scan()] == [mate.name]
+    q.close()
+    again.remove(mate)
+    assert restarted(sp).scan() == []
 
 
 def test_a_removal_does_not_kill_a_later_version(sp: Spool, q: ShardQueue) -> None:
@@ -361,3 +383,171 @@ def test_scan_after_recover_reports_what_recover_found_even_after_adds(
     assert [r.name for r in again.scan()] == [a.name]
     assert again.count() == 2 and again.load(c)[0]["n"] == 3
     assert sorted(r.name for r in again.scan()) == sorted([a.name, c.name])  # from disk
+
+
+# --- any sequence of operations and crashes (issue #14: "spool operations compose") ---------
+
+
+class _Crash(Exception):
+    """The process dies here: nothing after this point of the operation happens."""
+
+
+class _Faults:
+    """Counts the spool's file-system steps and raises _Crash at step number `at` (None:
+    never).  The steps are every write, link, fsync and unlink the shard makes."""
+
+    _ATOMIC = ("write_tmp", "link_batch", "write_all", "fsync_fd", "fsync_dir", "put_file")
+
+    def __init__(self) -> None:
+        self.at: int | None = None
+        self.count = 0
+        self._saved: list[tuple[object, str, object]] = []
+
+    def __enter__(self) -> _Faults:
+        import spool.shard as shard_module
+
+        for name in self._ATOMIC:
+            self._wrap(atomic, name)
+        self._wrap(shard_module, "_unlink_quietly")
+        return self
+
+    def _wrap(self, module: object, name: str) -> None:
+        real = getattr(module, name)
+
+        def step(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            if self.at is not None and self.count >= self.at:
+                raise _Crash(name)
+            return real(*args, **kwargs)
+
+        self._saved.append((module, name, real))
+        setattr(module, name, step)
+
+    def __exit__(self, *exc: object) -> None:
+        for module, name, real in reversed(self._saved):
+            setattr(module, name, real)
+
+
+class ShardMachine(RuleBasedStateMachine):
+    """The shard against a model (name -> version), with crashes between any two steps
+    of add, rewrite and remove.  After a crash the interrupted operation must have
+    happened whole or not at all, and nothing else may change: no entry lost, none
+    resurrected, every live entry at its latest version."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.root = Path(tempfile.mkdtemp(prefix="shard-machine-"))
+        self.sp = Spool(self.root)
+        self.sp.ensure(1)
+        self.q = self.sp.shard(0)
+        self.q.recover()
+        self.live: dict[str, tuple[int, EntryRef]] = {}  # name -> (version, ref)
+        self.gone: set[str] = set()
+        self.n = 0
+        self.faults = _Faults()
+
+    names = Bundle("names")
+
+    def teardown(self) -> None:
+        self.q.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- operations, each maybe cut short by a crash at a random step ------------------
+    def _run(self, op: Any, crash_at: int | None) -> bool:
+        """Run `op` with a crash at step `crash_at`; True when it completed."""
+        self.faults.at = crash_at
+        self.faults.count = 0
+        try:
+            with self.faults:
+                op()
+        except _Crash:
+            self._restart()
+            return False
+        return True
+
+    def _restart(self) -> None:
+        self.q.close()
+        self.q = Spool(self.root).shard(0)
+        self.q.recover()
+
+    def _versions_on_disk(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for ref in self.q.scan():
+            meta, _ = self.q.load(ref)
+            out[ref.name] = int(meta["version"])
+        return out
+
+    @rule(target=names, k=st.integers(1, 4), crash_at=st.none() | st.integers(1, 6))
+    def add(self, k: int, crash_at: int | None) -> Any:
+        items = [new(self.n + i) for i in range(k)]
+        for item in items:
+            item.meta["version"] = 0
+        self.n += k
+        refs: list[EntryRef] = []
+        if self._run(lambda: refs.extend(self.q.add(items)), crash_at):
+            for ref in refs:
+                self.live[ref.name] = (0, ref)
+            return multiple(*(r.name for r in refs))
+        on_disk = self._versions_on_disk()
+        added = [i for i in items if f"{i.id}@{i.domain}" in on_disk]
+        assert len(added) in (0, k), "a batch is added whole or not at all"
+        for item in added:
+            name = f"{item.id}@{item.domain}"
+            self.live[name] = (0, EntryRef(name, item.domain, item.not_before))
+        self._check_exact()
+        return multiple(*(f"{i.id}@{i.domain}" for i in added))
+
+    @rule(name=names, crash_at=st.none() | st.integers(1, 5))
+    def rewrite(self, name: str, crash_at: int | None) -> None:
+        if name not in self.live:
+            return
+        version, ref = self.live[name]
+        meta = {"version": version + 1, "rcpts": [f"left{version}@example.com"]}
+        out: list[EntryRef] = []
+        if self._run(lambda: out.append(self.q.rewrite(ref, meta, b"v", T0 + version)), crash_at):
+            self.live[name] = (version + 1, out[0])
+            return
+        got = self._versions_on_disk().get(name)
+        assert got in (version, version + 1), f"rewrite left version {got}"
+        self.live[name] = (int(got), ref) if got is not None else self.live[name]
+        self._check_exact()
+
+    @rule(name=names, crash_at=st.none() | st.integers(1, 4))
+    def remove(self, name: str, crash_at: int | None) -> None:
+        entry = self.live.get(name)
+        ref = entry[1] if entry else EntryRef(name, "example.com", T0)
+        if self._run(lambda: self.q.remove(ref), crash_at):
+            self.live.pop(name, None)
+            self.gone.add(name)
+            return
+        if name not in self._versions_on_disk():
+            self.live.pop(name, None)
+            self.gone.add(name)
+        self._check_exact()
+
+    @rule()
+    def crash(self) -> None:
+        self._restart()
+        self._check_exact()
+
+    # -- what must always hold ---------------------------------------------------------
+    def _check_exact(self) -> None:
+        on_disk = self._versions_on_disk()
+        assert on_disk == {n: v for n, (v, _) in self.live.items()}
+        assert not (self.gone & set(on_disk)), "a finished entry came back"
+
+    @invariant()
+    def index_matches_the_model(self) -> None:
+        assert self.q.count() == len(self.live)
+        for name, (version, ref) in self.live.items():
+            meta, _ = self.q.load(ref)
+            assert meta["version"] == version, name
+        for name in self.gone:
+            with pytest.raises(FileNotFoundError):
+                self.q.load(EntryRef(name, "example.com", T0))
+
+
+ShardMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=list(HealthCheck)
+)
+test_shard_operations_and_crashes_compose = ShardMachine.TestCase
