@@ -18,6 +18,7 @@ from typing import Any
 from tests.support.dns_server import DnsServer
 from tests.support.net import free_port
 from tests.support.receiver import Receiver
+from tests.support.scripted import Script, ScriptedServer, standard
 
 ADDRESSES = [f"127.0.0.{i}" for i in range(2, 255)]
 
@@ -27,6 +28,7 @@ class MiniInternet:
         self.dns = DnsServer()
         self.port = free_port(ADDRESSES[:40])
         self.receivers: dict[str, Receiver] = {}
+        self.scripted_servers: list[ScriptedServer] = []
         self._free = iter(ADDRESSES)
         self._seq = itertools.count(1)
 
@@ -37,6 +39,8 @@ class MiniInternet:
     def stop(self) -> None:
         for r in self.receivers.values():
             r.stop()
+        for server in self.scripted_servers:
+            server.stop()
         self.dns.stop()
 
     def address(self) -> str:
@@ -69,6 +73,21 @@ class MiniInternet:
             out.append(r)
         self.dns.add_mx(domain, records, ttl=ttl)
         return out
+
+    def scripted(self, script: Script = standard) -> ScriptedServer:
+        """A scripted SMTP server (tests.support.scripted) on a fresh address."""
+        server = ScriptedServer(self.address(), self.port, script).start()
+        self.scripted_servers.append(server)
+        return server
+
+    def publish(self, domain: str, ips: Sequence[str], *, ttl: int = 300) -> None:
+        """MX records for `domain`: one host per IP (preferences 10, 20, ...), in order."""
+        records = []
+        for i, ip in enumerate(ips):
+            host = f"mx{i + 1}.{domain}"
+            self.dns.add_a(host, [ip], ttl=ttl)
+            records.append(((i + 1) * 10, host))
+        self.dns.add_mx(domain, records, ttl=ttl)
 
     def __enter__(self) -> MiniInternet:
         return self.start()
