@@ -183,7 +183,7 @@ class Deliverer:
                     tls=policy.tls,
                     timeouts=self._s.smtp_timeouts,
                 )
-                if isinstance(got, SmtpSession):
+                if not isinstance(got, ConnectFailure):
                     return got
                 last = got
         return last or ConnectFailure(

@@ -22,13 +22,14 @@ def test_two_drops_with_one_name_and_the_same_metadata_are_both_sent(net, volley
     first = message("news@sender.test", ["ann@list.test"], subject="issue 1")
     second = message("news@sender.test", ["ann@list.test"], subject="issue 2")
     assert len(first) == len(second)
+    incoming = v.spool / "incoming"
+    drop = incoming / "news.eml"
     for data in (first, second):
-        incoming = v.spool / "incoming"
         tmp = incoming / ".news.eml.tmp"
         tmp.write_bytes(data)
         os.utime(tmp, ns=(MTIME_NS, MTIME_NS))  # what `cp -p` keeps
-        os.rename(tmp, incoming / "news.eml")
-        wait_for(lambda: not (incoming / "news.eml").exists(), timeout=20, message=v.log)
+        os.rename(tmp, drop)
+        wait_for(lambda: not drop.exists(), timeout=20, message=v.log)
     wait_for(lambda: len(rx.messages) == 2, timeout=20, message=v.log)
     subjects = sorted(b"issue 2" in m.data for m in rx.messages)
     assert subjects == [False, True]

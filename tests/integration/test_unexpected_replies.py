@@ -24,9 +24,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_an_unexpected_reply_defers_and_nothing_counts_as_delivered(
-    net, volley, case: str
-) -> None:
+def test_an_unexpected_reply_defers_and_nothing_counts_as_delivered(net, volley, case: str) -> None:
     script, reason = CASES[case]
     odd = net.scripted(script)
     net.publish("odd.test", [odd.ip])

@@ -34,9 +34,7 @@ def test_intake_refuses_an_address_the_encoder_cannot_send(net, volley) -> None:
     assert v.stop() == 0
 
 
-def test_a_queued_entry_with_such_an_address_bounces_it_and_delivers_the_rest(
-    net, volley
-) -> None:
+def test_a_queued_entry_with_such_an_address_bounces_it_and_delivers_the_rest(net, volley) -> None:
     (rx,) = net.domain("example.test")
     v = volley(workers=1, start=False)
     spool = Spool(v.spool)

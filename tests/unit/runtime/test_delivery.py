@@ -1,0 +1,298 @@
+"""engine.runtime.delivery: every connection ends in a decision for every entry it took.
+
+A real spool shard, work queue, outcome recorder and delivery log on a temp dir; a fake
+clock, resolver and lease table; fake sessions that fail in each way a receiver (or
+Volley's own code) can.  Nothing touches the network."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.config import DomainPolicy, Settings
+from engine.model import (
+    ConnectFailure,
+    FailureKind,
+    Phase,
+    Reply,
+    Transaction,
+    TransportFailure,
+    TxnResult,
+)
+from engine.net.mx import MxHost, Route
+from engine.runtime.delivery import Deliverer
+from engine.runtime.outcome import Outcomes
+from engine.sched.queue import WorkQueue
+from engine.smtp import encode
+from engine.telemetry.eventlog import EventLog, read_log
+from engine.telemetry.metrics import CheckedTally
+from spool import EntryRef, NewEntry, Spool, entry_id
+
+NOW = 1_800_000_000.0
+OK = Reply(250, ("2.0.0 ok",))
+GO = Reply(354, ("go",))
+DOMAIN = "d.test"
+ROUTE = Route(
+    DOMAIN,
+    (MxHost("mx1.d.test", 10, ("127.0.0.2",)), MxHost("mx2.d.test", 20, ("127.0.0.3",))),
+    False,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def wall(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now - NOW
+
+
+class Resolver:
+    async def resolve(self, domain: str) -> Route:
+        return ROUTE
+
+
+class Leases:
+    async def acquire(self, domain: str, limit: int) -> None:
+        return None
+
+    def release(self, domain: str) -> None:
+        return None
+
+
+class Session:
+    """What Deliverer uses of engine.net.session.SmtpSession; `reply(txn)` decides."""
+
+    def __init__(self, reply: Callable[[Session, Transaction], TxnResult]) -> None:
+        self.reply = reply
+        self.mx_host, self.address = "mx1.d.test", "127.0.0.2"
+        self.transactions = 0
+        self.failure: TransportFailure | None = None
+        self.aborted: str | None = None
+        self.closed = False
+        self.sent: list[Transaction] = []
+
+    def supports(self, keyword: str) -> bool:
+        return keyword in ("PIPELINING", "8BITMIME")
+
+    size_limit = None
+
+    def is_reusable(self) -> bool:
+        return self.failure is None and self.aborted is None and not self.closed
+
+    async def send(self, txn: Transaction) -> TxnResult:
+        for address in (txn.sender, *txn.recipients):  # what begin_transaction checks first
+            if address:
+                encode.check_address(address, txn.smtputf8)
+        self.sent.append(txn)
+        result = self.reply(self, txn)
+        if result.failure is None:
+            self.transactions += 1
+        return result
+
+    def abort(self, detail: str) -> None:
+        self.aborted = detail
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def delivered(session: Session, txn: Transaction) -> TxnResult:
+    return TxnResult(OK, (OK,) * len(txn.recipients), GO, OK)
+
+
+class World:
+    def __init__(self, tmp_path: Path, sessions: Callable[[], Session | ConnectFailure]) -> None:
+        self.settings = Settings(
+            spool_path=tmp_path / "spool",
+            helo_name="mta.test",
+            log_path=tmp_path / "delivery.jsonl",
+            idle_timeout=0.0,  # serve what is ready, then close instead of idling
+            default_policy=DomainPolicy(retry_schedule=(60.0,), retry_jitter=0.0),
+        )
+        spool = Spool(self.settings.spool_path)
+        spool.ensure(1)
+        self.shard = spool.shard(0)
+        self.shard.recover()
+        self.queue = WorkQueue()
+        self.log = EventLog(self.settings.log_path, worker=0)
+        self.tally = CheckedTally()
+        self.clock = Clock()
+        self.opened: list[str] = []
+        self.refs: list[EntryRef] = []
+        outcomes = Outcomes(
+            self.settings, self.shard, self.queue, self.log, self.tally, random.Random(1)
+        )
+
+        async def open_session(address: str, port: int, **kwargs: Any) -> Any:
+            self.opened.append(address)
+            got = sessions()
+            if isinstance(got, ConnectFailure):
+                return ConnectFailure(kwargs["mx_host"], address, got.reply, got.failure)
+            return got
+
+        self.deliverer = Deliverer(
+            settings=self.settings,
+            shard=self.shard,
+            queue=self.queue,
+            resolver=Resolver(),
+            leases=Leases(),
+            outcomes=outcomes,
+            tally=self.tally,
+            clock=self.clock,
+            rng=random.Random(1),
+            kick=lambda: None,
+            open_session_fn=open_session,
+        )
+
+    def queue_entries(self, *rcpt_lists: list[str]) -> None:
+        items = []
+        for i, rcpts in enumerate(rcpt_lists):
+            meta = {"sender": "s@a.test", "rcpts": rcpts, "created": NOW, "attempts": 0}
+            eid = entry_id(int(NOW * 1e9) + i * 1000, b"%d" % i)
+            items.append(NewEntry(eid, DOMAIN, meta, b"Subject: x\r\n\r\nhi\r\n", NOW))
+        for ref in self.shard.add(items):
+            self.queue.add(ref, NOW, NOW)
+            self.refs.append(ref)
+
+    async def connect_once(self) -> None:
+        """What the worker's dispatch loop does: start the connections the queue wants."""
+        policy = self.settings.policy(DOMAIN)
+        n = self.queue.connections_wanted(
+            DOMAIN, policy.max_connections, policy.max_messages_per_connection
+        )
+        tasks = []
+        for _ in range(n):
+            self.queue.domain(DOMAIN).connections += 1
+            tasks.append(asyncio.create_task(self.deliverer.run_connection(DOMAIN)))
+        await asyncio.gather(*tasks)
+
+    def records(self) -> list[dict[str, Any]]:
+        self.log.flush()
+        return list(read_log(self.settings.log_path))
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        return [r for r in self.records() if r["event"] == event]
+
+    def close(self) -> None:
+        self.log.close()
+        self.shard.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Any:
+    worlds: list[World] = []
+
+    def make(sessions: Callable[[], Session | ConnectFailure]) -> World:
+        w = World(tmp_path / str(len(worlds)), sessions)
+        worlds.append(w)
+        return w
+
+    yield make
+    for w in worlds:
+        w.close()
+
+
+async def test_no_session_ready_defers_every_entry_once_and_suspends(world: Any) -> None:
+    """Finding 1: each MX address is tried once, the entries are deferred with the
+    reason, and the destination waits for the retry step (one probe, not ten)."""
+    lost = TransportFailure(Phase.GREETING, FailureKind.CLOSED, "connection closed by peer")
+    w = world(lambda: ConnectFailure("", "", failure=lost))
+    w.queue_entries(*[[f"u{i}@d.test"] for i in range(30)])
+    await w.connect_once()
+    assert w.opened == ["127.0.0.2", "127.0.0.3"]  # the backup MX too, then no more
+    deferred = w.events("deferred")
+    assert len(deferred) == 30 and "during greeting" in deferred[0]["text"]
+    assert w.queue.counts() == (0, 30, 0)
+    assert w.queue.connections_wanted(DOMAIN, 10, 100) == 0  # suspended
+    assert w.tally.drain()[0].count(["volley_connections", ["failed"], 1]) == 1
+
+
+async def test_slow_start_doubles_the_window_per_ready_session(world: Any) -> None:
+    w = world(lambda: Session(delivered))
+    w.queue_entries(*[[f"u{i}@d.test"] for i in range(1000)])
+    assert w.queue.connections_wanted(DOMAIN, 10, 100) == 1
+    await w.connect_once()
+    assert w.queue.domain(DOMAIN).window == 2
+
+
+async def test_an_error_of_ours_defers_the_entry_aborts_the_session_and_says_so(
+    world: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Finding 3's general rule: an exception inside delivery ends in a logged deferral
+    with a retry time, never in an instant requeue."""
+
+    def boom(session: Session, txn: Transaction) -> TxnResult:
+        raise RuntimeError("bug")
+
+    session = Session(boom)
+    w = world(lambda: session)
+    w.queue_entries(["a@d.test"], ["b@d.test"])
+    await w.connect_once()
+    assert session.aborted is not None and "bug" in session.aborted
+    (deferred,) = w.events("deferred")  # the second entry never got the broken session
+    assert deferred["rcpt"] == "a@d.test" and "local error: RuntimeError: bug" in deferred["text"]
+    (err,) = w.events("internal_error")
+    assert "RuntimeError: bug" in err["error"]
+    assert "Traceback" in capsys.readouterr().err
+    ready, waiting, inflight = w.queue.counts()
+    assert (ready, inflight) == (1, 0) and waiting == 1  # deferred, not handed straight back
+    attempts = sorted(w.shard.load(r)[0]["attempts"] for r in w.refs)
+    assert attempts == [0, 1]  # rewritten with its attempt counted: retried in 60 s
+    counts = w.tally.drain()[0]
+    assert ["volley_internal_errors", [], 1] in counts
+
+
+async def test_an_unsendable_recipient_bounces_alone(world: Any) -> None:
+    w = world(lambda: Session(delivered))
+    w.queue_entries(['"a<b"@d.test', "bob@d.test"])
+    await w.connect_once()
+    (bounced,) = w.events("bounced")
+    assert (bounced["rcpt"], bounced["code"], bounced["enhanced"]) == ('"a<b"@d.test', 553, "5.1.3")
+    (ok,) = w.events("delivered")
+    assert ok["rcpt"] == "bob@d.test"
+
+
+async def test_broken_at_the_first_transaction_is_a_failed_connection(world: Any) -> None:
+    """A server that takes the session and drops it at MAIL: the entry it carried is
+    deferred, and so is the rest of the destination, without a connection each."""
+
+    def drop_at_mail(session: Session, txn: Transaction) -> TxnResult:
+        session.failure = TransportFailure(Phase.MAIL, FailureKind.CLOSED, "connection lost")
+        return TxnResult(None, (None,) * len(txn.recipients), None, None, session.failure)
+
+    sessions: list[Session] = []
+
+    def make() -> Session:
+        sessions.append(Session(drop_at_mail))
+        return sessions[-1]
+
+    w = world(make)
+    w.queue_entries(*[[f"u{i}@d.test"] for i in range(20)])
+    await w.connect_once()
+    assert len(sessions) == 1 and len(sessions[0].sent) == 1
+    assert len(w.events("deferred")) == 20
+    assert w.queue.connections_wanted(DOMAIN, 10, 100) == 0  # suspended for the retry step
+
+
+async def test_a_session_that_delivered_then_broke_is_no_connection_failure(world: Any) -> None:
+    def second_breaks(session: Session, txn: Transaction) -> TxnResult:
+        if session.transactions == 0:
+            return delivered(session, txn)
+        session.failure = TransportFailure(Phase.MAIL, FailureKind.CLOSED, "connection lost")
+        return TxnResult(None, (None,), None, None, session.failure)
+
+    w = world(lambda: Session(second_breaks))
+    w.queue_entries(*[[f"u{i}@d.test"] for i in range(3)])
+    await w.connect_once()
+    assert [r["rcpt"] for r in w.events("delivered")] == ["u0@d.test"]
+    assert [r["rcpt"] for r in w.events("deferred")] == ["u1@d.test"]
+    assert w.queue.counts()[0] == 1  # u2 stays ready: the destination is not dead
