@@ -7,10 +7,17 @@ that dies (with backoff), arbitrating per-destination connection slots across th
 clean stop on SIGTERM/SIGINT: workers drain, then the supervisor exits 0.
 Not responsible for: any mail handling; it never touches a message (Postfix master(8)).
 
-Workers are fresh interpreters (`python -m engine.runtime.worker`), not forks of this
-process: forking from inside a running event loop duplicates its epoll state and buffered
-writes (python/asyncio#347), and a worker's aiodns resolver and sockets must be created
-in the worker anyway.
+Workers are fresh interpreters (`python -P -m engine.runtime.worker`, engine.runtime.spawn:
+never importing from the working directory), not forks of this process: forking from
+inside a running event loop duplicates its epoll state and buffered writes
+(python/asyncio#347), and a worker's aiodns resolver and sockets must be created in the
+worker anyway.
+
+Start-up: "running" is printed once every worker has said "ready" (its queue is scanned
+and it takes drops).  A worker that exits before it is ready during start-up is not
+restarted: `volley run` prints its error and exits 1 (a worker that cannot start would
+only fail again, and a restart loop under "running" hides it).  After start-up a worker
+that dies is restarted with backoff.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from prometheus_client import start_http_server
 
 from engine.config import Settings
 from engine.runtime.ipc import Channel, Message, open_channel
+from engine.runtime.spawn import StderrTail, relay, worker_argv
 from engine.sched.leases import LeaseTable
 from engine.telemetry.eventlog import repair_tail
 from engine.telemetry.export import Exporter
@@ -39,7 +47,7 @@ __all__ = ["Supervisor", "run"]
 RESTART_MIN = 0.5  # seconds before restarting a worker that died
 RESTART_MAX = 30.0  # backoff doubles up to this
 HEALTHY_AFTER = 30.0  # a worker that ran this long resets the backoff
-READY_TIMEOUT = 30.0  # seconds "running" waits for the workers' start-up scans at most
+READY_NOTICE = 30.0  # seconds between "still waiting for worker k" notices at start-up
 SPOOL_SAMPLE_INTERVAL = 5.0  # seconds between statvfs samples of the spool filesystem
 
 
@@ -53,6 +61,8 @@ class WorkerHandle:
     restarts: int = 0
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
     ready: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    stderr: StderrTail = field(default_factory=StderrTail, repr=False)
+    relay: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 def _nothing() -> None:
@@ -67,6 +77,9 @@ class Supervisor:
         self.exporter = Exporter(top_domains=settings.metrics_top_domains, version=version)
         self.workers: dict[int, WorkerHandle] = {}
         self.stopping = asyncio.Event()
+        self.starting = True  # until every worker of the first start is ready
+        self.start_failed: list[WorkerHandle] = []  # exited before "ready" during start-up
+        self._start_failure = asyncio.Event()
 
     async def run(self) -> int:
         self.spool.ensure(self.s.workers)
@@ -89,11 +102,11 @@ class Supervisor:
         for k in range(self.s.workers):
             h = self.workers[k] = WorkerHandle(k)
             await self._start(h)
-        # "running" means every worker has scanned its queue and takes drops (a worker that
-        # is slow to say so, e.g. a huge queue, does not hold the message back forever).
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(READY_TIMEOUT):
-                await asyncio.gather(*(h.ready.wait() for h in self.workers.values()))
+        if not await self._started():
+            self.stopping.set()  # the other workers' exits are no crash to restart
+            await self._stop_all()
+            return 1 if self.start_failed else 0
+        self.starting = False
         print(
             f"volley: running {self.s.workers} workers; spool {self.s.spool_path}, "
             f"metrics http://{self.s.metrics_listen}/metrics",
@@ -115,23 +128,68 @@ class Supervisor:
             self.exporter.set_spool_usage(total - st.f_bfree * st.f_frsize, free, total)
             await asyncio.sleep(SPOOL_SAMPLE_INTERVAL)
 
+    async def _started(self) -> bool:
+        """Wait until every worker has said "ready": True.  False when one exited before
+        it was ready (reported here) or a stop was asked for meanwhile.
+
+        No time limit: a worker scanning a huge queue is slow, not broken, and "running"
+        before it is ready would be untrue; a notice every READY_NOTICE s says who is late.
+        """
+        ready = asyncio.ensure_future(
+            asyncio.gather(*(h.ready.wait() for h in self.workers.values()))
+        )
+        failed = asyncio.create_task(self._start_failure.wait())
+        stop = asyncio.create_task(self.stopping.wait())
+        waited = 0.0
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    (ready, failed, stop), timeout=READY_NOTICE, return_when=asyncio.FIRST_COMPLETED
+                )
+                if failed in done:
+                    for h in self.start_failed:
+                        code = h.proc.returncode if h.proc is not None else None
+                        why = h.stderr.error() or "no error output"
+                        print(
+                            f"volley: worker {h.k} could not start (exit status {code}): {why}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                    return False
+                if stop in done:
+                    return False
+                if ready in done:
+                    return True
+                waited += READY_NOTICE
+                late = [h.k for h in self.workers.values() if not h.ready.is_set()]
+                print(
+                    f"volley: still waiting for worker(s) {', '.join(map(str, late))} to "
+                    f"finish the start-up scan of their queues ({waited:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        finally:
+            for t in (ready, failed, stop):
+                t.cancel()
+            await asyncio.gather(ready, failed, stop, return_exceptions=True)
+
     # -- worker processes ------------------------------------------------------------
     async def _start(self, h: WorkerHandle, *, predecessor_crashed: bool = False) -> None:
         parent, child = socket.socketpair()
         try:
             h.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "engine.runtime.worker",
-                "--shard",
-                str(h.k),
-                "--fd",
-                str(child.fileno()),
+                *worker_argv(h.k, child.fileno()),
                 pass_fds=(child.fileno(),),
                 start_new_session=True,  # Ctrl-C goes to us; we drain the workers
+                stderr=asyncio.subprocess.PIPE,  # relayed; its tail reports a failed start
             )
         finally:
             child.close()
+        assert h.proc.stderr is not None
+        h.stderr = StderrTail()
+        h.relay = asyncio.create_task(
+            relay(h.proc.stderr, h.stderr, getattr(sys.stderr, "buffer", None))
+        )
         h.channel = await open_channel(parent, functools.partial(self._on_message, h.k), _nothing)
         h.channel.send("config", self.s.to_dict(), {"predecessor_crashed": predecessor_crashed})
         h.started = time.monotonic()
@@ -141,8 +199,14 @@ class Supervisor:
     async def _watch(self, h: WorkerHandle) -> None:
         assert h.proc is not None
         code = await h.proc.wait()
+        if h.relay is not None:  # the rest of its stderr: the tail must hold its error
+            await asyncio.wait((h.relay,), timeout=1.0)
         self._worker_gone(h)
         if self.stopping.is_set():
+            return
+        if self.starting and not h.ready.is_set():
+            self.start_failed.append(h)
+            self._start_failure.set()
             return
         print(
             f"volley: worker {h.k} exited with status {code}; restarting",

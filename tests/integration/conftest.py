@@ -20,11 +20,16 @@ def net() -> Iterator[MiniInternet]:
 
 @pytest.fixture
 def volley(net: MiniInternet, tmp_path: Path) -> Iterator[Callable[..., Volley]]:
-    """Factory: volley(workers=2, config={...}) -> a started `volley run` process."""
+    """Factory: volley(workers=2, config={...}, command=..., cwd=...) -> a started
+    `volley run` process."""
     started: list[Volley] = []
 
     def make(
-        *, workers: int = 2, config: dict[str, Any] | None = None, start: bool = True
+        *,
+        workers: int = 2,
+        config: dict[str, Any] | None = None,
+        start: bool = True,
+        **how: Any,  # command, cwd, pythonpath: how the process is started (Volley)
     ) -> Volley:
         v = Volley(
             tmp_path / f"v{len(started)}",
@@ -32,6 +37,7 @@ def volley(net: MiniInternet, tmp_path: Path) -> Iterator[Callable[..., Volley]]
             smtp_port=net.port,
             workers=workers,
             config=config,
+            **how,
         )
         v.root.mkdir(parents=True, exist_ok=True)
         started.append(v)

@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,9 @@ from spool.segment import segment_name
 from tests.support.net import free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
+# The installed console script, as every shipped deployment runs it (systemd, Dockerfile).
+VOLLEY_SCRIPT = str(Path(sys.executable).parent / "volley")
+PYTHON_M_ENGINE = (sys.executable, "-m", "engine")
 
 
 def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:
@@ -73,8 +76,17 @@ class Volley:
         smtp_port: int,
         workers: int = 2,
         config: Mapping[str, Any] | None = None,
+        command: Sequence[str] = PYTHON_M_ENGINE,
+        cwd: Path | None = None,
+        pythonpath: bool = True,
     ) -> None:
+        """`command` is what runs `volley` (then "run --config FILE" follows), started in
+        `cwd` (default `root`, which holds spool/ as systemd's working directory does);
+        `pythonpath` puts the repository on PYTHONPATH (not needed for VOLLEY_SCRIPT)."""
         self.root = root
+        self.command = list(command)
+        self.cwd = cwd or root
+        self.pythonpath = pythonpath
         self.spool = root / "spool"
         self.log_path = root / "delivery.jsonl"
         self.metrics_port = free_port(["127.0.0.1"])
@@ -114,12 +126,17 @@ class Volley:
         self.config_path.write_text(to_toml(self.config))
         (self.spool / "incoming").mkdir(parents=True, exist_ok=True)
         out = open(self.output, "ab")
+        env = dict(os.environ)
+        if self.pythonpath:
+            env["PYTHONPATH"] = str(REPO)
+        else:
+            env.pop("PYTHONPATH", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine", "run", "--config", str(self.config_path)],
-            cwd=self.root,
+            [*self.command, "run", "--config", str(self.config_path)],
+            cwd=self.cwd,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env=env,
         )
         out.close()
         wait_for(
