@@ -15,6 +15,7 @@ the well-behaved receiver of the mini internet), DNS, or anything off 127.0.0.0/
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -66,6 +67,47 @@ def replace(verb: str, reply: bytes, base: Script = standard) -> Script:
     def script(conn: Conn, line: str | None) -> bytes:
         this = "GREETING" if line is None else line.split(" ", 1)[0].upper()
         return reply if this == verb else base(conn, line)
+
+    return script
+
+
+_CODES = (220, 221, 250, 251, 252, 334, 354, 421, 450, 451, 452, 500, 501, 503, 550, 552, 553, 554)
+
+
+def fuzz(seed: int, *, sane: float = 0.6) -> Script:
+    """A script that answers each command at random: with probability `sane` what a
+    standard server says, else any of: a random reply code (of a class the command may
+    or may not get), a multi-line reply whose codes change, bytes that are not SMTP, a
+    close, silence (the client's timeout decides), an extra unsolicited reply, a line
+    over the client's limit, bare LF line ends.  Deterministic for a seed."""
+    rng = random.Random(seed)
+    lock = threading.Lock()  # one server thread, but a script may be shared: keep it exact
+
+    def script(conn: Conn, line: str | None) -> bytes:
+        with lock:
+            roll = rng.random()
+            if roll < sane:
+                return standard(conn, line)
+            kind = rng.randrange(9)
+            code = rng.choice(_CODES)
+            text = "".join(rng.choice("abc xyz.-") for _ in range(rng.randrange(0, 40)))
+            if kind == 0:
+                return f"{code} {text}\r\n".encode()
+            if kind == 1:
+                return f"{code}-{text}\r\n{rng.choice(_CODES)} {text}\r\n".encode()
+            if kind == 2:
+                return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64)))
+            if kind == 3:
+                return CLOSE
+            if kind == 4:
+                return SILENT
+            if kind == 5:
+                return standard(conn, line) + f"{code} unsolicited\r\n".encode()
+            if kind == 6:
+                return f"{code}-".encode() + b"x" * 3000 + b"\r\n"
+            if kind == 7:
+                return standard(conn, line).replace(b"\r\n", b"\n")
+            return f"{code}{text}\r\n".encode()  # no separator after the code
 
     return script
 
@@ -138,6 +180,7 @@ class ScriptedServer:
         self.script = script
         self._lock = threading.Lock()
         self._times: list[float] = []
+        self._conns: list[Conn] = []
         self._messages: list[bytes] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -162,10 +205,18 @@ class ScriptedServer:
         with self._lock:
             return list(self._messages)
 
+    @property
+    def conns(self) -> list[Conn]:
+        """Every connection, in order (its `commands` keep growing while it is open)."""
+        with self._lock:
+            return list(self._conns)
+
     def _accepted(self) -> Conn:
         with self._lock:
             self._times.append(time.monotonic())
-            return Conn(len(self._times))
+            conn = Conn(len(self._times))
+            self._conns.append(conn)
+            return conn
 
     def _message(self, data: bytes) -> None:
         with self._lock:
