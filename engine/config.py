@@ -95,6 +95,10 @@ class Settings:
     metrics_top_domains: int = 50
     log_path: Path = Path("var/log/delivery.jsonl")
     dsn_enabled: bool = True
+    # A message's bounce report waits this long for the failures of its other destination
+    # domains (one entry each), so the sender gets one report listing every failed
+    # recipient; siblings usually fail within seconds of each other (engine.runtime.outcome).
+    dsn_hold: float = 30.0
     drain_timeout: float = 30.0
     default_policy: DomainPolicy = field(default_factory=DomainPolicy)
     domain_policies: Mapping[str, DomainPolicy] = field(default_factory=dict)
@@ -123,7 +127,7 @@ class Settings:
             },
             "metrics": {"listen": self.metrics_listen, "top_domains": self.metrics_top_domains},
             "log": {"path": str(self.log_path)},
-            "dsn": {"enabled": self.dsn_enabled},
+            "dsn": {"enabled": self.dsn_enabled, "hold": self.dsn_hold},
             "shutdown": {"drain_timeout": self.drain_timeout},
             "domains": {"default": _policy_dict(self.default_policy)}
             | {name: _policy_dict(p) for name, p in self.domain_policies.items()},
@@ -327,6 +331,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     lg.finish()
     ds = root.table("dsn")
     dsn_enabled = ds.boolean("enabled", d.dsn_enabled)
+    dsn_hold = ds.duration("hold", d.dsn_hold)
     ds.finish()
     sh = root.table("shutdown")
     drain = sh.duration("drain_timeout", d.drain_timeout)
@@ -359,6 +364,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         metrics_top_domains=top_domains,
         log_path=log_path,
         dsn_enabled=dsn_enabled,
+        dsn_hold=dsn_hold,
         drain_timeout=drain,
         default_policy=default_policy,
         domain_policies=per_domain,

@@ -34,6 +34,7 @@ __all__ = [
     "MAX_DOMAIN_LENGTH",
     "NAME_MAX",
     "QUEUE",
+    "DROP_SUFFIX",
     "REASON_SUFFIX",
     "REJECTED",
     "TMP",
@@ -101,13 +102,18 @@ def parse_entry_name(name: str) -> tuple[str, str] | None:
     return m[1], m[2]
 
 
-def is_drop_name(name: str) -> bool:
-    """True if `name` in incoming/ is a finished drop to take.
+DROP_SUFFIX = ".eml"
 
-    Names starting with "." are writes in progress (writers create `.name.tmp` and rename),
-    and `*.reason` files are our own annotations, never messages.
+
+def is_drop_name(name: str) -> bool:
+    """True if `name` in incoming/ is a finished drop to take: `*.eml` (any case), not
+    starting with ".".
+
+    Names starting with "." are writes in progress (writers create `.name.tmp` and
+    rename).  Anything else (`notes.txt`, `x.tmp`, an editor's backup `news.eml~`) is
+    left alone: it was once taken and sent although the README says `*.eml`.
     """
-    return not name.startswith(".") and not name.endswith(REASON_SUFFIX)
+    return not name.startswith(".") and name[-4:].lower() == DROP_SUFFIX
 
 
 def reason_name(name: str) -> str:

@@ -79,7 +79,7 @@ class Spool:
     def incoming_names(self) -> list[str]:
         """Names of the finished drops in incoming/, sorted.
 
-        Skips names starting with "." (writes in progress) and `*.reason`. Sorted because
+        Only `*.eml` names not starting with "." (spool.layout.is_drop_name). Sorted because
         readdir order on ext4 is hash order: sorting gives a deterministic order to take
         drops in (reproducible logs and tests), and FIFO for producers that name drops by
         time, as maildir writers do. It is cheap next to taking a drop (an open, a read and

@@ -57,7 +57,7 @@ import re
 __all__ = ["ENVELOPE_FIELDS", "HeaderFields", "simple_addresses"]
 
 # The fields engine.drop.parse reads (lower case).
-ENVELOPE_FIELDS = ("return-path", "sender", "from", "to", "cc", "bcc", "message-id")
+ENVELOPE_FIELDS = ("return-path", "sender", "from", "to", "cc", "bcc", "message-id", "date")
 
 # One field with its continuation lines, after the "\n" that ends the line before it:
 # group 1 the name, group 2 the raw value (the rest of the first line and every following

@@ -116,6 +116,7 @@ class DropEnvelope:
     recipients: tuple[str, ...]  # de-duplicated (case-insensitive on domain), original order
     message: bytes  # envelope lines / Bcc removed, otherwise byte-identical to the file
     message_id: str | None  # Message-ID header value, for logs
+    has_date: bool  # the message has a Date field (intake adds one if not)
     smtputf8: bool  # the sender or a recipient has a non-ASCII local part (RFC 6531 §3.2)
     body_8bit: bool  # message has any byte > 127
 
@@ -245,6 +246,7 @@ def _parse(data: bytes, max_recipients: int, *, fast: bool) -> DropEnvelope | Dr
         recipients=tuple(recipients),
         message=message,
         message_id=message_id or None,
+        has_date=bool(headers.get_all("Date")),
         smtputf8=needs_smtputf8(sender) or any(map(needs_smtputf8, recipients)),
         body_8bit=not message.isascii(),
     )

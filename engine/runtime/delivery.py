@@ -403,7 +403,10 @@ class Deliverer:
     def _load(self, ref: EntryRef, now: float) -> tuple[dict[str, Any], bytes] | None:
         """The entry's meta and body; None (and the entry done) if it is gone or corrupt."""
         try:
-            return self._shard.load(ref)
+            meta, body = self._shard.load(ref)
+            if meta.get("dsn"):
+                self._outcomes.seal(ref.name)  # a bounce report gathers no more once sent
+            return meta, body
         except FileNotFoundError:
             self._queue.done(ref, retry_at=None, now=now)
         except CorruptEntry as e:

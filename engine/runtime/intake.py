@@ -9,16 +9,16 @@ file formats (spool), or what makes a drop acceptable (engine.drop).
 
 Durability order (the promise of the README's "Guarantees"):
   0. the batch's drops are noted in queue/<k>.taking, durably: per drop its name, its
-     identity (inode, size, mtime) and the ids its entries get;
+     identity (inode, size, mtime) and the random salt its entries' ids derive from;
   1. every entry of the batch is written, fsynced, linked into queue/<k>/, and queue/<k>/
      is fsynced (spool.ShardQueue.add);
   2. only then are the drops unlinked and incoming/ fsynced (spool.Spool.consume_drops).
 A crash between 1 and 2 leaves both; the restarted worker takes the noted drops again
-first, and a drop whose identity is the noted one gets the noted ids, so `add` finds its
-entries already queued and nothing is queued twice.  Everywhere else every drop gets
-new ids: intake never deduplicates on a drop's metadata, so a second, different
-`news.eml` with the same size and mtime on a reused inode (`cp -p`, `rsync -t`, tar) is
-queued, not unlinked as "already queued" (issue #14, finding 6).
+first, and a drop whose identity is the noted one gets the noted salt, hence the same
+ids, so `add` finds its entries already queued and nothing is queued twice.  Everywhere
+else every drop gets new ids: intake never deduplicates on a drop's metadata, so a
+second, different `news.eml` with the same size and mtime on a reused inode (`cp -p`,
+`rsync -t`, tar) is queued, not unlinked as "already queued" (issue #14, finding 6).
 
 `take_batch` is blocking file work; the worker runs it in a thread so the event loop
 keeps delivering meanwhile (fsync releases the GIL).
@@ -38,6 +38,7 @@ import msgpack
 
 from engine.config import Settings
 from engine.drop import DropEnvelope, DropFile, DropRejection, domain_of, parse_drop, read_drop
+from engine.drop.cleanup import add_missing_headers, date_value, message_id_value
 from engine.smtp.encode import wire_body
 from spool import (
     EntryRef,
@@ -77,17 +78,27 @@ class IntakeBatch:
 
 
 def new_meta(
-    env: DropEnvelope, rcpts: list[str], domain: str, now: float, drop: str
+    env: DropEnvelope,
+    rcpts: list[str],
+    domain: str,
+    now: float,
+    drop: str,
+    *,
+    key: str | None = None,
+    msgid: str | None = None,
 ) -> dict[str, Any]:
-    """The spool metadata of one entry (msgpack-encoded by spool.record)."""
+    """The spool metadata of one entry (msgpack-encoded by spool.record).  `key` names
+    the message (the same in each of its entries, one per destination domain); `msgid`
+    is its Message-ID (the drop's own, else the one intake added)."""
     return {
         "v": 1,
+        "msg": key,
         "sender": env.sender,
         "rcpts": rcpts,
         "domain": domain,
         "created": now,
         "attempts": 0,
-        "msgid": env.message_id,
+        "msgid": msgid or env.message_id,
         "smtputf8": env.smtputf8,
         "8bit": env.body_8bit,
         "dsn": False,
@@ -134,12 +145,12 @@ class Noted:
     """A drop of a batch being committed, as queue/<k>.taking records it."""
 
     identity: bytes  # engine.drop.DropFile.identity when it was taken
-    ids: dict[str, str]  # destination domain -> the id its entry got
+    salt: bytes  # the random salt its ids (and its message key) were derived from
 
 
 def taking_path(spool: Spool, k: int) -> Path:
     """queue/<k>.taking: the drops of the batch being committed (msgpack: a list of
-    [name as bytes, identity, {domain: id}])."""
+    [name as bytes, identity, salt])."""
     return spool.root / "queue" / f"{k}.taking"
 
 
@@ -153,9 +164,7 @@ def interrupted_take(spool: Spool, k: int) -> dict[str, Noted]:
         return {}
     try:
         rows = msgpack.unpackb(data, raw=False, use_list=True)
-        return {
-            os.fsdecode(name): Noted(bytes(identity), dict(ids)) for name, identity, ids in rows
-        }
+        return {os.fsdecode(n): Noted(bytes(identity), bytes(salt)) for n, identity, salt in rows}
     except (ValueError, TypeError, msgpack.UnpackException):
         return {}
 
@@ -180,8 +189,9 @@ def take_batch(
     if not names:
         return batch
     new: list[NewEntry] = []
-    pending: list[tuple[str, DropEnvelope, list[tuple[str, list[str]]]]] = []  # drop, env, entries
-    notes: list[tuple[bytes, bytes, dict[str, str]]] = []  # what queue/<k>.taking records
+    # drop, envelope, entries (id, recipients, Message-ID)
+    pending: list[tuple[str, DropEnvelope, list[tuple[str, list[str], str]]]] = []
+    notes: list[tuple[bytes, bytes, bytes]] = []  # what queue/<k>.taking records
     dir_fd = os.open(spool.incoming, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for name in names:
@@ -197,10 +207,10 @@ def take_batch(
                     pass  # it vanished: nothing to keep
                 continue
             if taken is not None:
-                env, entries, items, identity = taken
+                env, entries, items, identity, salt = taken
                 pending.append((name, env, entries))
                 new.extend(items)
-                notes.append((os.fsencode(name), identity, {i.domain: i.id for i in items}))
+                notes.append((os.fsencode(name), identity, salt))
     finally:
         os.close(dir_fd)
     if not new:
@@ -226,8 +236,8 @@ def take_batch(
     _unlink_quietly(note)  # no fsync: a note that comes back names drops already gone
     by_id = {r.id: r for r in refs}
     for name, env, entries in pending:
-        for eid, rcpts in entries:
-            batch.taken.append(Taken(by_id[eid], env.sender, tuple(rcpts), env.message_id, name))
+        for eid, rcpts, msgid in entries:
+            batch.taken.append(Taken(by_id[eid], env.sender, tuple(rcpts), msgid, name))
     return batch
 
 
@@ -239,10 +249,14 @@ def _take_one(
     now: float,
     batch: IntakeBatch,
     noted: Noted | None,
-) -> tuple[DropEnvelope, list[tuple[str, list[str]]], list[NewEntry], bytes] | None:
-    """Read and parse one drop; None when it was rejected or is not ready yet.  Its
-    entries get the `noted` ids when it is the very drop noted (same identity), else
-    new ones."""
+) -> tuple[DropEnvelope, list[tuple[str, list[str], str]], list[NewEntry], bytes, bytes] | None:
+    """Read and parse one drop; None when it was rejected or is not ready yet.
+
+    Its ids come from a random salt (see the module docstring), or from the `noted` one
+    when it is the very drop noted (same identity).  The salt also names the message:
+    `msg` in every entry's meta (engine.runtime.outcome merges the bounce reports of one
+    message) and the Message-ID added when the drop has none.
+    """
     got = read_drop(dir_fd, name, max_size=settings.max_message_size)
     if isinstance(got, DropRejection):
         batch.rejected.append((spool.reject_drop(name, got.reason), got.reason))
@@ -254,16 +268,22 @@ def _take_one(
     if isinstance(env, DropRejection):
         batch.rejected.append((spool.reject_drop(name, env.reason), env.reason))
         return None
-    body = wire_body(env.message)
-    entries: list[tuple[str, list[str]]] = []
+    salt = noted.salt if noted is not None and noted.identity == got.identity else random_salt()
+    key = entry_id(got.mtime_ns, salt)
+    msgid = env.message_id or message_id_value(key, settings.helo_name)
+    body = add_missing_headers(
+        wire_body(env.message),
+        date=None if env.has_date else date_value(now),
+        message_id=None if env.message_id else msgid,
+    )
+    entries: list[tuple[str, list[str], str]] = []
     new: list[NewEntry] = []
-    known = noted.ids if noted is not None and noted.identity == got.identity else {}
-    salt = random_salt()  # fresh ids: see the module docstring
     for domain, rcpts in split_by_domain(env.recipients).items():
-        eid = known.get(domain) or entry_id(got.mtime_ns, salt + domain.encode())
-        entries.append((eid, rcpts))
-        new.append(NewEntry(eid, domain, new_meta(env, rcpts, domain, now, name), body, now))
-    return env, entries, new, got.identity
+        eid = entry_id(got.mtime_ns, salt + domain.encode())
+        entries.append((eid, rcpts, msgid))
+        meta = new_meta(env, rcpts, domain, now, name, key=key, msgid=msgid)
+        new.append(NewEntry(eid, domain, meta, body, now))
+    return env, entries, new, got.identity, salt
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -2,10 +2,11 @@
 
 Responsible for: expiring deferrals past max_age, logging one record per recipient
 (before the spool changes: write-ahead, so a delivered message is never missing from the
-log), queueing an RFC 3464 DSN for bounced/expired recipients, then removing the entry
-(nothing left to do; the removal follows its log lines in the log's next batch,
-EventLog.then) or rewriting it with only the recipients still pending, its attempt
-count and its next attempt time (a restart never resends to recipients that accepted).
+log), reporting bounced/expired recipients to the sender (engine.runtime.bounces: one
+DSN per message), then removing the entry (nothing left to do; the removal follows its
+log lines in the log's next batch, EventLog.then) or rewriting it with only the
+recipients still pending, its attempt count and its next attempt time (a restart never
+resends to recipients that accepted).
 Not responsible for: deciding verdicts (engine.sched.classify) or retry timing
 (engine.sched.backoff).
 """
@@ -18,16 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.config import Settings
-from engine.drop import domain_of
-from engine.dsn import FailedRecipient, build_dsn
 from engine.model import Disposition, RecipientOutcome
+from engine.runtime.bounces import BounceReports
 from engine.sched.backoff import is_expired, plan_retry
 from engine.sched.classify import expire
 from engine.sched.queue import WorkQueue
-from engine.smtp.encode import needs_smtputf8, wire_body
 from engine.telemetry.eventlog import EventLog
 from engine.telemetry.metrics import Tally
-from spool import EntryRef, NewEntry, ShardQueue, SpoolFull, entry_id, random_salt
+from spool import EntryRef, ShardQueue, SpoolFull
 
 __all__ = ["Attempt", "Outcomes"]
 
@@ -75,6 +74,12 @@ class Outcomes:
         self._rng = rng
         self._remove: Callable[[EntryRef], None] = remove or shard.remove
         self._settle: Callable[[], None] = settle or (lambda: None)
+        self._reports = BounceReports(settings, shard, queue, log, tally)
+
+    def seal(self, name: str) -> None:
+        """Entry `name` is about to be delivered: a bounce report gathers nothing more
+        (engine.runtime.bounces)."""
+        self._reports.seal(name)
 
     def apply(
         self,
@@ -184,7 +189,7 @@ class Outcomes:
         if pending or failed:
             self._settle()  # write-ahead: the log lines first, then the durable change
         if failed and meta["sender"] and not meta.get("dsn") and self._settings.dsn_enabled:
-            self._queue_dsn(ref, meta, body, failed, attempt, now)
+            self._reports.report(ref, meta, body, failed, attempt.mx, now)
         if not pending:
             self._queue.done(ref, retry_at=None, now=now)
             self._log.then(self._remove, ref)  # after the DSN's log line
@@ -219,69 +224,3 @@ class Outcomes:
         self._log.add("quarantined", now, id=ref.id, domain=ref.domain, reason=reason, file=final)
         self._log.flush()
         self._tally.inc("volley_quarantined", kind)
-
-    def _queue_dsn(
-        self,
-        ref: EntryRef,
-        meta: dict[str, Any],
-        body: bytes,
-        failed: Sequence[RecipientOutcome],
-        attempt: Attempt,
-        now: float,
-    ) -> None:
-        sender = str(meta["sender"])
-        helo = self._settings.helo_name
-        salt = random_salt()
-        eid = entry_id(int(now * 1e9), salt)
-        header_end = body.find(b"\r\n\r\n")
-        headers = body[: header_end + 2] if header_end >= 0 else body
-        dsn = build_dsn(
-            reporting_mta=helo,
-            original_sender=sender,
-            original_message=headers,
-            failed=[
-                FailedRecipient(
-                    recipient=o.recipient,
-                    status="5.4.7"
-                    if o.disposition is Disposition.EXPIRED
-                    else _permanent(o.enhanced),
-                    diagnostic=f"smtp; {o.code} {o.enhanced} {o.text}" if o.remote else None,
-                    remote_mta=attempt.mx if o.remote else None,
-                )
-                for o in failed
-            ],
-            arrival_date=float(meta["created"]),
-            now=now,
-            message_id=f"<{eid}@{helo}>",
-        )
-        try:
-            domain = domain_of(sender)
-        except ValueError:
-            # Cannot happen for drops (engine.drop validates senders); never crash on it.
-            self._log.add("dsn_skipped", now, id=ref.id, rcpt=sender, reason="invalid sender")
-            return
-        dsn_meta = {
-            "v": 1,
-            "sender": "",
-            "rcpts": [sender],
-            "domain": domain,
-            "created": now,
-            "attempts": 0,
-            "msgid": f"<{eid}@{helo}>",
-            "smtputf8": needs_smtputf8(sender),
-            "8bit": False,
-            "dsn": True,
-            "drop": None,
-            "about": ref.id,
-        }
-        (new_ref,) = self._shard.add([NewEntry(eid, domain, dsn_meta, wire_body(dsn), now)])
-        self._queue.add(new_ref, new_ref.mtime, now)
-        self._tally.inc("volley_dsns")
-        self._log.add(
-            "dsn", now, id=eid, about=ref.id, rcpt=sender, domain=domain, msgid=dsn_meta["msgid"]
-        )
-
-
-def _permanent(enhanced: str) -> str:
-    """A DSN with Action: failed carries a 5.x.x status (RFC 3464 §2.3.4)."""
-    return "5" + enhanced[1:] if enhanced[:1] in ("4", "5") else "5.0.0"

@@ -115,7 +115,7 @@ def message(
     bcc: Sequence[str] = (),
     seq: int = 0,
 ) -> bytes:
-    """A small RFC 5322 message, CRLF line endings, with a unique Message-ID."""
+    """A small, complete RFC 5322 message (Date, unique Message-ID), CRLF line endings."""
     lines = [f"From: {sender}", f"To: {', '.join(to)}"]
     if cc:
         lines.append(f"Cc: {', '.join(cc)}")
@@ -123,6 +123,7 @@ def message(
         lines.append(f"Bcc: {', '.join(bcc)}")
     lines += [
         f"Subject: {subject}",
+        "Date: Thu, 26 Nov 2026 12:00:00 +0000",  # complete: intake adds nothing
         f"Message-ID: <m{seq}.{abs(hash((sender, tuple(to), seq)))}@sender.test>",
         "MIME-Version: 1.0",
         "Content-Type: text/plain; charset=utf-8",

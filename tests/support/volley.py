@@ -113,6 +113,9 @@ class Volley:
             "metrics": {"listen": f"127.0.0.1:{self.metrics_port}"},
             "log": {"path": str(self.log_path)},
             "shutdown": {"drain_timeout": "5s"},
+            # A bounce report waits this long for its message's other failures (30 s by
+            # default): short, so scenarios see their DSNs at once.
+            "dsn": {"hold": "300ms"},
             "domains": {"default": {"retry_schedule": ["300ms", "600ms"], "retry_jitter": 0.0}},
         }
         merge(self.config, config or {})

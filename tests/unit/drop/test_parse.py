@@ -706,6 +706,7 @@ def test_a_plain_newsletter_never_reaches_email(monkeypatch: pytest.MonkeyPatch)
         recipients=("grace.okafor.0@dom001.test",),
         message=NEWSLETTER,
         message_id="<b1.0@sender.test>",
+        has_date=True,
         smtputf8=False,
         body_8bit=False,
     )
@@ -798,3 +799,13 @@ def test_property_fast_path_equals_email_path_on_header_mixes(
 @given(st.one_of(_STRUCTURED, st.binary(max_size=2000)))
 def test_property_fast_path_equals_email_path_on_hostile_input(data: bytes) -> None:
     assert parse_drop(data, max_recipients=5) == parse_module._parse_with_email(data, 5)
+
+
+def test_has_date_says_whether_a_date_field_is_there() -> None:
+    no_date = NEWSLETTER.replace(b"Date: Thu, 26 Nov 2026 12:00:00 +0000\r\n", b"")
+    got = parse_drop(no_date, max_recipients=10)
+    assert isinstance(got, DropEnvelope) and not got.has_date
+    folded = NEWSLETTER.replace(b"Date: Thu,", b"date:\r\n Thu,")
+    got = parse_drop(folded, max_recipients=10)
+    assert isinstance(got, DropEnvelope) and got.has_date
+    assert got == parse_module._parse_with_email(folded, 10)

@@ -5,7 +5,7 @@ import pytest
 
 from engine.config import Settings
 from engine.runtime.intake import Noted, interrupted_take, shard_of, take_batch
-from spool import Spool
+from spool import Spool, entry_id
 
 
 def drop(spool: Spool, name: str, data: bytes) -> None:
@@ -90,9 +90,36 @@ def test_a_noted_name_now_holding_another_drop_gets_new_ids(tmp_path: Path) -> N
     sp = Spool(tmp_path)
     sp.ensure(1)
     drop(sp, "m1.eml", MSG)
-    stale = {"m1.eml": Noted(b"some other file", {"one.test": "0" * 29, "two.test": "1" * 29})}
+    salt = b"s" * 16
+    mtime_ns = os.stat(tmp_path / "incoming" / "m1.eml").st_mtime_ns
+    stale = {"m1.eml": Noted(b"some other file", salt)}
     batch = take_batch(sp, sp.shard(0), 0, settings(tmp_path), now=1.0, noted=stale)
-    assert len(batch.taken) == 2 and not {t.ref.id for t in batch.taken} & {"0" * 29, "1" * 29}
+    assert len(batch.taken) == 2
+    for t in batch.taken:
+        meta, _ = sp.shard(0).load(t.ref)
+        assert meta["msg"] != entry_id(mtime_ns, salt)
+    assert interrupted_take(sp, 0) == {}
+
+
+def test_date_and_message_id_are_added_when_missing(tmp_path: Path) -> None:
+    """Issue #9: as Postfix's cleanup does; providers refuse mail without them."""
+    sp = Spool(tmp_path)
+    sp.ensure(1)
+    drop(sp, "m1.eml", MSG)  # neither field
+    (a, b) = take_batch(sp, sp.shard(0), 0, settings(tmp_path), now=1_800_000_000.0).taken
+    meta, body = sp.shard(0).load(a.ref)
+    head = body.split(b"\r\n\r\n")[0]
+    assert head.startswith(b"From: a@sender.test\r\n")
+    assert head.endswith(f"\r\nMessage-ID: {a.message_id}".encode())
+    assert b"\r\nDate: " in head and b" 2027 " in head
+    assert a.message_id is not None and a.message_id.endswith("@t.test>")
+    assert meta["msgid"] == a.message_id == b.message_id and meta["msg"]
+    assert sp.shard(0).load(b.ref)[0]["msg"] == meta["msg"]  # one message, two entries
+    drop(sp, "m2.eml", b"Date: Thu, 26 Nov 2026 12:00:00 +0000\r\nMessage-ID: <x@y>\r\n" + MSG)
+    (c, _) = take_batch(sp, sp.shard(0), 0, settings(tmp_path), now=1.0).taken
+    _, body = sp.shard(0).load(c.ref)
+    assert body.count(b"Date:") == 1 and body.count(b"Message-ID:") == 1
+    assert c.message_id == "<x@y>"
 
 
 def test_rejects_with_reason_and_leaves_other_shards_drops(tmp_path: Path) -> None:

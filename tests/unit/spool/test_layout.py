@@ -91,10 +91,16 @@ def test_longest_entry_name_leaves_room_for_suffix_and_reason() -> None:
     ("name", "expected"),
     [
         ("msg.eml", True),
-        ("message with spaces", True),
+        ("MSG.EML", True),
+        ("message with spaces.eml", True),
         ("réponse.eml", True),
         (".msg.eml.tmp", False),
+        (".msg.eml", False),
         ("msg.eml.reason", False),
+        ("notes.txt", False),  # issue #9: only *.eml is taken
+        ("x.tmp", False),
+        ("news.eml~", False),
+        ("eml", False),
     ],
 )
 def test_is_drop_name(name: str, expected: bool) -> None:
