@@ -30,11 +30,11 @@ from spool.ids import ID_LENGTH, is_entry_id
 
 __all__ = [
     "CORRUPT",
+    "DROP_SUFFIX",
     "INCOMING",
     "MAX_DOMAIN_LENGTH",
     "NAME_MAX",
     "QUEUE",
-    "DROP_SUFFIX",
     "REASON_SUFFIX",
     "REJECTED",
     "TMP",
