@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command in admin.COMMANDS or (args.command == "queue" and args.list):
         return admin.run(args, settings)
+    if args.command == "queue" and (args.domain or args.limit is not None):
+        print("volley: queue: --domain and --limit go with --list", file=sys.stderr)
+        return 2
     if args.command == "queue":
         return cmd_queue(settings, args.json)
     if args.command == "top":

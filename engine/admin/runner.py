@@ -59,9 +59,10 @@ class Admin:
             store = SqliteSuspensionStore(settings.spool_path / STATE_DB)
         except StoreError as e:
             raise AdminStartError(f"suspension store {e}") from None
+        log = EventLog(settings.log_path, None)
         service = AdminService(
             store=store,
-            log=EventLog(settings.log_path, None),
+            log=log,
             log_path=settings.log_path,
             exporter=exporter,
             send=send,
@@ -72,10 +73,13 @@ class Admin:
             if settings.admin_listen:
                 server = _server(settings, service)
             service.start()
-        except BaseException:
+        except BaseException as e:
             if server is not None:
                 server.close()
             store.close()
+            log.close()
+            if isinstance(e, StoreError):
+                raise AdminStartError(f"suspension store {e}") from None
             raise
         if server is not None:
             server.serve()

@@ -202,9 +202,10 @@ class AdminService:
         )
         loop = asyncio.get_running_loop()
         past = await loop.run_in_executor(None, history, self._log_path, entry_id)
-        if not entries and not past and not missing:
+        problems = _problems(replies, missing)
+        if not entries and not past and not problems:
             return None
-        return {"id": entry_id, "entries": entries, "history": past, **_problems(replies, missing)}
+        return {"id": entry_id, "entries": entries, "history": past, **problems}
 
     async def _ask(
         self, action: str, args: dict[str, Any], timeout: float
