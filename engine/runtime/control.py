@@ -128,6 +128,8 @@ class Control:
                 result = await handler(args)
             except (BadRequest, KeyError, TypeError, ValueError) as e:
                 result = {"error": f"worker {self._k}: bad directive {action}: {e}"}
+            except Exception as e:  # e.g. an I/O error: answer rather than leave the caller waiting
+                result = {"error": f"worker {self._k}: {action} failed: {type(e).__name__}: {e}"}
         self._send("reply", req, result)
 
     async def _flush(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +146,7 @@ class Control:
     async def _remove_matching(self, action: str, args: dict[str, Any]) -> dict[str, Any]:
         selector = parse_selector(args["selector"])
         reason, by = str(args.get("reason") or ""), str(args.get("by") or "")
-        names = [n for n, _, _ in self._queue.entries(selector.domain, selector.matches_name)]
+        names = self._queue.names(selector.domain, selector.matches_name)
         if selector.needs_meta and names:
             senders = await self._loop.run_in_executor(None, self._senders, names)
             names = [n for n in names if selector.matches(n, senders.get(n))]
@@ -197,6 +199,10 @@ class Control:
                 for r in rcpts
             ]
             if not self._outcomes.apply(entry, meta, body, verdicts, Attempt(), now):
+                # The spool was full (no DSN could be written): the entry went back to the
+                # queue as it was.  Marked, so the bounce applies when its next attempt
+                # ends with recipients left, as for an entry that was in flight.
+                self._queue.mark(entry.name, tag)
                 return None
         else:
             created = float(meta["created"])
@@ -234,13 +240,13 @@ class Control:
 
     # -- reading ----------------------------------------------------------------------------
     async def _list(self, args: dict[str, Any]) -> dict[str, Any]:
-        items = self._queue.entries(args.get("domain"))
-        chosen = items[: int(args["limit"])]
+        domain = args.get("domain")
+        chosen = self._queue.entries(domain, limit=int(args["limit"]))
         loaded = await self._loop.run_in_executor(
             None, self._read, [n for n, _, _ in chosen], False
         )
         return {
-            "total": len(items),
+            "total": self._queue.count(domain),
             "entries": [self._describe(n, s, due, loaded[n]) for n, s, due in chosen],
         }
 

