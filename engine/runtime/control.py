@@ -67,11 +67,14 @@ class Control:
         kick: Callable[[], None],
         contend: Callable[[str], None],
         remove: Callable[[EntryRef], None],
+        settle: Callable[[], None] = lambda: None,
     ) -> None:
         """`send(*msg)` writes to the supervisor; `spawn(coro)` runs a task the worker
         waits for when it drains; `kick()` wakes the dispatch loop; `contend(domain)`
         closes the domain's idle connections; `remove(ref)` finishes an entry (the
-        worker's write-behind removal, run after the entry's log records)."""
+        worker's write-behind removal, run after the entry's log records); `settle()`
+        waits until the log records handed over are written (so that when a bounce or
+        delete answers, its records are in the log for whoever reads it next)."""
         self._k = shard_no
         self._queue = queue
         self._shard = shard
@@ -84,6 +87,7 @@ class Control:
         self._kick = kick
         self._contend = contend
         self._remove = remove
+        self._settle = settle
         self._started = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         queue.on_claim = self._claim_soon
@@ -166,6 +170,7 @@ class Control:
                 self._log.flush()
                 await asyncio.sleep(0)  # deliveries and other calls go on meanwhile
         self._log.flush()
+        self._settle()
         out: dict[str, Any] = {
             "matched": len(taken) + len(in_flight),
             "removed": removed,

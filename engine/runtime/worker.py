@@ -182,6 +182,7 @@ class Worker:
             kick=self._kick.set,
             contend=self.deliverer.contend,
             remove=remove,
+            settle=self.behind.wait,
         )
 
     # -- control messages ------------------------------------------------------------
