@@ -7,6 +7,7 @@ Modules:
   service      supervisor side: what each API call does (store, directives to workers)
   api          routing: method + path + JSON body -> a service call -> status + JSON
   server       the HTTP transport (stdlib ThreadingHTTPServer) bridged into the loop
+  runner       what the supervisor starts and stops: all of the above, one-line failures
   client       the CLI's HTTP client: finds the API and token from the settings
   commands     `volley suspend|resume|flush|bounce|delete|show` and `queue --list`
 

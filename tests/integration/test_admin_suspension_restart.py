@@ -39,6 +39,7 @@ def test_a_suspension_ends_by_itself(net, volley) -> None:
     got = v.cli_json("suspend", "soon.test", "--duration", "2s")["suspended"]
     v.drop(message("news@sender.test", ["a@soon.test"], seq=1))
     wait_for(lambda: v.count("delivered") == 1, timeout=30, message=lambda: f"{v.log()}")
+    assert rx.delivered_to("a@soon.test")
     (delivered,) = v.events("delivered")
     assert delivered["ts"] >= got["until"]  # not a moment before the suspension ended
     wait_for(lambda: v.count("resumed") == 1, timeout=10)
