@@ -1,9 +1,11 @@
-"""Command line: `volley run`, `volley queue` and `volley top`.
+"""Command line: `volley run`, `volley queue`, `volley top` and the operator commands.
 
 Responsible for: argument parsing, turning flags into configuration overrides, printing
 configuration errors as one clear line (exit status 2), and formatting `volley queue`.
-Not responsible for: running anything itself (engine.runtime.supervisor) or reading the
-spool's formats (spool.queue_summary reads names and mtimes only).
+Not responsible for: running anything itself (engine.runtime.supervisor), reading the
+spool's formats (spool.queue_summary reads names and mtimes only), or the operator
+commands that talk to a running Volley (`suspend`, `resume`, `flush`, `bounce`, `delete`,
+`show`, `queue --list`: engine.admin.commands).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from engine.admin import commands as admin
 from engine.config import ConfigError, Settings, load_settings
 
 __all__ = ["main"]
@@ -104,17 +107,24 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--config", help="TOML configuration file")
     q.add_argument("--spool", help="spool directory (spool.path)")
     q.add_argument("--json", action="store_true", help="machine-readable output")
+    admin.add_queue_list_options(q)
     top = sub.add_parser("top", help="live view of send rates, queue and destinations (/metrics)")
     top.add_argument("--config", help="TOML configuration file (for metrics.listen)")
     top.add_argument("--url", help="metrics URL (default: from metrics.listen)")
     top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
     top.add_argument("--once", action="store_true", help="print one frame and exit")
     top.set_defaults(spool=None)
+    admin.add_parsers(sub)
     args = p.parse_args(argv)
     try:
         settings = _settings(args)
     except ConfigError as e:
         print(f"volley: configuration error: {e}", file=sys.stderr)
+        return 2
+    if args.command in admin.COMMANDS or (args.command == "queue" and args.list):
+        return admin.run(args, settings)
+    if args.command == "queue" and (args.domain or args.limit is not None):
+        print("volley: queue: --domain and --limit go with --list", file=sys.stderr)
         return 2
     if args.command == "queue":
         return cmd_queue(settings, args.json)

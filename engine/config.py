@@ -94,6 +94,9 @@ class Settings:
     # domain="other" so /metrics stays bounded with 100 000 destinations.
     metrics_top_domains: int = 50
     log_path: Path = Path("var/log/delivery.jsonl")
+    # The admin API (engine.admin); "" turns it off.  Loopback: see README before widening.
+    admin_listen: str = "127.0.0.1:9109"
+    admin_token_file: Path | None = None  # None: <spool>/admin.token
     dsn_enabled: bool = True
     # A message's bounce report waits this long for the failures of its other destination
     # domains (one entry each), so the sender gets one report listing every failed
@@ -105,6 +108,10 @@ class Settings:
 
     def policy(self, domain: str) -> DomainPolicy:
         return self.domain_policies.get(domain, self.default_policy)
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.admin_token_file or self.spool_path / "admin.token"
 
     def to_dict(self) -> dict[str, Any]:
         """A plain TOML-shaped dict that `from_dict` reads back (sent to workers)."""
@@ -127,6 +134,7 @@ class Settings:
             },
             "metrics": {"listen": self.metrics_listen, "top_domains": self.metrics_top_domains},
             "log": {"path": str(self.log_path)},
+            "admin": {"listen": self.admin_listen},
             "dsn": {"enabled": self.dsn_enabled, "hold": self.dsn_hold},
             "shutdown": {"drain_timeout": self.drain_timeout},
             "domains": {"default": _policy_dict(self.default_policy)}
@@ -136,6 +144,8 @@ class Settings:
             out["dns"]["nameservers"] = list(self.dns_nameservers)
         if self.source_address is not None:
             out["smtp"]["source_address"] = self.source_address
+        if self.admin_token_file is not None:
+            out["admin"]["token_file"] = str(self.admin_token_file)
         return out
 
 
@@ -329,6 +339,10 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     lg = root.table("log")
     log_path = Path(lg.string("path", str(d.log_path)) or d.log_path)
     lg.finish()
+    ad = root.table("admin")
+    admin_listen = _admin_listen(ad.get("listen"), d.admin_listen)
+    token_raw = ad.string("token_file", None)
+    ad.finish()
     ds = root.table("dsn")
     dsn_enabled = ds.boolean("enabled", d.dsn_enabled)
     dsn_hold = ds.duration("hold", d.dsn_hold)
@@ -363,12 +377,37 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         metrics_listen=listen,
         metrics_top_domains=top_domains,
         log_path=log_path,
+        admin_listen=admin_listen,
+        admin_token_file=None if token_raw is None else Path(token_raw),
         dsn_enabled=dsn_enabled,
         dsn_hold=dsn_hold,
         drain_timeout=drain,
         default_policy=default_policy,
         domain_policies=per_domain,
     )
+
+
+def _admin_listen(value: object, default: str) -> str:
+    """admin.listen: "ip:port" ("[ipv6]:port", "localhost:port"), or "" for no API."""
+    if value is None:
+        return default
+    if value == "":
+        return ""
+    key = "admin.listen"
+    if not isinstance(value, str):
+        raise ConfigError(f'{key}: expected "ip:port" or "" (off), got {value!r}')
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{key}: expected ip:port with a port 1..65535, got {value!r}")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if bare != "localhost":
+        try:
+            ip = ipaddress.ip_address(bare)
+        except ValueError:
+            raise ConfigError(f"{key}: {host!r} is not an IP address (or localhost)") from None
+        if ip.version == 6 and bare == host:
+            raise ConfigError(f"{key}: write an IPv6 address in brackets: [{host}]:{port}")
+    return value
 
 
 def load_settings(

@@ -8,7 +8,18 @@ callback on the event loop.  Messages are short lists whose first item names the
                          ["release", domain]               give one back
                          ["cancel", req, domain]           withdraw a waiting request
                          ["metrics", counters, gauges]     deltas since the last flush
+                         ["reply", req, result]            answer to directive `req` (a dict;
+                                                           {"error": text} if it failed)
   supervisor -> worker   ["config", settings_dict]         first message, always
+                         ["suspensions", [[domain, until, reason], ...]]
+                                                           the whole set of operator suspensions
+                                                           in effect (right after config, and
+                                                           after every change)
+                         ["directive", req, action, args]  a queue action, answered by one reply:
+                                                           flush {domain|None}, bounce / delete
+                                                           {selector, reason, by}, list {domain,
+                                                           limit}, show {id}
+                                                           (engine.runtime.control)
                          ["grant", req]                    a slot for request `req`
                          ["contend", domain]               someone waits for `domain`: close idle
                          ["drain"]                         stop taking work, finish, exit 0

@@ -3,8 +3,10 @@
 Responsible for: preparing the spool (directories; moving entries of shards that no
 longer exist after a change of `workers`), starting N worker processes, restarting one
 that dies (with backoff), arbitrating per-destination connection slots across them
-(engine.sched.leases), exporting every worker's metrics on one /metrics endpoint, and a
-clean stop on SIGTERM/SIGINT: workers drain, then the supervisor exits 0.
+(engine.sched.leases), exporting every worker's metrics on one /metrics endpoint, hosting
+queue control (engine.admin: the admin API, operator suspensions, directives routed to
+the workers), and a clean stop on SIGTERM/SIGINT: workers drain, then the supervisor
+exits 0.
 Not responsible for: any mail handling; it never touches a message (Postfix master(8)).
 
 Workers are fresh interpreters (`python -P -m engine.runtime.worker`, engine.runtime.spawn:
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import start_http_server
 
+from engine.admin.runner import Admin, AdminStartError
 from engine.config import Settings
 from engine.runtime.ipc import Channel, Message, open_channel
 from engine.runtime.spawn import StderrTail, relay, worker_argv
@@ -80,6 +83,7 @@ class Supervisor:
         self.starting = True  # until every worker of the first start is ready
         self.start_failed: list[WorkerHandle] = []  # exited before "ready" during start-up
         self._start_failure = asyncio.Event()
+        self.admin: Admin | None = None
 
     async def run(self) -> int:
         self.spool.ensure(self.s.workers)
@@ -92,6 +96,11 @@ class Supervisor:
         moved = self.spool.rehome(self.s.workers)
         if moved:
             print(f"volley: moved {moved} entries from retired shards", file=sys.stderr)
+        try:
+            self.admin = Admin.open(self.s, self.exporter, send=self._send, live=self._live)
+        except AdminStartError as e:
+            print(f"volley: {e}", file=sys.stderr)
+            return 2
         host, _, port = self.s.metrics_listen.rpartition(":")
         start_http_server(
             int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.exporter.registry
@@ -117,6 +126,8 @@ class Supervisor:
         await self.stopping.wait()
         sampler.cancel()
         await self._stop_all()
+        if self.admin is not None:
+            await self.admin.close()
         return 0
 
     async def _sample_spool(self) -> None:
@@ -192,6 +203,8 @@ class Supervisor:
         )
         h.channel = await open_channel(parent, functools.partial(self._on_message, h.k), _nothing)
         h.channel.send("config", self.s.to_dict(), {"predecessor_crashed": predecessor_crashed})
+        if self.admin is not None:
+            h.channel.send("suspensions", self.admin.service.suspension_message())
         h.started = time.monotonic()
         self._set_alive()
         h.watcher = asyncio.create_task(self._watch(h))
@@ -232,6 +245,8 @@ class Supervisor:
             h.channel = None
         for _domain, holder, req in self.leases.drop_holder(h.k):
             self._send(holder, "grant", req)
+        if self.admin is not None:
+            self.admin.service.worker_gone(h.k)
         self.exporter.worker_gone(h.k)
         self._set_alive()
 
@@ -259,6 +274,9 @@ class Supervisor:
         await asyncio.gather(*watchers, return_exceptions=True)
 
     # -- control messages ------------------------------------------------------------
+    def _live(self) -> list[int]:
+        return [k for k, h in self.workers.items() if h.channel is not None]
+
     def _send(self, k: int, *msg: object) -> None:
         h = self.workers.get(k)
         if h is not None and h.channel is not None:
@@ -283,6 +301,8 @@ class Supervisor:
             self.exporter.apply(k, msg[1], msg[2], msg[3])
         elif kind == "ready":
             self.workers[k].ready.set()
+        elif kind == "reply" and self.admin is not None:
+            self.admin.service.on_reply(k, msg[1], msg[2])
 
 
 def run(settings: Settings, version: str = "0") -> int:

@@ -24,12 +24,14 @@ import random
 import signal
 import socket
 import sys
+from collections.abc import Coroutine
 from typing import Any
 
 from engine.clock import Clock, SystemClock
 from engine.config import Settings, from_dict
 from engine.net.dns import AiodnsClient
 from engine.net.mx import MxResolver, Route, RouteFailure
+from engine.runtime.control import Control
 from engine.runtime.delivery import Deliverer
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.intake import IntakeBatch, Pickup, interrupted_take, take_batch
@@ -140,6 +142,10 @@ class Worker:
             self.dns, clock=clock.monotonic, rng=self.rng, negative_ttl=settings.dns_negative_ttl
         )
         shard = self.shard
+
+        def remove(ref: EntryRef) -> None:
+            self.behind.submit(lambda: shard.remove(ref))
+
         self.outcomes = Outcomes(
             settings,
             shard,
@@ -147,7 +153,7 @@ class Worker:
             self.log,
             self.tally,
             self.rng,
-            remove=lambda ref: self.behind.submit(lambda: shard.remove(ref)),
+            remove=remove,
             settle=self.behind.wait,
         )
         self.deliverer = Deliverer(
@@ -163,6 +169,21 @@ class Worker:
             kick=self._kick.set,
             journal=self.journal,
         )
+        self.control = Control(
+            shard_no=shard_no,
+            queue=self.queue,
+            shard=shard,
+            outcomes=self.outcomes,
+            log=self.log,
+            tally=self.tally,
+            clock=clock,
+            send=channel.send,
+            spawn=self._spawn,
+            kick=self._kick.set,
+            contend=self.deliverer.contend,
+            remove=remove,
+            settle=self.behind.wait,
+        )
 
     # -- control messages ------------------------------------------------------------
     def on_message(self, msg: Message) -> None:
@@ -173,6 +194,14 @@ class Worker:
             self.deliverer.contend(msg[1])
         elif kind == "drain":
             self.drain()
+        elif kind in ("suspensions", "directive"):
+            self.control.on_message(msg)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """A task the drain waits for (drain_timeout) like a connection's."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def drain(self) -> None:
         self.deliverer.drain()
@@ -198,6 +227,7 @@ class Worker:
         for ref in refs:
             self.queue.add(ref, ref.mtime, now, born=id_time(ref.id))
         self.channel.send("ready")
+        self.control.started()
         loops = [
             asyncio.create_task(self._intake_loop(), name="intake"),
             asyncio.create_task(self._dispatch_loop(), name="dispatch"),
@@ -393,8 +423,10 @@ async def amain(k: int, sock: socket.socket) -> int:
     worker: Worker | None = None
 
     # A drain can arrive before the worker exists (a stop right after start: config and
-    # drain in one read); remember it rather than drop it.
+    # drain in one read); remember it rather than drop it.  So too the operator
+    # suspensions sent right after the config, and directives: replayed once it exists.
     early_drain = asyncio.Event()
+    early: list[Message] = []
     start_info: dict[str, Any] = {}
 
     def on_message(msg: Message) -> None:
@@ -406,6 +438,8 @@ async def amain(k: int, sock: socket.socket) -> int:
             worker.on_message(msg)
         elif msg[0] == "drain":
             early_drain.set()
+        elif msg[0] in ("suspensions", "directive"):
+            early.append(msg)
 
     def on_close() -> None:
         early_drain.set()
@@ -423,6 +457,8 @@ async def amain(k: int, sock: socket.socket) -> int:
     spool = Spool(settings.spool_path)
     lock_fd = await loop.run_in_executor(None, lock_shard, spool, k)
     worker = Worker(settings, k, channel, SystemClock(), predecessor_crashed=crashed)
+    for msg in early:
+        worker.on_message(msg)
     for sig in (signal.SIGTERM, signal.SIGINT):
         # The supervisor drains us over the socket; a signal straight to a worker
         # (e.g. Ctrl-C reaching the whole process group) must not cut a transaction.

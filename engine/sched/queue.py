@@ -2,21 +2,39 @@
 
 Responsible for: the delay queue (KumoMTA's timeq: "what is due now, else how long to
 sleep"), a FIFO of due entries per destination domain, the count of entries taken by
-connections, and how many connections a domain should have for its backlog.
+connections, and how many connections a domain should have for its backlog; and the
+operator's queue controls on that state: holding a destination (`hold`/`unhold`: an
+operator suspension), making deferred entries due now (`flush`), handing chosen entries
+to an operator action (`extract`, and `mark` for those in flight), and listing entries
+with their state (`entries`).
 Not responsible for: I/O, leases, or the meaning of failures.  Every method takes `now`
 instead of reading a clock, so thousands of entries over hundreds of domains are
 simulated in milliseconds (tests/unit/sched/test_queue.py).
 
 Invariants: an entry name is in exactly one place — the delay heap, one domain's ready
-FIFO, or "taken" (in flight on a connection) — or nowhere once done.
+FIFO, a held domain's parked FIFO, or "taken" (in flight on a connection, or handed to
+an operator action) — or nowhere once done.  A held domain's ready FIFO is empty.
+
+Two kinds of suspension, kept apart on purpose:
+  * automatic (`DomainState.suspended_until`, `suspend`): the delivery code's "dead
+    destination" after every MX host failed; its entries are deferred (rewritten) and
+    wait in the heap.  `flush` clears it: the operator says "try now".
+  * operator (`hold`): `volley suspend`.  Due entries are parked in memory as they are
+    (no spool write per entry) and come back in their order on `unhold` or when the
+    hold ends (`release_due` lifts expired holds: the only place that reads the clock
+    for them, so a hold is in effect from `hold` until then).  Kept outside DomainState
+    so that forgetting an idle domain's state can never lift one, and so that `unhold`
+    never lifts an automatic suspension (entries of a domain that is both go to the heap
+    until the automatic one ends).
 """
 
 from __future__ import annotations
 
+import enum
 import heapq
 import math
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,6 +50,15 @@ class Entry(Protocol):
 
     @property
     def domain(self) -> str: ...
+
+
+class EntryState(enum.Enum):
+    """Where an entry is, as `volley queue --list` and `volley show` say it."""
+
+    READY = "queued"  # due, in its destination's ready FIFO
+    WAITING = "deferred"  # in the delay heap until its next attempt
+    HELD = "suspended"  # due, parked while an operator suspension holds its destination
+    TAKEN = "in flight"  # handed to a connection (or to an operator action)
 
 
 def ideal_connections(backlog: int, max_connections: int, per_connection: int) -> int:
@@ -74,6 +101,13 @@ class WorkQueue:
         self._known: dict[str, float] = {}  # entry name -> when it was queued (drop time)
         self._depth: Counter[str] = Counter()  # known entries per domain
         self._oldest: dict[str, float] = {}  # per domain; may be stale-old until refreshed
+        self._holds: dict[str, float] = {}  # operator suspensions: domain -> until
+        self._parked: dict[str, deque[Entry]] = {}  # due entries of held domains
+        self._marks: dict[str, object] = {}  # taken entries an operator action waits for
+        self._claimed: list[tuple[Entry, object]] = []
+        # Called when a marked entry's attempt ends with something left to do (the entry
+        # is then in `claimed()`); the worker schedules the operator action from it.
+        self.on_claim: Callable[[], None] | None = None
 
     # -- intake ------------------------------------------------------------------
     def add(self, entry: Entry, due: float, now: float, born: float | None = None) -> bool:
@@ -88,19 +122,25 @@ class WorkQueue:
         self._depth[domain] += 1
         if born < self._oldest.get(domain, math.inf):
             self._oldest[domain] = born
-        if due <= now and not self._suspended(entry.domain, now):
-            self.domain(entry.domain).ready.append(entry)
+        d = self.domain(domain)
+        if due <= now and d.suspended_until <= now:
+            self._make_ready(d, entry)
         else:
-            self._push(max(due, self.domain(entry.domain).suspended_until), entry)
+            self._push(max(due, d.suspended_until), entry)
+        return True
+
+    def _make_ready(self, d: DomainState, entry: Entry) -> bool:
+        """Append a due entry to its domain's ready FIFO, or park it if the domain is held;
+        True if it became ready."""
+        if d.domain in self._holds:
+            self._parked.setdefault(d.domain, deque()).append(entry)
+            return False
+        d.ready.append(entry)
         return True
 
     def _push(self, due: float, entry: Entry) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (due, self._seq, entry))
-
-    def _suspended(self, domain: str, now: float) -> bool:
-        d = self._domains.get(domain)
-        return d is not None and d.suspended_until > now
 
     def domain(self, name: str) -> DomainState:
         d = self._domains.get(name)
@@ -110,9 +150,13 @@ class WorkQueue:
 
     # -- time ---------------------------------------------------------------------
     def release_due(self, now: float) -> set[str]:
-        """Move every entry due at `now` to its domain's ready FIFO; returns the domains
-        that gained work."""
+        """Lift the operator holds that ended by `now`, then move every entry due at `now`
+        to its domain's ready FIFO (parked instead, if held); returns the domains that
+        gained work."""
         woken: set[str] = set()
+        for domain in [d for d, until in self._holds.items() if until <= now]:
+            if self.unhold(domain, now):
+                woken.add(domain)
         heap = self._heap
         while heap and heap[0][0] <= now:
             _, _, entry = heapq.heappop(heap)
@@ -122,13 +166,17 @@ class WorkQueue:
             if d.suspended_until > now:
                 self._push(d.suspended_until, entry)
                 continue
-            d.ready.append(entry)
-            woken.add(d.domain)
+            if self._make_ready(d, entry):
+                woken.add(d.domain)
         return woken
 
     def next_due(self) -> float | None:
         """When release_due next has something to do (None: nothing is waiting)."""
-        return self._heap[0][0] if self._heap else None
+        nxt = self._heap[0][0] if self._heap else None
+        if self._holds:
+            end = min(self._holds.values())
+            nxt = end if nxt is None else min(nxt, end)
+        return nxt
 
     # -- connections ----------------------------------------------------------------
     def take(self, domain: str) -> Entry | None:
@@ -140,23 +188,36 @@ class WorkQueue:
         return d.ready.popleft()
 
     def done(self, entry: Entry, *, retry_at: float | None, now: float) -> None:
-        """A taken entry is finished: delivered/bounced (retry_at None) or deferred."""
+        """A taken entry is finished: delivered/bounced (retry_at None) or deferred.
+
+        A deferred entry that an operator action marked (`mark`) is not rescheduled: it
+        stays taken, now by that action, and goes to `claimed()`."""
         d = self.domain(entry.domain)
-        d.taken -= 1
+        tag = self._marks.pop(entry.name, None) if self._marks else None
         if retry_at is None:
+            d.taken -= 1
             if self._known.pop(entry.name, None) is not None:
                 self._depth[entry.domain] -= 1
                 if not self._depth[entry.domain]:
                     del self._depth[entry.domain]
                     self._oldest.pop(entry.domain, None)
+        elif tag is not None:
+            self._claimed.append((entry, tag))
+            if self.on_claim is not None:
+                self.on_claim()
         else:
+            d.taken -= 1
             self._push(retry_at, entry)
 
     def untake(self, entry: Entry) -> None:
-        """Give a taken entry back untouched (the connection closed before using it)."""
+        """Give a taken entry back untouched (the connection closed before using it).
+        A mark stays: the operator action applies when its next attempt ends."""
         d = self.domain(entry.domain)
         d.taken -= 1
-        d.ready.appendleft(entry)
+        if d.domain in self._holds:
+            self._parked.setdefault(d.domain, deque()).appendleft(entry)
+        else:
+            d.ready.appendleft(entry)
 
     def suspend(self, domain: str, until: float) -> list[Entry]:
         """The whole destination failed: stop handing out its entries until `until`.
@@ -186,6 +247,168 @@ class WorkQueue:
 
     def ready_domains(self) -> Iterable[str]:
         return [name for name, d in self._domains.items() if d.ready]
+
+    # -- operator controls ----------------------------------------------------------------
+    def hold(self, domain: str, until: float) -> int:
+        """Operator suspension of `domain` until `until` (replacing an earlier one): its
+        ready entries are parked and no entry becomes ready until it ends.  Returns how
+        many entries were parked now.  Open connections find no work and close; entries
+        already taken finish their attempt."""
+        self._holds[domain] = until
+        d = self._domains.get(domain)
+        if d is None or not d.ready:
+            return 0
+        parked = self._parked.setdefault(domain, deque())
+        n = len(d.ready)
+        parked.extend(d.ready)
+        d.ready.clear()
+        return n
+
+    def unhold(self, domain: str, now: float) -> bool:
+        """End the operator suspension of `domain`: parked entries become ready in their
+        order (or wait in the heap while an automatic suspension lasts).  True if the
+        domain gained ready work."""
+        if self._holds.pop(domain, None) is None:
+            return False
+        parked = self._parked.pop(domain, None)
+        if not parked:
+            return False
+        d = self.domain(domain)
+        if d.suspended_until > now:
+            for entry in parked:
+                self._push(d.suspended_until, entry)
+            return False
+        d.ready.extend(parked)
+        return True
+
+    def set_holds(self, holds: Mapping[str, float], now: float) -> set[str]:
+        """Make the operator holds exactly `holds` (domain -> until), as the supervisor
+        sends them; returns the domains that gained ready work (holds lifted)."""
+        woken = {d for d in list(self._holds) if d not in holds and self.unhold(d, now)}
+        for domain, until in holds.items():
+            self.hold(domain, until)
+        return woken
+
+    @property
+    def holds(self) -> Mapping[str, float]:
+        return self._holds
+
+    def flush(self, domain: str | None, now: float) -> int:
+        """Make every deferred entry (of `domain`, or all) due at `now` and end automatic
+        suspensions ("retry now"); returns how many entries were deferred.  An operator
+        hold stays: a held domain's flushed entries are parked.  O(heap), an operator's
+        occasional action.  In memory only: the spool keeps each entry's next attempt
+        time until the attempt rewrites it (a restart before that restores the old time)."""
+        n = 0
+        heap: list[tuple[float, int, Entry]] = []
+        for due, seq, entry in self._heap:
+            if entry.name in self._known and (domain is None or entry.domain == domain):
+                n += 1
+                due = min(due, now)
+            heap.append((due, seq, entry))
+        heapq.heapify(heap)
+        self._heap = heap
+        for d in self._domains.values() if domain is None else [self.domain(domain)]:
+            d.suspended_until = 0.0
+        return n
+
+    def extract(self, names: Collection[str]) -> tuple[list[Entry], list[str]]:
+        """Hand the waiting entries among `names` (ready, parked or deferred) to the
+        caller, counted as taken (finish each with `done`); returns them and the names
+        that are in flight (taken already).  Names not queued are ignored."""
+        want = {n for n in names if n in self._known}
+        got: list[Entry] = []
+        if not want:
+            return got, []
+        seen: set[str] = set()
+
+        def keep(entry: Entry) -> bool:
+            if entry.name in want and entry.name not in seen:
+                seen.add(entry.name)
+                got.append(entry)
+                return False
+            return True
+
+        for d in self._domains.values():
+            if d.ready:
+                d.ready = deque(e for e in d.ready if keep(e))
+        for domain, parked in self._parked.items():
+            self._parked[domain] = deque(e for e in parked if keep(e))
+        # A stale heap item (its name already done) may share a name; keep() only takes
+        # live ones because `want` holds known names and each name is taken once.
+        heap = [item for item in self._heap if keep(item[2])]
+        if len(heap) != len(self._heap):
+            heapq.heapify(heap)
+            self._heap = heap
+        for entry in got:
+            self.domain(entry.domain).taken += 1
+        return got, sorted(want - seen)
+
+    def mark(self, name: str, tag: object) -> None:
+        """An operator action waits for the taken entry `name`: when its attempt ends
+        with recipients left, `done` hands it to `claimed()` with `tag` instead of
+        rescheduling it (a delivered entry just leaves: nothing is left to act on)."""
+        if name in self._known:
+            self._marks[name] = tag
+
+    def claimed(self) -> list[tuple[Entry, object]]:
+        """Marked entries whose attempt ended, with their tags (each returned once; they
+        are taken until the caller's `done`)."""
+        out, self._claimed = self._claimed, []
+        return out
+
+    def entries(
+        self,
+        domain: str | None = None,
+        match: Callable[[str], bool] | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, EntryState, float | None]]:
+        """(name, state, next attempt time for deferred entries) of the known entries of
+        `domain` (or all) whose name satisfies `match`, sorted by name (FIFO: names start
+        with a time-ordered id), the first `limit` only if given.  O(entries) on the
+        caller's thread: measured 0.14 s for the oldest 1 000 of 1 M entries and 0.17 s
+        for one destination's or one id's; operators' listings, not the delivery path."""
+        names: Iterable[str] = self._known
+        if domain is not None or match is not None:
+            names = self.names(domain, match)
+        chosen = set(sorted(names) if limit is None else heapq.nsmallest(limit, names))
+        out: dict[str, tuple[str, EntryState, float | None]] = {}
+        if not chosen:
+            return []
+        for due, _, entry in self._heap:
+            if entry.name in chosen:
+                out[entry.name] = (entry.name, EntryState.WAITING, due)
+        for state, fifos in (
+            (EntryState.READY, [s.ready for s in self._domains.values()]),
+            (EntryState.HELD, list(self._parked.values())),
+        ):
+            for fifo in fifos:
+                for entry in fifo:
+                    if entry.name in chosen:
+                        out[entry.name] = (entry.name, state, None)
+        for name in chosen:
+            if name not in out:
+                out[name] = (name, EntryState.TAKEN, None)
+        return [out[n] for n in sorted(out)]
+
+    def names(
+        self, domain: str | None = None, match: Callable[[str], bool] | None = None
+    ) -> list[str]:
+        """Names of the known entries of `domain` (or all) that satisfy `match`, unordered:
+        O(entries), no state lookups (~0.1 s per million)."""
+        suffix = None if domain is None else "@" + domain
+        return [
+            n
+            for n in self._known
+            if (suffix is None or n.endswith(suffix)) and (match is None or match(n))
+        ]
+
+    def count(self, domain: str | None = None) -> int:
+        """Entries known (of `domain`, or all): O(1)."""
+        return len(self._known) if domain is None else self._depth.get(domain, 0)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._known
 
     # -- introspection (metrics, `volley queue`) -------------------------------------
     def counts(self) -> tuple[int, int, int]:

@@ -49,12 +49,13 @@ class EventLog:
     def __init__(
         self,
         path: Path,
-        worker: int,
+        worker: int | None,
         writer: Callable[[int, bytes], None] | None = None,
         *,
         batch: int = BATCH,
     ) -> None:
-        """`writer(fd, data)` does the write (e.g. on a write-behind thread); by default
+        """`worker`: the shard number in every record (None: the supervisor's records).
+        `writer(fd, data)` does the write (e.g. on a write-behind thread); by default
         it happens here, synchronously.  `batch`: follow-ups that make `then` flush."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)

@@ -136,6 +136,19 @@ class Exporter:
             registry=self.registry,
         )
         Info("volley_build", "Volley version.", registry=self.registry).info({"version": version})
+        # Operator suspensions (engine.admin): few, chosen by a person, so the domain label
+        # is the real one, outside the top-N folding of the delivery metrics.
+        self._suspended = Gauge(
+            "volley_suspended_destinations",
+            "Destinations an operator suspended (volley suspend), in effect now.",
+            registry=self.registry,
+        )
+        self._suspension_end = Gauge(
+            "volley_suspension_end_timestamp_seconds",
+            "When each operator suspension ends by itself (Unix time), per destination.",
+            ("domain",),
+            registry=self.registry,
+        )
 
     # -- the supervisor's own numbers ---------------------------------------------------
     def count(self, name: str, *labels: str, n: int = 1) -> None:
@@ -146,6 +159,14 @@ class Exporter:
         self._spool_used.set(used_bytes)
         self._spool_free.set(free_bytes)
         self._spool_total.set(total_bytes)
+
+    def set_suspensions(self, items: Iterable[tuple[str, float]]) -> None:
+        """The operator suspensions in effect: (domain, end time) each, the whole set."""
+        items = list(items)
+        self._suspension_end.clear()
+        for domain, until in items:
+            self._suspension_end.labels(domain).set(until)
+        self._suspended.set(len(items))
 
     def worker_gone(self, worker: int) -> None:
         """A dead worker's gauges disappear (its counters stay: they are totals)."""

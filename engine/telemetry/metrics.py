@@ -42,6 +42,7 @@ __all__ = [
     "COUNTERS",
     "GAUGES",
     "HISTOGRAMS",
+    "OPERATOR_ACTIONS",
     "OTHER",
     "REJECT_CLASSES",
     "Agg",
@@ -91,6 +92,8 @@ REJECT_CLASSES: tuple[str, ...] = tuple(
     "symlink not_regular too_big empty no_recipients too_many_recipients bad_address "
     "bad_headers unparseable other".split()
 )
+
+OPERATOR_ACTIONS: tuple[str, ...] = ("suspend", "resume", "flush", "bounce", "delete")
 
 BY_DOMAIN = ("domain",)
 _OTHER_ONLY = ((OTHER,),)
@@ -150,11 +153,23 @@ COUNTERS: dict[str, CounterSpec] = {
         ("reason",),
         (("disk_full",),),
     ),
+    # Counted by the supervisor, one per admin API call that changes something.
+    "volley_operator_actions": CounterSpec(
+        "Operator queue actions through the admin API: suspend, resume, flush, bounce, delete.",
+        ("action",),
+        tuple((a,) for a in OPERATOR_ACTIONS),
+    ),
+    "volley_operator_removed": CounterSpec(
+        "Recipients removed from the queue by an operator's bounce (with a DSN) or delete.",
+        ("action",),
+        (("bounce",), ("delete",)),
+    ),
 }
 
 GAUGES: dict[str, GaugeSpec] = {
     "volley_queue_entries": GaugeSpec(
-        "Queue entries (message x destination) by state: ready, waiting (deferred), inflight.",
+        "Queue entries (message x destination) by state: ready, waiting (deferred or on a "
+        "suspended destination), inflight.",
         ("state",),
         Agg.SUM,
         (("ready",), ("waiting",), ("inflight",)),

@@ -132,6 +132,8 @@ def test_every_dashboard_and_alert_query_on_a_real_prometheus(net, volley, tmp_p
     net.domain("slow.test")
     net.domain("sender.test")  # where the DSNs for the bounces go
     v = volley(workers=2, config={"domains": {"slow.test": {"retry_schedule": ["1h"]}}})
+    # An operator's suspension, so that the "Suspended destinations" panel has a row.
+    assert v.cli("suspend", "paused.test", "--reason", "dashboard test").returncode == 0
     port = free_port(["127.0.0.1"])
     config = tmp_path / "prometheus.yml"
     config.write_text(

@@ -8,6 +8,7 @@ Not responsible for: the destination side (tests.support.internet).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -90,6 +91,7 @@ class Volley:
         self.spool = root / "spool"
         self.log_path = root / "delivery.jsonl"
         self.metrics_port = free_port(["127.0.0.1"])
+        self.admin_port = free_port(["127.0.0.1"])
         self.config: dict[str, Any] = {
             "workers": workers,
             "spool": {"path": str(self.spool)},
@@ -111,6 +113,7 @@ class Volley:
                 },
             },
             "metrics": {"listen": f"127.0.0.1:{self.metrics_port}"},
+            "admin": {"listen": f"127.0.0.1:{self.admin_port}"},
             "log": {"path": str(self.log_path)},
             "shutdown": {"drain_timeout": "5s"},
             # A bounce report waits this long for its message's other failures (30 s by
@@ -173,6 +176,26 @@ class Volley:
             except ProcessLookupError:
                 pass
         self.proc.wait(10)
+
+    def cli(
+        self, *args: str, config: Path | None = None, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `volley ARGS --config <this instance's config (or `config`)>`."""
+        cfg = config or self.config_path
+        return subprocess.run(
+            [sys.executable, "-m", "engine", *args, "--config", str(cfg)],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+
+    def cli_json(self, *args: str) -> Any:
+        """`cli(..., "--json")`, which must succeed; its decoded output."""
+        got = self.cli(*args, "--json")
+        assert got.returncode == 0, f"volley {' '.join(args)}: {got.returncode}\n{got.stderr}"
+        return json.loads(got.stdout)
 
     def text_output(self) -> str:
         return self.output.read_text(errors="replace") if self.output.exists() else ""

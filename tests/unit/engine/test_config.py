@@ -139,3 +139,35 @@ def test_a_bad_helo_name_is_a_config_error_naming_the_key(name: str) -> None:
 )
 def test_good_helo_names(name: str) -> None:
     assert from_dict({"smtp": {"helo_name": name}}).helo_name == name
+
+
+def test_admin_settings() -> None:
+    s = load_settings(None, {"spool.path": "/srv/spool"})
+    assert s.admin_listen == "127.0.0.1:9109"  # loopback by default
+    assert s.admin_token_path == Path("/srv/spool/admin.token")
+    s = from_dict({"admin": {"listen": "[::1]:7000", "token_file": "/etc/volley/token"}})
+    assert s.admin_listen == "[::1]:7000" and s.admin_token_path == Path("/etc/volley/token")
+    assert from_dict(s.to_dict()) == s  # the workers get the same settings
+    assert from_dict({"admin": {"listen": ""}}).admin_listen == ""  # the API off
+    assert from_dict({"admin": {"listen": "localhost:9"}}).admin_listen == "localhost:9"
+
+
+@pytest.mark.parametrize(
+    ("listen", "problem"),
+    [
+        ("127.0.0.1", "expected ip:port"),
+        ("127.0.0.1:0", "expected ip:port"),
+        ("127.0.0.1:70000", "expected ip:port"),
+        ("example.com:9109", "not an IP address"),
+        ("::1:9109", "in brackets"),
+        (9109, "expected"),
+    ],
+)
+def test_bad_admin_listen_names_the_key(listen: object, problem: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^admin\.listen: .*{problem}"):
+        from_dict({"admin": {"listen": listen}})
+
+
+def test_unknown_admin_key() -> None:
+    with pytest.raises(ConfigError, match=r"unknown configuration key: admin\.token"):
+        from_dict({"admin": {"token": "x"}})

@@ -1,6 +1,6 @@
 from dataclasses import dataclass
 
-from engine.sched.queue import WorkQueue, ideal_connections
+from engine.sched.queue import EntryState, WorkQueue, ideal_connections
 
 
 @dataclass(frozen=True)
@@ -127,3 +127,161 @@ def test_depths_and_oldest_age_per_domain() -> None:
     assert e is not None
     q.done(e, retry_at=None, now=102.0)
     assert q.depths() == {"b.test": (1, 30.0)}
+
+
+# -- operator controls: hold (suspension), flush, extract, marks, listing ------------------
+def names(entries: list[object]) -> list[str]:
+    return [e.name for e in entries]  # type: ignore[attr-defined]
+
+
+def test_hold_parks_ready_and_new_entries_and_unhold_restores_their_order() -> None:
+    q = WorkQueue()
+    q.add(E("a", "h"), 0.0, 0.0)
+    q.add(E("b", "h"), 0.0, 0.0)
+    assert q.hold("h", until=100.0) == 2
+    q.add(E("c", "h"), 0.0, 1.0)  # intake while held
+    q.add(E("d", "h"), 5.0, 1.0)  # deferred, due while held
+    assert q.take("h") is None and list(q.ready_domains()) == []
+    assert q.connections_wanted("h", 10, 100) == 0
+    assert q.release_due(6.0) == set()  # d parks instead of becoming ready
+    assert q.counts() == (0, 4, 0)  # parked entries count as waiting
+    assert q.unhold("h", now=7.0) is True
+    assert [q.take("h") for _ in range(4)] == [E("a", "h"), E("b", "h"), E("c", "h"), E("d", "h")]
+    assert q.unhold("h", now=8.0) is False  # nothing held any more
+
+
+def test_a_hold_ends_by_itself_in_release_due_and_next_due_wakes_for_it() -> None:
+    q = WorkQueue()
+    q.hold("h", until=50.0)
+    q.add(E("a", "h"), 0.0, 0.0)
+    assert q.next_due() == 50.0  # the dispatcher wakes when the hold ends
+    assert q.release_due(49.9) == set() and q.take("h") is None
+    assert q.release_due(50.0) == {"h"}
+    assert q.take("h") == E("a", "h") and dict(q.holds) == {}
+
+
+def test_unhold_leaves_an_automatic_suspension_in_place() -> None:
+    q = WorkQueue()
+    q.add(E("a", "h"), 0.0, 0.0)
+    q.hold("h", until=1000.0)
+    q.domain("h").suspended_until = 300.0  # all MX hosts failed meanwhile
+    assert q.unhold("h", now=10.0) is False  # back to the heap until the automatic one ends
+    assert q.release_due(299.0) == set()
+    assert q.release_due(300.0) == {"h"} and q.take("h") == E("a", "h")
+
+
+def test_set_holds_replaces_the_whole_set() -> None:
+    q = WorkQueue()
+    q.add(E("a", "x"), 0.0, 0.0)
+    q.set_holds({"x": 100.0, "y": 100.0}, now=1.0)
+    assert set(q.holds) == {"x", "y"} and q.take("x") is None
+    assert q.set_holds({"y": 200.0}, now=2.0) == {"x"}  # x lifted: it has ready work again
+    assert dict(q.holds) == {"y": 200.0} and q.take("x") == E("a", "x")
+
+
+def test_a_taken_entry_given_back_while_held_is_parked_first() -> None:
+    q = WorkQueue()
+    q.add(E("a", "h"), 0.0, 0.0)
+    q.add(E("b", "h"), 0.0, 0.0)
+    e = q.take("h")
+    assert e is not None
+    q.hold("h", until=100.0)
+    q.untake(e)
+    assert q.take("h") is None
+    q.unhold("h", now=1.0)
+    assert [q.take("h"), q.take("h")] == [E("a", "h"), E("b", "h")]
+
+
+def test_flush_makes_deferred_entries_due_now_and_ends_automatic_suspensions() -> None:
+    q = WorkQueue()
+    for name, domain in (("a", "x"), ("b", "x"), ("c", "y")):
+        q.add(E(name, domain), 0.0, 0.0)
+    for d in ("x", "x", "y"):
+        e = q.take(d)
+        assert e is not None
+        q.done(e, retry_at=3600.0, now=1.0)
+    q.domain("x").suspended_until = 3600.0
+    assert q.flush("x", now=2.0) == 2
+    assert q.domain("x").suspended_until == 0.0
+    assert q.release_due(2.0) == {"x"}  # y keeps its retry time
+    assert q.counts() == (2, 1, 0)
+    assert q.flush(None, now=3.0) == 1 and q.release_due(3.0) == {"y"}
+
+
+def test_flush_does_not_lift_an_operator_hold() -> None:
+    q = WorkQueue()
+    q.add(E("a", "h"), 0.0, 0.0)
+    e = q.take("h")
+    assert e is not None
+    q.done(e, retry_at=3600.0, now=1.0)
+    q.hold("h", until=7200.0)
+    assert q.flush("h", now=2.0) == 1
+    assert q.release_due(2.0) == set() and q.take("h") is None
+    assert q.entries() == [("a", EntryState.HELD, None)]
+
+
+def test_extract_takes_waiting_entries_wherever_they_are_and_reports_in_flight() -> None:
+    q = WorkQueue()
+    q.add(E("ready", "x"), 0.0, 0.0)
+    q.add(E("later", "x"), 500.0, 0.0)
+    q.add(E("parked", "h"), 0.0, 0.0)
+    q.hold("h", until=1000.0)
+    q.add(E("busy", "y"), 0.0, 0.0)
+    busy = q.take("y")
+    got, in_flight = q.extract({"ready", "later", "parked", "busy", "unknown"})
+    assert sorted(names(got)) == ["later", "parked", "ready"]
+    assert in_flight == ["busy"]
+    assert q.counts() == (0, 0, 4)  # all four are taken now: three by the caller
+    for e in got:
+        q.done(e, retry_at=None, now=1.0)
+    assert busy is not None
+    q.done(busy, retry_at=None, now=1.0)
+    assert len(q) == 0 and q.release_due(2000.0) == set() and q.next_due() is None
+
+
+def test_a_mark_claims_the_entry_when_its_attempt_leaves_recipients() -> None:
+    claims: list[int] = []
+    q = WorkQueue()
+    q.on_claim = lambda: claims.append(1)
+    q.add(E("a", "x"), 0.0, 0.0)
+    q.add(E("b", "x"), 0.0, 0.0)
+    a, b = q.take("x"), q.take("x")
+    assert a is not None and b is not None
+    q.mark("a", "tag-a")
+    q.mark("b", "tag-b")
+    q.done(a, retry_at=60.0, now=1.0)  # deferred: the operator action gets it
+    q.done(b, retry_at=None, now=1.0)  # delivered: nothing left to act on
+    assert claims == [1]
+    assert q.claimed() == [(E("a", "x"), "tag-a")] and q.claimed() == []
+    assert q.counts() == (0, 0, 1) and q.release_due(60.0) == set()  # still taken, not queued
+    q.done(a, retry_at=None, now=2.0)
+    assert len(q) == 0
+    q.mark("gone", "tag")  # an entry not queued cannot be marked
+    q.add(E("gone", "x"), 0.0, 3.0)
+    g = q.take("x")
+    assert g is not None
+    q.done(g, retry_at=60.0, now=3.0)
+    assert q.claimed() == []
+
+
+def test_entries_lists_every_state_in_name_order() -> None:
+    """Names end in "@<domain>", as spool entry names do (the domain filter uses it)."""
+    q = WorkQueue()
+    q.add(E("1a@x", "x"), 0.0, 0.0)
+    q.add(E("2b@x", "x"), 0.0, 0.0)
+    q.add(E("3c@x", "x"), 90.0, 0.0)
+    q.add(E("4d@h", "h"), 0.0, 0.0)
+    q.hold("h", until=100.0)
+    assert q.take("x") == E("1a@x", "x")
+    assert q.entries() == [
+        ("1a@x", EntryState.TAKEN, None),
+        ("2b@x", EntryState.READY, None),
+        ("3c@x", EntryState.WAITING, 90.0),
+        ("4d@h", EntryState.HELD, None),
+    ]
+    assert [n for n, _, _ in q.entries("x")] == ["1a@x", "2b@x", "3c@x"]
+    assert q.entries(match=lambda n: n.startswith("3")) == [("3c@x", EntryState.WAITING, 90.0)]
+    assert [n for n, _, _ in q.entries(limit=2)] == ["1a@x", "2b@x"]  # the oldest
+    assert (q.count(), q.count("x"), q.count("nope")) == (4, 3, 0)
+    assert sorted(q.names("x", lambda n: n != "2b@x")) == ["1a@x", "3c@x"]
+    assert "2b@x" in q and "zz" not in q
