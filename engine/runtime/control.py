@@ -196,6 +196,7 @@ class Control:
                 entry, f"cannot decode spool entry: {e.reason}", "corrupt", now
             )
             return 0
+        self._outcomes.seal(entry.name)  # a bounce report being gathered stops here
         rcpts = [str(r) for r in meta["rcpts"]]
         if action == "bounce":
             text = "bounced by the operator" + (f": {reason}" if reason else "")
