@@ -54,6 +54,11 @@ def _age(seconds: float) -> str:
 def cmd_queue(settings: Settings, as_json: bool) -> int:
     from spool import queue_summary
 
+    if not (settings.spool_path / "queue").is_dir():
+        # An empty table for a typo'd path would say "nothing queued" about a spool that
+        # was never looked at.
+        print(f"volley: no spool at {settings.spool_path} (spool.path)", file=sys.stderr)
+        return 1
     now = time.time()
     summary = queue_summary(settings.spool_path, now)
     rows = sorted(summary.items(), key=lambda kv: -(kv[1].queued + kv[1].deferred))
@@ -132,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_top(settings, args.url, args.interval, args.once)
     from engine.runtime.supervisor import run as run_supervisor
 
-    return run_supervisor(settings, _version())
+    return run_supervisor(settings, _version(), reload=lambda: _settings(args))
 
 
 if __name__ == "__main__":

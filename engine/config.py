@@ -29,7 +29,9 @@ __all__ = [
     "DomainPolicy",
     "Settings",
     "helo_name_error",
+    "helo_name_warning",
     "load_settings",
+    "parse_address",
     "parse_duration",
 ]
 
@@ -255,6 +257,20 @@ def helo_name_error(name: str) -> str | None:
     return None
 
 
+def helo_name_warning(name: str) -> str | None:
+    """A valid name that receivers will still distrust: `localhost`, or a name that is
+    not fully qualified (Gmail and Microsoft score both as spam signs; RFC 5321 §4.1.1.1
+    asks for the client's fully qualified domain name)."""
+    if name.startswith("["):
+        return None  # an address literal: valid, if unusual
+    lower = name.lower()
+    if lower == "localhost" or lower.startswith("localhost."):
+        return f"smtp.helo_name is {name!r}: receivers expect this host's fully qualified name"
+    if "." not in name:
+        return f"smtp.helo_name {name!r} is not a fully qualified domain name (no dot)"
+    return None
+
+
 def _read_policy(t: _Table, base: DomainPolicy) -> DomainPolicy:
     sched = t.get("retry_schedule")
     schedule = base.retry_schedule
@@ -309,6 +325,11 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     if ns_raw is not None:
         if not isinstance(ns_raw, list) or not all(isinstance(s, str) and s for s in ns_raw):
             raise ConfigError('dns.nameservers: expected a list of "ip" or "ip:port" strings')
+        for entry in ns_raw:
+            try:
+                parse_address(entry, default_port=53)
+            except ValueError as e:
+                raise ConfigError(f"dns.nameservers: {e}") from None
         nameservers = tuple(ns_raw) or None
     dns_timeout = dn.duration("timeout", d.dns_timeout)
     negative_ttl = dn.duration("negative_ttl", d.dns_negative_ttl)
@@ -333,14 +354,14 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     tt.finish()
     sm.finish()
     me = root.table("metrics")
-    listen = me.string("listen", d.metrics_listen) or d.metrics_listen
+    listen = _listen("metrics.listen", me.get("listen"), d.metrics_listen, may_be_off=False)
     top_domains = me.integer("top_domains", d.metrics_top_domains, 1)
     me.finish()
     lg = root.table("log")
     log_path = Path(lg.string("path", str(d.log_path)) or d.log_path)
     lg.finish()
     ad = root.table("admin")
-    admin_listen = _admin_listen(ad.get("listen"), d.admin_listen)
+    admin_listen = _listen("admin.listen", ad.get("listen"), d.admin_listen, may_be_off=True)
     token_raw = ad.string("token_file", None)
     ad.finish()
     ds = root.table("dsn")
@@ -387,26 +408,68 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     )
 
 
-def _admin_listen(value: object, default: str) -> str:
-    """admin.listen: "ip:port" ("[ipv6]:port", "localhost:port"), or "" for no API."""
+def parse_address(
+    text: str,
+    *,
+    default_port: int | None = None,
+    names: frozenset[str] = frozenset(),
+    min_port: int = 1,
+) -> tuple[str, int]:
+    """("ip", port) from "ip", "ip:port", "[v6]" or "[v6]:port" (bare IPv6 too when no
+    port can follow); `names` are host names allowed besides IP literals ("localhost").
+    The one parser of every address setting: dns.nameservers (port 53 by default),
+    metrics.listen and admin.listen (port required).  `min_port=0` lets a bind ask the
+    kernel for a free port (tests do).
+
+    Raises:
+        ValueError: the reason, e.g. "'dns.example' is not an IP address".
+    """
+    stripped = text.strip()
+    host, port_text = stripped, None
+    if stripped.startswith("["):
+        host, sep, rest = stripped[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"{text!r}: expected [ipv6] or [ipv6]:port")
+        port_text = rest[1:] if rest else None
+        bracketed = True
+    else:
+        bracketed = False
+        if stripped.count(":") == 1:  # more than one colon: a bare IPv6 address
+            host, port_text = stripped.split(":")
+    if host not in names:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IP address") from None
+        if ip.version == 6 and not bracketed and default_port is None:
+            raise ValueError(f"write an IPv6 address in brackets with its port: [{host}]:port")
+        host = str(ip)
+    if port_text is None:
+        if default_port is None:
+            raise ValueError(f"{text!r}: expected ip:port")
+        return host, default_port
+    if not port_text.isdigit() or not min_port <= int(port_text) < 65536:
+        raise ValueError(f"{text!r}: the port must be {min_port}..65535")
+    return host, int(port_text)
+
+
+_LISTEN_NAMES = frozenset({"localhost"})
+
+
+def _listen(key: str, value: object, default: str, *, may_be_off: bool) -> str:
+    """metrics.listen / admin.listen: "ip:port", "[ipv6]:port", "localhost:port"; "" turns
+    the listener off where that is allowed.  Checked before any worker starts."""
     if value is None:
         return default
-    if value == "":
+    if value == "" and may_be_off:
         return ""
-    key = "admin.listen"
     if not isinstance(value, str):
-        raise ConfigError(f'{key}: expected "ip:port" or "" (off), got {value!r}')
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ConfigError(f"{key}: expected ip:port with a port 1..65535, got {value!r}")
-    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if bare != "localhost":
-        try:
-            ip = ipaddress.ip_address(bare)
-        except ValueError:
-            raise ConfigError(f"{key}: {host!r} is not an IP address (or localhost)") from None
-        if ip.version == 6 and bare == host:
-            raise ConfigError(f"{key}: write an IPv6 address in brackets: [{host}]:{port}")
+        off = ' or "" (off)' if may_be_off else ""
+        raise ConfigError(f'{key}: expected "ip:port"{off}, got {value!r}')
+    try:
+        parse_address(value, names=_LISTEN_NAMES)
+    except ValueError as e:
+        raise ConfigError(f"{key}: {e}") from None
     return value
 
 

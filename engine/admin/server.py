@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from engine.admin.token import token_matches
+from engine.config import parse_address
 
 __all__ = ["AdminServer", "Handle", "split_listen"]
 
@@ -42,8 +43,7 @@ READ_TIMEOUT = 10.0  # seconds a client may take to send its request (no slow-lo
 
 def split_listen(listen: str) -> tuple[str, int]:
     """("127.0.0.1", 9109) from "127.0.0.1:9109"; "[::1]:9109" -> ("::1", 9109)."""
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]"), int(port)
+    return parse_address(listen, names=frozenset({"localhost"}), min_port=0)
 
 
 def is_loopback(host: str) -> bool:

@@ -88,6 +88,11 @@ class AdminService:
         self._active: list[Suspension] = []
         self._expiry: asyncio.Task[None] | None = None
 
+    def reopen_log(self, path: Path) -> None:
+        """A reload: the supervisor's own records go to `path` from now on."""
+        self._log.reopen(path)
+        self._log_path = path
+
     def start(self) -> None:
         """Load the suspensions (ending those whose time ran out while Volley was down)
         and start watching for expiries.  Call on the event loop, before workers start."""

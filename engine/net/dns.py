@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import ipaddress
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +39,8 @@ import aiodns
 import aiodns.error
 import pycares
 
+from engine.config import parse_address
+
 __all__ = [
     "AiodnsClient",
     "DnsAnswer",
@@ -48,7 +49,6 @@ __all__ = [
     "DnsFailureKind",
     "DnsRecord",
     "DnsResult",
-    "parse_nameserver",
 ]
 
 # Record types we can ask for; aiodns.query_type_map is the authority on what c-ares accepts.
@@ -122,33 +122,6 @@ class DnsClient(Protocol):
         ...
 
 
-def parse_nameserver(entry: str) -> tuple[str, int]:
-    """Parse "ip", "ip:port", "[v6]" or "[v6]:port" into (ip, port); port 53 by default.
-
-    Raises:
-        ValueError: not an IP literal (host names would need DNS to find DNS) or bad port.
-    """
-    text = entry.strip()
-    host, port_text = text, None
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"bad nameserver {entry!r}")
-        port_text = rest[1:] if rest else None
-    elif text.count(":") == 1:  # more than one colon: a bare IPv6 address
-        host, port_text = text.split(":")
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"bad nameserver {entry!r}: expected an IP address") from None
-    port = 53
-    if port_text is not None:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"bad nameserver {entry!r}: bad port")
-        port = int(port_text)
-    return str(ip), port
-
-
 def _c_ares_server(ip: str, port: int) -> str:
     # c-ares 1.34 takes "ip:port" / "[v6]:port" for both UDP and TCP (dependency-facts §2).
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
@@ -220,7 +193,7 @@ class AiodnsClient:
         self._servers: list[str] | None = (
             None
             if nameservers is None
-            else [_c_ares_server(*parse_nameserver(n)) for n in nameservers]
+            else [_c_ares_server(*parse_address(n, default_port=53)) for n in nameservers]
         )
         self._timeout = timeout
         self._tries = tries

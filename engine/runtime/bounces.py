@@ -68,6 +68,9 @@ class BounceReports:
         self._gathering: OrderedDict[str, _Gathering] = OrderedDict()  # message key -> report
         self._keys: dict[str, str] = {}  # report entry name -> message key
 
+    def reconfigure(self, settings: Settings) -> None:
+        self._settings = settings
+
     def report(
         self,
         ref: EntryRef,

@@ -57,6 +57,10 @@ from spool import CorruptEntry, EntryRef, ShardQueue
 
 __all__ = ["Deliverer"]
 
+# A window this large is no limit (max_connections decides); the cap keeps it an int
+# of fixed size however many sessions succeed.
+WINDOW_MAX = 1 << 16
+
 # Counted per message: keys built once (Tally.bump).
 _TRANSACTIONS = counter_key("volley_transactions")
 _REUSED = counter_key("volley_connections", "reused")
@@ -107,6 +111,10 @@ class Deliverer:
         self.open_sessions: Counter[str] = Counter()  # per destination domain
         self.idle_sessions: Counter[str] = Counter()
 
+    def reconfigure(self, settings: Settings) -> None:
+        """A reload: connections opened from now on follow `settings`."""
+        self._s = settings
+
     # -- signals from the worker ------------------------------------------------------
     def work_arrived(self, domain: str) -> None:
         ev = self._work.get(domain)
@@ -145,7 +153,9 @@ class Deliverer:
             self._tally.inc("volley_connections", "opened")
             # Slow start: the window doubles with each session that reaches READY, so a
             # destination that fails sees one connection per worker, not max_connections.
-            state.window = min(policy.max_connections, state.window * 2)
+            # Capped by a constant, not by the policy: max_connections applies where the
+            # window is used, so a reload that raises it takes effect at once.
+            state.window = min(WINDOW_MAX, state.window * 2)
             self._kick()
             self.open_sessions[domain] += 1
             try:

@@ -76,6 +76,11 @@ class Outcomes:
         self._settle: Callable[[], None] = settle or (lambda: None)
         self._reports = BounceReports(settings, shard, queue, log, tally)
 
+    def reconfigure(self, settings: Settings) -> None:
+        """A reload: outcomes recorded from now on follow `settings` (retry policy, DSNs)."""
+        self._settings = settings
+        self._reports.reconfigure(settings)
+
     def seal(self, name: str) -> None:
         """Entry `name` is about to be delivered: a bounce report gathers nothing more
         (engine.runtime.bounces)."""

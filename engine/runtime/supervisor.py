@@ -32,18 +32,22 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import start_http_server
 
 from engine.admin.runner import Admin, AdminStartError
-from engine.config import Settings
+from engine.config import ConfigError, Settings, helo_name_warning, parse_address
 from engine.runtime.ipc import Channel, Message, open_channel
+from engine.runtime.reload import plan_reload
 from engine.runtime.spawn import StderrTail, relay, worker_argv
 from engine.sched.leases import LeaseTable
 from engine.telemetry.eventlog import repair_tail
 from engine.telemetry.export import Exporter
 from spool import Spool
+from spool.instance import SpoolInUse, lock_instance
 
 __all__ = ["Supervisor", "run"]
 
@@ -73,8 +77,17 @@ def _nothing() -> None:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, version: str = "0") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        version: str = "0",
+        reload: Callable[[], Settings] | None = None,
+    ) -> None:
+        """`reload()` reads the configuration again (SIGHUP); raises ConfigError."""
         self.s = settings
+        self._reload = reload
+        self._stop_now = asyncio.Event()  # a second SIGINT/SIGTERM: do not wait for drains
+        self._stop_asked = 0.0
         self.spool = Spool(settings.spool_path)
         self.leases = LeaseTable()
         self.exporter = Exporter(top_domains=settings.metrics_top_domains, version=version)
@@ -86,6 +99,27 @@ class Supervisor:
         self.admin: Admin | None = None
 
     async def run(self) -> int:
+        """Own the spool (one instance per spool), run until stopped; the exit status."""
+        try:
+            lock = lock_instance(self.s.spool_path)
+        except SpoolInUse as e:
+            print(f"volley: {e}", file=sys.stderr, flush=True)
+            return 1
+        try:
+            return await self._run()
+        finally:
+            os.close(lock)
+
+    async def _run(self) -> int:
+        warning = helo_name_warning(self.s.helo_name)
+        if warning:
+            print(f"volley: warning: {warning}", file=sys.stderr, flush=True)
+        host, port = parse_address(self.s.metrics_listen, names=frozenset({"localhost"}))
+        try:
+            start_http_server(port, addr=host, registry=self.exporter.registry)
+        except OSError as e:
+            print(f"volley: metrics.listen {self.s.metrics_listen}: {e.strerror}", file=sys.stderr)
+            return 2
         self.spool.ensure(self.s.workers)
         cut = repair_tail(self.s.log_path)
         if cut:
@@ -101,19 +135,18 @@ class Supervisor:
         except AdminStartError as e:
             print(f"volley: {e}", file=sys.stderr)
             return 2
-        host, _, port = self.s.metrics_listen.rpartition(":")
-        start_http_server(
-            int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.exporter.registry
-        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+            loop.add_signal_handler(sig, self._on_stop_signal, sig.name)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hup)
         for k in range(self.s.workers):
             h = self.workers[k] = WorkerHandle(k)
             await self._start(h)
         if not await self._started():
             self.stopping.set()  # the other workers' exits are no crash to restart
             await self._stop_all()
+            if self.admin is not None:
+                await self.admin.close()
             return 1 if self.start_failed else 0
         self.starting = False
         print(
@@ -128,7 +161,67 @@ class Supervisor:
         await self._stop_all()
         if self.admin is not None:
             await self.admin.close()
+        if self._stop_asked:
+            took = time.monotonic() - self._stop_asked
+            print(f"volley: stopped ({took:.1f} s after the stop was asked)", file=sys.stderr)
         return 0
+
+    # -- signals ---------------------------------------------------------------------------
+    def _on_stop_signal(self, name: str) -> None:
+        """SIGINT/SIGTERM: drain (in-flight transactions finish); a second one: at once."""
+        if not self.stopping.is_set():
+            self._stop_asked = time.monotonic()
+            inflight = int(self.exporter.gauge_sum("volley_queue_entries", "inflight"))
+            print(
+                f"volley: {name}: stopping; the workers finish their {inflight} entries in "
+                f"flight (at most {self.s.drain_timeout:g} s); {name} again stops at once "
+                "(in-flight mail stays queued)",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.stopping.set()
+        elif not self._stop_now.is_set():
+            print(
+                f"volley: {name} again: stopping at once; mail in flight stays queued and is "
+                "sent after the next start",
+                file=sys.stderr,
+                flush=True,
+            )
+            self._stop_now.set()
+
+    def _on_hup(self) -> None:
+        """SIGHUP: read the configuration again; apply what can change while running
+        (engine.runtime.reload), refuse a configuration that does not validate."""
+        if self._reload is None or self.stopping.is_set():
+            return
+        try:
+            new = self._reload()
+        except ConfigError as e:
+            print(
+                f"volley: SIGHUP: reload refused, the running configuration stays: {e}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        plan = plan_reload(self.s, new)
+        self.s = plan.settings
+        for h in self.workers.values():
+            if h.channel is not None:
+                h.channel.send("reload", self.s.to_dict())
+        if self.admin is not None:
+            self.admin.service.reopen_log(self.s.log_path)
+        applied = ", ".join(plan.applied) if plan.applied else "nothing changed"
+        print(f"volley: SIGHUP: configuration reloaded: {applied}", file=sys.stderr, flush=True)
+        if plan.at_restart:
+            print(
+                f"volley: SIGHUP: {', '.join(plan.at_restart)} changed too: "
+                "applies at the next start",
+                file=sys.stderr,
+                flush=True,
+            )
+        warning = helo_name_warning(self.s.helo_name)
+        if warning and "smtp.helo_name" in plan.applied:
+            print(f"volley: warning: {warning}", file=sys.stderr, flush=True)
 
     async def _sample_spool(self) -> None:
         """Spool filesystem usage for the "disk over 90 %" alert, every 5 s."""
@@ -263,13 +356,20 @@ class Supervisor:
         procs = [h.proc for h in self.workers.values() if h.proc is not None]
         waits = [asyncio.create_task(p.wait()) for p in procs]
         if waits:
-            _, pending = await asyncio.wait(waits, timeout=self.s.drain_timeout + 5.0)
+            # Every worker gone, or a second SIGINT/SIGTERM, or the drain's time is up.
+            exited: asyncio.Future[Any] = asyncio.gather(*waits)
+            now: asyncio.Future[Any] = asyncio.ensure_future(self._stop_now.wait())
+            await asyncio.wait(
+                {exited, now},
+                timeout=self.s.drain_timeout + 5.0,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            now.cancel()
             for p in procs:
                 if p.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
-                        p.kill()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+                        p.kill()  # in-flight mail stays queued: at-least-once
+            await exited
         watchers = [h.watcher for h in self.workers.values() if h.watcher is not None]
         await asyncio.gather(*watchers, return_exceptions=True)
 
@@ -305,8 +405,10 @@ class Supervisor:
             self.admin.service.on_reply(k, msg[1], msg[2])
 
 
-def run(settings: Settings, version: str = "0") -> int:
+def run(
+    settings: Settings, version: str = "0", reload: Callable[[], Settings] | None = None
+) -> int:
     import uvloop
 
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    return uvloop.run(Supervisor(settings, version).run())
+    return uvloop.run(Supervisor(settings, version, reload).run())

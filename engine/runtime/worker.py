@@ -196,6 +196,20 @@ class Worker:
             self.drain()
         elif kind in ("suspensions", "directive"):
             self.control.on_message(msg)
+        elif kind == "reload":
+            self.reconfigure(from_dict(msg[1]))
+
+    def reconfigure(self, settings: Settings) -> None:
+        """SIGHUP (engine.runtime.reload decided what changes): policies, limits and SMTP
+        settings apply to what starts from now on; open connections finish as they are.
+        The delivery log is reopened (a new log.path, or a rotation's rename)."""
+        self.s = settings
+        self.deliverer.reconfigure(settings)
+        self.outcomes.reconfigure(settings)
+        self.log.flush()
+        self.behind.wait()  # the write-behind thread still holds the old file
+        self.log.reopen(settings.log_path)
+        self._kick.set()  # a raised max_connections may start connections now
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """A task the drain waits for (drain_timeout) like a connection's."""
@@ -438,7 +452,7 @@ async def amain(k: int, sock: socket.socket) -> int:
             worker.on_message(msg)
         elif msg[0] == "drain":
             early_drain.set()
-        elif msg[0] in ("suspensions", "directive"):
+        elif msg[0] in ("suspensions", "directive", "reload"):
             early.append(msg)
 
     def on_close() -> None:

@@ -82,7 +82,8 @@ class DomainState:
     connections: int = 0  # connection tasks alive (waiting for a lease, connecting, or open)
     suspended_until: float = 0.0  # after a whole-destination failure (all MX hosts failed)
     # Concurrency window: connections this worker may have to the domain now, under the
-    # policy's max_connections.  It starts at 1 and engine.runtime.delivery doubles it
+    # policy's max_connections (applied where it is used, so a reload that changes the
+    # limit takes effect at once).  It starts at 1 and engine.runtime.delivery doubles it
     # per session that reaches READY (slow start) and lowers it when a connection fails
     # (Postfix qmgr_queue_throttle: negative feedback), so a broken destination sees one
     # connection attempt per worker per retry step, never max_connections at once.

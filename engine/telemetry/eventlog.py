@@ -4,7 +4,7 @@ Responsible for: formatting `received`, `delivered`, `deferred`, `bounced`, `exp
 and `rejected` records, handing them to the writer in batches, and running the work that
 must follow a record (removing the spool entry it reports) only once the record has been
 handed over.
-Not responsible for: deciding outcomes, rotation (use logrotate with copytruncate), or
+Not responsible for: deciding outcomes, rotation (rename the file, then SIGHUP: `reopen`; or logrotate with copytruncate), or
 shipping logs anywhere.
 
 Every worker appends to the same file opened with O_APPEND, and each batch of records
@@ -152,6 +152,17 @@ class EventLog:
             self._writer(self._fd, data)
         for fn, arg in after:
             fn(arg)
+
+    def reopen(self, path: Path) -> None:
+        """Write what waits, then append to `path` from now on (a reload: a new log.path,
+        or the same path after a rotation renamed the file).  With a write-behind writer
+        the caller flushes and waits for the writer first: it still holds the old fd."""
+        self.flush()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        _end_torn_line(fd)
+        old, self._fd = self._fd, fd
+        os.close(old)
 
     def close(self) -> None:
         """Flush and close the file.  With a write-behind writer the caller flushes,

@@ -168,6 +168,11 @@ class Exporter:
             self._suspension_end.labels(domain).set(until)
         self._suspended.set(len(items))
 
+    def gauge_sum(self, name: str, *labels: str) -> float:
+        """One gauge series summed over the live workers' last flushes (what the
+        supervisor says about a drain: entries in flight, connections open)."""
+        return self._gauges.total(name, labels)
+
     def worker_gone(self, worker: int) -> None:
         """A dead worker's gauges disappear (its counters stay: they are totals)."""
         self._gauges.forget(worker)
@@ -305,6 +310,14 @@ class _WorkerGauges:
 
     def forget(self, worker: int) -> None:
         self._states.pop(worker, None)
+
+    def total(self, name: str, labels: tuple[str, ...]) -> float:
+        return sum(
+            value
+            for state in list(self._states.values())
+            for n, lbls, value in state
+            if n == name and tuple(lbls) == labels
+        )
 
     def describe(self) -> Iterator[Metric]:
         for name, spec in GAUGES.items():

@@ -128,8 +128,13 @@ class Volley:
         self._drops = 0
 
     # -- process -------------------------------------------------------------------------
-    def start(self) -> Volley:
+    def write_config(self) -> Path:
+        """Write `config` as the instance's TOML file (start() does it too)."""
         self.config_path.write_text(to_toml(self.config))
+        return self.config_path
+
+    def start(self) -> Volley:
+        self.write_config()
         (self.spool / "incoming").mkdir(parents=True, exist_ok=True)
         out = open(self.output, "ab")
         env = dict(os.environ)

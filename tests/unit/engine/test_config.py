@@ -7,7 +7,9 @@ from engine.config import (
     DomainPolicy,
     Settings,
     from_dict,
+    helo_name_warning,
     load_settings,
+    parse_address,
     parse_duration,
 )
 from engine.model import TlsPolicy
@@ -156,8 +158,8 @@ def test_admin_settings() -> None:
     ("listen", "problem"),
     [
         ("127.0.0.1", "expected ip:port"),
-        ("127.0.0.1:0", "expected ip:port"),
-        ("127.0.0.1:70000", "expected ip:port"),
+        ("127.0.0.1:0", "the port must be 1..65535"),
+        ("127.0.0.1:70000", "the port must be 1..65535"),
         ("example.com:9109", "not an IP address"),
         ("::1:9109", "in brackets"),
         (9109, "expected"),
@@ -171,3 +173,72 @@ def test_bad_admin_listen_names_the_key(listen: object, problem: str) -> None:
 def test_unknown_admin_key() -> None:
     with pytest.raises(ConfigError, match=r"unknown configuration key: admin\.token"):
         from_dict({"admin": {"token": "x"}})
+
+
+# -- parse_address (dns.nameservers, metrics.listen, admin.listen) --------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("127.0.0.1", ("127.0.0.1", 53)),
+        ("127.0.0.1:5353", ("127.0.0.1", 5353)),
+        (" 10.0.0.1:53 ", ("10.0.0.1", 53)),
+        ("::1", ("::1", 53)),
+        ("[::1]", ("::1", 53)),
+        ("[::1]:5353", ("::1", 5353)),
+        ("2001:db8::1", ("2001:db8::1", 53)),
+    ],
+)
+def test_parse_address_as_a_nameserver(entry: str, expected: tuple[str, int]) -> None:
+    assert parse_address(entry, default_port=53) == expected
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "",
+        "dns.example",
+        "127.0.0.1:",
+        "[::1]:",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "127.0.0.1:x",
+        "[::1",
+        "[::1]x",
+        "1.2.3.4.5",
+    ],
+)
+def test_parse_address_rejects(entry: str) -> None:
+    with pytest.raises(ValueError):
+        parse_address(entry, default_port=53)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("dns.nameservers", ["not-an-ip"], "'not-an-ip' is not an IP address"),
+        ("dns.nameservers", ["127.0.0.1:99999"], "the port must be 1..65535"),
+        ("metrics.listen", "127.0.0.1:99999999", "the port must be 1..65535"),
+        ("metrics.listen", "127.0.0.1", "expected ip:port"),
+        ("metrics.listen", "localhost:9108x", "the port must be"),
+        ("metrics.listen", "", "is not an IP address"),
+    ],
+)
+def test_address_settings_are_checked_before_anything_starts(
+    key: str, value: object, problem: str
+) -> None:
+    """Issue #9: `--dns not-an-ip` crash-looped the workers and an invalid metrics.listen
+    ended in a raw OverflowError; now each is one ConfigError naming the key."""
+    table, name = key.split(".")
+    with pytest.raises(ConfigError, match=rf"^{key}: .*{problem}"):
+        from_dict({table: {name: value}})
+
+
+@pytest.mark.parametrize(
+    ("name", "warned"),
+    [("mta.example.com", False), ("localhost", True), ("localhost.localdomain", True),
+     ("mybox", True), ("[192.0.2.1]", False)],
+)  # fmt: skip
+def test_helo_name_warning(name: str, warned: bool) -> None:
+    assert (helo_name_warning(name) is not None) is warned

@@ -16,7 +16,6 @@ from engine.net.dns import (
     DnsFailure,
     DnsFailureKind,
     DnsRecord,
-    parse_nameserver,
 )
 from tests.support.dns_server import DnsServer
 
@@ -32,45 +31,6 @@ async def client(dns: DnsServer) -> AsyncIterator[AiodnsClient]:
     c = AiodnsClient([dns.address], timeout=1.0, tries=1)
     yield c
     await c.close()
-
-
-# -- parse_nameserver ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("entry", "expected"),
-    [
-        ("127.0.0.1", ("127.0.0.1", 53)),
-        ("127.0.0.1:5353", ("127.0.0.1", 5353)),
-        (" 10.0.0.1:53 ", ("10.0.0.1", 53)),
-        ("::1", ("::1", 53)),
-        ("[::1]", ("::1", 53)),
-        ("[::1]:5353", ("::1", 5353)),
-        ("2001:db8::1", ("2001:db8::1", 53)),
-    ],
-)
-def test_parse_nameserver(entry: str, expected: tuple[str, int]) -> None:
-    assert parse_nameserver(entry) == expected
-
-
-@pytest.mark.parametrize(
-    "entry",
-    [
-        "",
-        "dns.example",
-        "127.0.0.1:",
-        "[::1]:",
-        "127.0.0.1:0",
-        "127.0.0.1:65536",
-        "127.0.0.1:x",
-        "[::1",
-        "[::1]x",
-        "1.2.3.4.5",
-    ],
-)
-def test_parse_nameserver_rejects(entry: str) -> None:
-    with pytest.raises(ValueError):
-        parse_nameserver(entry)
 
 
 # -- construction ----------------------------------------------------------------------------
