@@ -4,8 +4,8 @@ Responsible for: formatting `received`, `delivered`, `deferred`, `bounced`, `exp
 and `rejected` records, handing them to the writer in batches, and running the work that
 must follow a record (removing the spool entry it reports) only once the record has been
 handed over.
-Not responsible for: deciding outcomes, rotation (rename the file, then SIGHUP: `reopen`; or logrotate with copytruncate), or
-shipping logs anywhere.
+Not responsible for: deciding outcomes, rotation (rename the file, then SIGHUP: `reopen`;
+or logrotate with copytruncate), or shipping logs anywhere.
 
 Every worker appends to the same file opened with O_APPEND, and each batch of records
 goes out in a single write(2): on Linux local filesystems an O_APPEND write is placed
