@@ -75,7 +75,7 @@ class FailedRecipient:
     status: str  # RFC 3463 enhanced code, e.g. "5.1.1"
     diagnostic: str | None  # e.g. "smtp; 550 5.1.1 no such user" (RFC 3464 §2.3.6)
     remote_mta: str | None  # MX host name that gave the diagnostic, if any
-    action: str = "failed"  # or "delayed" (RFC 3464 §2.3.3); only "failed" is used for now
+    action: str = "failed"  # RFC 3464 §2.3.3; Volley reports failures only (no delay warnings)
 
 
 def build_dsn(
@@ -133,37 +133,24 @@ def build_dsn(
     msg = MIMEPart(policy=part_policy)  # EmailMessage only adds MIME-Version; we set it
     msg["From"] = f"Mail Delivery System <MAILER-DAEMON@{mta}>"
     msg["To"] = original_sender
-    delayed_only = all(r.action == "delayed" for r in failed)
-    msg["Subject"] = (
-        "Delayed Mail (still being retried)"
-        if delayed_only
-        else "Undelivered Mail Returned to Sender"
-    )
+    msg["Subject"] = "Undelivered Mail Returned to Sender"
     msg["Date"] = _date(now)
     msg["Message-ID"] = _clean(message_id, MAX_HOSTNAME)
     msg["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
     msg["MIME-Version"] = "1.0"
     msg.add_header("Content-Type", "multipart/report", report_type="delivery-status")
 
-    msg.attach(_human_part(mta, failed, delayed_only, part_policy))
+    msg.attach(_human_part(mta, failed, part_policy))
     msg.attach(_status_part(mta, failed, arrival_date, now, envelope_id, part_policy))
     msg.attach(_headers_part(original_message, part_policy))
     return msg.as_bytes(policy=gen_policy)
 
 
-def _human_part(
-    mta: str, failed: Sequence[FailedRecipient], delayed_only: bool, pol: policy.Policy
-) -> MIMEPart:
-    if delayed_only:
-        summary = (
-            "Your message has not yet been delivered to the recipients below.\n"
-            "The mail system will keep trying; you do not need to send it again.\n"
-        )
-    else:
-        summary = (
-            "Your message could not be delivered to one or more recipients.\n"
-            "The reasons are given below; the message headers are attached.\n"
-        )
+def _human_part(mta: str, failed: Sequence[FailedRecipient], pol: policy.Policy) -> MIMEPart:
+    summary = (
+        "Your message could not be delivered to one or more recipients.\n"
+        "The reasons are given below; the message headers are attached.\n"
+    )
     lines = [f"This is the mail system at host {mta}.", "", summary]
     for rcpt in failed:
         address = _clean(rcpt.recipient, MAX_DIAGNOSTIC)

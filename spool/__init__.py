@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from spool.errors import CorruptEntry, SpoolError, SpoolFull
 from spool.ids import entry_id, id_time, is_entry_id, random_salt
-from spool.layout import Layout, check_domain, entry_name, parse_entry_name
+from spool.layout import Layout, check_domain, domain_of_entry, entry_name
 from spool.record import decode, decode_meta, encode
 from spool.scan import read_shard
 from spool.shard import EntryRef, NewEntry, ShardQueue
@@ -31,12 +31,12 @@ __all__ = [
     "check_domain",
     "decode",
     "decode_meta",
+    "domain_of_entry",
     "encode",
     "entry_id",
     "entry_name",
     "id_time",
     "is_entry_id",
-    "parse_entry_name",
     "queue_summary",
     "random_salt",
     "read_shard",

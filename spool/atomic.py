@@ -96,7 +96,7 @@ def write_tmp(directory: Path, stem: str, data: bytes, mtime: float | None = Non
         recorded = os.fstat(fd).st_mtime
     except BaseException:
         os.close(fd)
-        _unlink_quietly(path)
+        unlink_quietly(path)
         raise
     os.close(fd)
     return TmpFile(path, recorded)
@@ -126,13 +126,13 @@ def link_batch(pairs: Sequence[tuple[Path, Path]], directory: Path) -> list[bool
             fsync_dir(directory)
     except BaseException:
         for final in created:
-            _unlink_quietly(final)
+            unlink_quietly(final)
         raise
     finally:
         # The tmp names need no fsync: a tmp file that comes back after a crash is
         # garbage that recover() deletes.
         for tmp, _ in pairs:
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
     return results
 
 
@@ -141,7 +141,7 @@ def replace(tmp: Path, final: Path) -> None:
     try:
         os.replace(tmp, final)
     except BaseException:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise
     fsync_dir(final.parent)
 
@@ -153,7 +153,7 @@ def put_file(directory: Path, name: str, data: bytes) -> None:
     try:
         os.replace(tmp.path, directory / name)
     except BaseException:
-        _unlink_quietly(tmp.path)
+        unlink_quietly(tmp.path)
         raise
 
 
@@ -186,7 +186,7 @@ def move_unique(src: Path, directory: Path, name: str, max_bytes: int) -> str:
             if is_dir:
                 os.rmdir(final)
             else:
-                _unlink_quietly(final)
+                unlink_quietly(final)
             raise
         return candidate
     raise AssertionError("unreachable: _candidates is infinite")  # pragma: no cover
@@ -233,7 +233,8 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _unlink_quietly(path: Path) -> None:
+def unlink_quietly(path: Path) -> None:
+    """Unlink `path`; one already gone is fine (not fsynced)."""
     try:
         os.unlink(path)
     except FileNotFoundError:

@@ -40,9 +40,10 @@ __all__ = [
     "TMP",
     "Layout",
     "check_domain",
+    "check_plain_name",
+    "domain_of_entry",
     "entry_name",
     "is_drop_name",
-    "parse_entry_name",
     "reason_name",
 ]
 
@@ -63,11 +64,6 @@ NAME_MAX = 255
 MAX_DOMAIN_LENGTH = 200
 
 _DOMAIN_RE = re.compile(r"[a-z0-9-][a-z0-9.-]*")
-# One regex for the whole name: scans parse every entry name, and one fullmatch costs
-# 0.41 µs here against 0.57 µs for checking the id and the domain separately.
-_ENTRY_RE = re.compile(
-    rf"([0-9a-f]{{{ID_LENGTH}}})@([a-z0-9-][a-z0-9.-]{{0,{MAX_DOMAIN_LENGTH - 1}}})"
-)
 _SHARD_RE = re.compile(r"0|[1-9][0-9]*")
 
 
@@ -94,12 +90,16 @@ def entry_name(entry_id: str, domain: str) -> str:
     return f"{entry_id}@{domain}"
 
 
-def parse_entry_name(name: str) -> tuple[str, str] | None:
-    """Split an entry file name into (id, domain); None if it is not an entry name."""
-    m = _ENTRY_RE.fullmatch(name)
-    if m is None:
-        return None
-    return m[1], m[2]
+def domain_of_entry(name: str) -> str:
+    """The destination domain of an entry name `<id>@<domain>` (a name this spool made:
+    a slice, no validation; the hot paths ask it per entry)."""
+    return name[ID_LENGTH + 1 :]
+
+
+def check_plain_name(name: str) -> None:
+    """Refuse names that would escape their directory (ValueError)."""
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise ValueError(f"not a plain file name: {name!r}")
 
 
 DROP_SUFFIX = ".eml"

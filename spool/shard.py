@@ -47,7 +47,15 @@ from typing import Any
 from spool import atomic, record, segment
 from spool.errors import SpoolFull
 from spool.ids import ID_LENGTH
-from spool.layout import NAME_MAX, REASON_SUFFIX, Layout, entry_name, reason_name
+from spool.layout import (
+    NAME_MAX,
+    REASON_SUFFIX,
+    Layout,
+    check_plain_name,
+    domain_of_entry,
+    entry_name,
+    reason_name,
+)
 from spool.scan import JOURNAL, SEQ_SHIFT, Scan, pack, scan_dir, unpack
 
 __all__ = [
@@ -149,7 +157,9 @@ class ShardQueue:
             due = state.due
             loc = self._state()
             refs = [
-                EntryRef(name, _domain_of(name), due[name]) for name in sorted(due) if name in loc
+                EntryRef(name, sys.intern(domain_of_entry(name)), due[name])
+                for name in sorted(due)
+                if name in loc
             ]
         due.clear()  # only the first scan needs it; the index keeps the locations only
         return refs
@@ -250,7 +260,7 @@ class ShardQueue:
         and return its name there. Never overwrites (a name already in corrupt/ gets `.1`,
         `.2`...). Durable on return. Raises FileNotFoundError if the entry is not live."""
         name = ref_or_name.name if isinstance(ref_or_name, EntryRef) else ref_or_name
-        _check_plain_name(name)
+        check_plain_name(name)
         with self._lock:
             packed = self._state().get(name)
             if packed is None:
@@ -298,9 +308,9 @@ class ShardQueue:
                 continue
             self.quarantined.append((final, why))
         for seq in state.dead:
-            _unlink_quietly(self._dir / segment.segment_name(seq))
+            atomic.unlink_quietly(self._dir / segment.segment_name(seq))
         for leftover in self._dir.glob(".*.put"):  # a journal rewrite cut short by a crash
-            _unlink_quietly(leftover)
+            atomic.unlink_quietly(leftover)
         self._loc = state.loc
         self._live = dict(state.segments)
         self._next_seq = max(self._next_seq, state.max_seq + 1)
@@ -348,7 +358,7 @@ class ShardQueue:
         if fd is not None:
             os.close(fd)
         if unlink:
-            _unlink_quietly(self._dir / segment.segment_name(seq))
+            atomic.unlink_quietly(self._dir / segment.segment_name(seq))
         else:
             self._unlink_later.append(seq)
 
@@ -370,7 +380,7 @@ class ShardQueue:
             return False
         self._unwritten = b""
         for later in self._unlink_later:
-            _unlink_quietly(self._dir / segment.segment_name(later))
+            atomic.unlink_quietly(self._dir / segment.segment_name(later))
         self._unlink_later.clear()
         self._journal_size += len(line)
         if self._journal_size > COMPACT_AT:
@@ -401,7 +411,7 @@ class ShardQueue:
             atomic.fsync_dir(self._dir)
             self._unwritten = b""  # `lines` came from the index, which has them
             for later in self._unlink_later:
-                _unlink_quietly(self._dir / segment.segment_name(later))
+                atomic.unlink_quietly(self._dir / segment.segment_name(later))
             self._unlink_later.clear()
         except OSError as exc:
             if exc.errno not in _FULL_ERRNOS:
@@ -433,17 +443,6 @@ def move_with_reason(
     return final
 
 
-def _domain_of(name: str) -> str:
-    # Interned: 500 000 entries over 50 domains share 50 strings, not 500 000 copies.
-    return sys.intern(name[ID_LENGTH + 1 :])
-
-
-def _check_plain_name(name: str) -> None:
-    """Refuse names that would escape their directory."""
-    if not name or name in (".", "..") or "/" in name or "\0" in name:
-        raise ValueError(f"not a plain file name: {name!r}")
-
-
 def empty_dir(path: Path) -> int:
     """Remove everything inside `path` (files and subtrees); return how many top-level
     names went. A missing `path` is empty."""
@@ -460,10 +459,3 @@ def empty_dir(path: Path) -> int:
                 os.unlink(e.path)
             removed += 1
     return removed
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from spool import atomic
 from spool.errors import CorruptEntry
-from spool.layout import Layout, is_drop_name
+from spool.layout import Layout, check_plain_name, is_drop_name
 from spool.shard import EntryRef, NewEntry, ShardQueue, empty_dir, move_with_reason
 
 __all__ = ["EntryRef", "NewEntry", "ShardQueue", "Spool"]
@@ -102,7 +102,7 @@ class Spool:
         return: the reason is written atomically, then rejected/ and incoming/ are fsynced.
         Raises FileNotFoundError if the drop is gone.
         """
-        _check_plain_name(name)
+        check_plain_name(name)
         return move_with_reason(self._layout.incoming / name, self._layout.rejected, name, reason)
 
     def consume_drops(self, names: Sequence[str]) -> None:
@@ -114,7 +114,7 @@ class Spool:
         already gone is fine.
         """
         for name in names:
-            _check_plain_name(name)
+            check_plain_name(name)
         if not names:
             return
         # Names relative to one directory fd: building a pathlib path per drop was ~1 % of
@@ -178,12 +178,6 @@ class Spool:
                 empty_dir(layout.tmp(k))  # garbage by definition: nobody writes there now
                 _remove_dir_if_empty(layout.tmp(k))
         return moved
-
-
-def _check_plain_name(name: str) -> None:
-    """Refuse names that would escape their directory."""
-    if not name or name in (".", "..") or "/" in name or "\0" in name:
-        raise ValueError(f"not a plain file name: {name!r}")
 
 
 def _remove_dir_if_empty(path: Path) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spool.ids import ID_LENGTH, id_time
-from spool.layout import Layout
+from spool.layout import Layout, domain_of_entry
 from spool.scan import read_shard
 
 __all__ = ["DomainSummary", "queue_summary"]
@@ -50,7 +50,7 @@ def queue_summary(spool_root: str | os.PathLike[str], now: float) -> dict[str, D
     next_at: dict[str, float] = {}
     for k in layout.existing_shards(layout.queue_root):
         for e in read_shard(layout.queue(k)).live:
-            domain, mtime = e.name[ID_LENGTH + 1 :], e.not_before
+            domain, mtime = domain_of_entry(e.name), e.not_before
             created = id_time(e.name[:ID_LENGTH])
             if domain not in oldest or created < oldest[domain]:
                 oldest[domain] = created

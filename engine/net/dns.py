@@ -4,8 +4,9 @@ Responsible for: sending one query (name, type) and reporting either the answer 
 with its TTLs (`DnsAnswer`) or a typed failure (`DnsFailure`: NXDOMAIN, NODATA or TEMPORARY),
 within a hard deadline; parsing and validating nameserver strings; owning the per-process
 `aiodns.DNSResolver`.
-Not responsible for: caching (engine.net.mx keeps the TTL cache; c-ares keeps its own small
-query cache, which cannot be disabled through pycares 5.2.1 — dependency-facts §2), MX
+Not responsible for: caching (engine.net.mx keeps the TTL cache; c-ares keeps its own query
+cache, which cannot be disabled through pycares 5.2.1 — dependency-facts §2 — and which
+this module bounds by recycling the channel, see RECYCLE_AFTER), MX
 ordering or null-MX rules (engine.net.mx), IDNA (the caller passes A-labels), retries beyond
 c-ares's own `tries`.
 
@@ -162,6 +163,15 @@ def _record(rec: Any) -> DnsRecord:
     return DnsRecord(owner, rtype, rec.ttl, str(data))
 
 
+# c-ares 1.34 caches every answer for its TTL (up to its qcache_max_ttl, 3600 s), and
+# pycares 5.2.1 cannot turn that off (dependency-facts §2).  A worker sending to 100 000
+# new domains kept them all: +110 MB of RSS per 100 000 domains at TTL 300 s
+# (bench/soak_domains.py, TTL 300 against TTL 1).  engine.net.mx caches what matters, with
+# a count bound; this one is bounded by a fresh channel every RECYCLE_AFTER queries (about
+# 8 MB of cached answers), the old channel closing once its last query is answered.
+RECYCLE_AFTER = 20_000
+
+
 class AiodnsClient:
     """`DnsClient` over `aiodns.DNSResolver.query_dns()` (c-ares in its own event thread)."""
 
@@ -172,6 +182,7 @@ class AiodnsClient:
         tries: int = 2,
         *,
         deadline: float | None = None,
+        recycle_after: int = RECYCLE_AFTER,
     ) -> None:
         """Args:
         nameservers: "ip" or "ip:port" entries (a bare ip means port 53); None uses the
@@ -182,6 +193,7 @@ class AiodnsClient:
             c-ares roughly doubles the timeout per try (timeout 0.5 s with 3 tries measured
             2.66-2.94 s, under the 3.5 s this gives), so by default c-ares gives up first
             and the deadline only catches the outliers.
+        recycle_after: queries per c-ares channel (see RECYCLE_AFTER).
 
         Raises:
             ValueError: a bad nameserver entry, an empty list, or a non-positive number.
@@ -202,6 +214,10 @@ class AiodnsClient:
             raise ValueError("deadline must be > 0")
         self._resolver: aiodns.DNSResolver | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._recycle_after = recycle_after
+        self._queries = 0  # sent on the current channel
+        self._pending: dict[aiodns.DNSResolver, int] = {}  # queries waiting, per channel
+        self._retired: list[aiodns.DNSResolver] = []  # recycled, closing when idle
         self._pid = os.getpid()
         self._closed = False
 
@@ -216,14 +232,27 @@ class AiodnsClient:
         if os.getpid() != self._pid:
             raise RuntimeError("AiodnsClient crossed a fork; create one per worker process")
         loop = asyncio.get_running_loop()
+        if self._resolver is not None and loop is not self._loop:
+            raise RuntimeError("AiodnsClient is bound to another event loop")
+        if self._resolver is not None and self._queries >= self._recycle_after:
+            # The old channel (and its query cache) goes once its last query is answered.
+            self._retired.append(self._resolver)
+            self._resolver = None
         if self._resolver is None:
             self._resolver = aiodns.DNSResolver(
                 nameservers=self._servers, loop=loop, timeout=self._timeout, tries=self._tries
             )
             self._loop = loop
-        elif loop is not self._loop:
-            raise RuntimeError("AiodnsClient is bound to another event loop")
+            self._queries = 0
+        self._queries += 1
         return self._resolver
+
+    async def _close_retired(self) -> None:
+        """Close the retired channels no query waits on any more."""
+        idle = [r for r in self._retired if not self._pending.get(r)]
+        for resolver in idle:
+            self._retired.remove(resolver)
+            await resolver.close()
 
     async def query(self, name: str, rtype: str) -> DnsResult:
         """Ask for `rtype` records of `name` (a trailing dot is ignored).
@@ -238,6 +267,7 @@ class AiodnsClient:
             raise ValueError(f"unsupported record type {rtype!r}")
         name = name.rstrip(".").lower()
         resolver = self._get_resolver()
+        self._pending[resolver] = self._pending.get(resolver, 0) + 1
         try:
             async with asyncio.timeout(self.deadline):
                 result = await resolver.query_dns(name, rtype)
@@ -251,11 +281,22 @@ class AiodnsClient:
             return DnsFailure(
                 name, rtype, DnsFailureKind.TEMPORARY, f"no answer within {self.deadline:g}s"
             )
+        finally:
+            left = self._pending[resolver] - 1
+            if left:
+                self._pending[resolver] = left
+            else:
+                del self._pending[resolver]
+            if self._retired:
+                await self._close_retired()
         return _convert(name, rtype, result)
 
     async def close(self) -> None:
         """Cancel outstanding queries and release c-ares. Idempotent."""
         self._closed = True
-        resolver, self._resolver = self._resolver, None
-        if resolver is not None:
+        resolvers, self._retired = self._retired, []
+        if self._resolver is not None:
+            resolvers.append(self._resolver)
+            self._resolver = None
+        for resolver in resolvers:
             await resolver.close()

@@ -47,7 +47,6 @@ XFER: dict[Command, tuple[Phase, str]] = {
     Command.DATA: (Phase.DATA, "data"),
     Command.END_OF_DATA: (Phase.BODY, "data_done"),  # "data_block" while the write stalls
     Command.RSET: (Phase.RSET, "rset"),
-    Command.NOOP: (Phase.RSET, "rset"),  # a keep-alive probe sits between transactions
     Command.QUIT: (Phase.QUIT, "quit"),
 }
 

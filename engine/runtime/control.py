@@ -39,6 +39,7 @@ from engine.telemetry.eventlog import EventLog
 from engine.telemetry.metrics import Tally
 from spool import CorruptEntry, EntryRef, ShardQueue
 from spool.ids import ID_LENGTH
+from spool.layout import domain_of_entry
 
 __all__ = ["BOUNCE_CODE", "BOUNCE_STATUS", "Control"]
 
@@ -265,7 +266,7 @@ class Control:
     def _describe(
         self, name: str, state: EntryState, due: float | None, got: dict[str, Any]
     ) -> dict[str, Any]:
-        domain = name[ID_LENGTH + 1 :]
+        domain = domain_of_entry(name)
         if state is EntryState.HELD:
             due = self._queue.holds.get(domain)  # when the suspension ends
         return {
@@ -321,4 +322,4 @@ class Control:
 
 
 def _ref(name: str) -> EntryRef:
-    return EntryRef(name, name[ID_LENGTH + 1 :], 0.0)
+    return EntryRef(name, domain_of_entry(name), 0.0)

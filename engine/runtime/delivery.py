@@ -126,6 +126,16 @@ class Deliverer:
         self._contended[domain] = self._clock.monotonic() + self._s.idle_timeout
         self.work_arrived(domain)
 
+    def forget(self, domains: list[str]) -> None:
+        """The queue forgot these idle domains (no connection is open to them): so do we."""
+        for domain in domains:
+            self._work.pop(domain, None)
+            self._contended.pop(domain, None)
+            if not self.open_sessions.get(domain):
+                self.open_sessions.pop(domain, None)
+            if not self.idle_sessions.get(domain):
+                self.idle_sessions.pop(domain, None)
+
     def drain(self) -> None:
         self.draining = True
         for ev in self._work.values():

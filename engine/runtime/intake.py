@@ -72,7 +72,6 @@ class Taken:
 class IntakeBatch:
     taken: list[Taken] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (final name, reason)
-    deferred_names: int = 0  # drops left for a later scan (still being written)
     full: str | None = None  # set when the spool is out of space: intake paused
     more: bool = False  # the batch limit was reached: scan again at once
 
@@ -214,7 +213,7 @@ def take_batch(
     finally:
         os.close(dir_fd)
     if not new:
-        _unlink_quietly(note)
+        atomic.unlink_quietly(note)
         return batch
     try:
         # Durable before the entries are: after a crash between `add` and the unlink of
@@ -233,7 +232,7 @@ def take_batch(
         batch.full = f"queue/{k}: {e.strerror}"
         return batch
     spool.consume_drops([name for name, _, _ in pending])
-    _unlink_quietly(note)  # no fsync: a note that comes back names drops already gone
+    atomic.unlink_quietly(note)  # no fsync: a note that comes back names drops already gone
     by_id = {r.id: r for r in refs}
     for name, env, entries in pending:
         for eid, rcpts, msgid in entries:
@@ -262,8 +261,7 @@ def _take_one(
         batch.rejected.append((spool.reject_drop(name, got.reason), got.reason))
         return None
     if not isinstance(got, DropFile):
-        batch.deferred_names += 1
-        return None
+        return None  # still being written: a later scan takes it
     env = parse_drop(got.data, max_recipients=settings.max_recipients)
     if isinstance(env, DropRejection):
         batch.rejected.append((spool.reject_drop(name, env.reason), env.reason))
@@ -284,10 +282,3 @@ def _take_one(
         meta = new_meta(env, rcpts, domain, now, name, key=key, msgid=msgid)
         new.append(NewEntry(eid, domain, meta, body, now))
     return env, entries, new, got.identity, salt
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -49,6 +49,9 @@ METRICS_INTERVAL = 0.25  # seconds: what a worker killed with -9 can lose of its
 DOMAIN_GAUGES_EVERY = 4  # per-domain gauges go out every 4th flush (1 s): they are big
 OLDEST_REFRESH = 5.0  # seconds between exact recomputations of the oldest-entry ages
 POISON_CRASHES = 3  # Mailman's MAX_BAK_COUNT: a third crash quarantines the entry
+# Metric flushes between two sweeps of idle per-destination state (40 x 250 ms = 10 s):
+# a sweep is O(known domains); what stays between sweeps is the domains of the last 10 s.
+FORGET_EVERY = 40
 
 
 class LeaseClient:
@@ -87,16 +90,24 @@ class LeaseClient:
 
 
 class CountingResolver:
-    """MxResolver plus cache hit/miss counting for metrics."""
+    """MxResolver plus counting for metrics: a cache hit, a query (miss), or a query
+    that failed (SERVFAIL, timeout: the route is a temporary failure)."""
 
     def __init__(self, inner: MxResolver, tally: Tally) -> None:
         self._inner = inner
         self._tally = tally
 
     async def resolve(self, domain: str) -> Route | RouteFailure:
-        hits = self._inner.hits
-        got = await self._inner.resolve(domain)
-        self._tally.inc("volley_dns_lookups", "hit" if self._inner.hits > hits else "miss")
+        inner = self._inner
+        hits, failures = inner.hits, inner.failures
+        got = await inner.resolve(domain)
+        if inner.failures > failures:
+            result = "failure"  # was never counted: the dashboard's panel showed 0 always
+        elif inner.hits > hits:
+            result = "hit"
+        else:
+            result = "miss"
+        self._tally.inc("volley_dns_lookups", result)
         return got
 
 
@@ -379,9 +390,13 @@ class Worker:
                     await self._kick.wait()
 
     async def _flush_loop(self) -> None:
+        flushes = 0
         while True:
             await asyncio.sleep(METRICS_INTERVAL)
             self._flush_metrics()
+            flushes += 1
+            if flushes % FORGET_EVERY == 0:
+                self.deliverer.forget(self.queue.forget_idle_domains(self.clock.wall()))
 
     def _flush_metrics(self) -> None:
         t = self.tally

@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import os
 import threading
 from collections import deque
 from collections.abc import Callable
+
+from spool.atomic import write_all
 
 __all__ = ["MAX_PENDING", "WriteBehind"]
 
@@ -100,7 +101,7 @@ class WriteBehind:
     def append(self, fd: int, data: bytes) -> None:
         """Queue a write of all of `data` to `fd` (the EventLog writer).  Weighs 0: a
         late log line repeats no delivery."""
-        self.submit(lambda: _write_all(fd, data), 0)
+        self.submit(lambda: write_all(fd, data), 0)
 
     def wait(self) -> None:
         """Block until everything submitted so far has run; re-raise a job's error."""
@@ -181,9 +182,3 @@ def _close_all() -> None:
     for behind in list(_open):
         with contextlib.suppress(Exception):
             behind.close()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]

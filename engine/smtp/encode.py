@@ -26,7 +26,6 @@ __all__ = [
     "helo",
     "mail_from",
     "needs_smtputf8",
-    "noop",
     "quit",
     "rcpt_to",
     "rset",
@@ -235,10 +234,6 @@ def rset() -> bytes:
 
 def quit() -> bytes:
     return b"QUIT\r\n"
-
-
-def noop() -> bytes:
-    return b"NOOP\r\n"
 
 
 def starttls() -> bytes:

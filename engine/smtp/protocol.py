@@ -159,15 +159,6 @@ class ClientProtocol:
             raise LocalProtocolError(f"no TLS handshake due in state {self._state.value}") from None
         self.extensions = {}
 
-    def send_rset(self) -> bytes:
-        self._send(Command.RSET)
-        self._rset_owed = False
-        return encode.rset()
-
-    def send_noop(self) -> bytes:
-        self._send(Command.NOOP)
-        return encode.noop()
-
     def send_quit(self) -> bytes:
         self._send(Command.QUIT)
         return encode.quit()

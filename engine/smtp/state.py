@@ -42,7 +42,6 @@ class State(enum.Enum):
     AWAIT_RSET = "await-rset"  # RSET outstanding (alone, or in front of a pipelined MAIL)
     IN_TRANSACTION = "in-transaction"  # replies to MAIL/RCPT/DATA outstanding
     AWAIT_DATA_DONE = "await-data-done"  # content and "." sent; end-of-data reply outstanding
-    AWAIT_NOOP = "await-noop"
     AWAIT_QUIT = "await-quit"
     REJECTED = "rejected"  # non-2xx greeting, or EHLO and HELO refused: only QUIT is left
     CLOSED = "closed"  # QUIT answered, a 421 received, or the peer closed while idle
@@ -66,7 +65,6 @@ class Command(enum.Enum):
     DATA = "DATA"
     END_OF_DATA = "."
     RSET = "RSET"
-    NOOP = "NOOP"
     QUIT = "QUIT"
 
     __hash__ = object.__hash__  # see State
@@ -93,7 +91,6 @@ SEND: dict[tuple[State, Command], State] = {
     (_S.READY, _C.STARTTLS): _S.AWAIT_STARTTLS,
     (_S.READY, _C.MAIL): _S.IN_TRANSACTION,
     (_S.READY, _C.RSET): _S.AWAIT_RSET,
-    (_S.READY, _C.NOOP): _S.AWAIT_NOOP,
     (_S.READY, _C.QUIT): _S.AWAIT_QUIT,
     # RFC 2920: RSET may be pipelined in front of the next transaction's MAIL.
     (_S.AWAIT_RSET, _C.MAIL): _S.IN_TRANSACTION,
@@ -118,8 +115,6 @@ ON_REPLY: dict[tuple[State, bool], State] = {
     (_S.AWAIT_STARTTLS, False): _S.READY,  # 454: the session goes on in plaintext
     (_S.AWAIT_RSET, True): _S.READY,
     (_S.AWAIT_RSET, False): _S.BROKEN,  # server's transaction state unknown: never reuse
-    (_S.AWAIT_NOOP, True): _S.READY,
-    (_S.AWAIT_NOOP, False): _S.BROKEN,  # a server refusing NOOP is not one to reuse
     (_S.IN_TRANSACTION, True): _S.READY,  # aborted before end of data; RSET is owed
     (_S.IN_TRANSACTION, False): _S.BROKEN,
     (_S.AWAIT_DATA_DONE, True): _S.READY,  # the server resets after end of data, any code
@@ -147,7 +142,6 @@ _EXPECTED: dict[Command, frozenset[int]] = {
     Command.DATA: frozenset({354}) | _REFUSALS,
     Command.END_OF_DATA: _TWO | _REFUSALS,
     Command.RSET: _TWO | _REFUSALS,
-    Command.NOOP: _TWO | _REFUSALS,
     Command.QUIT: _TWO | _REFUSALS,
 }
 

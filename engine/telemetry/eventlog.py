@@ -30,6 +30,8 @@ from json.encoder import encode_basestring
 from pathlib import Path
 from typing import Any, TypeVar
 
+from spool.atomic import write_all
+
 __all__ = ["BATCH", "EventLog", "read_log", "repair_tail"]
 
 _T = TypeVar("_T")
@@ -65,7 +67,7 @@ class EventLog:
         self._pending: list[str] = []
         self._after: list[tuple[Callable[[Any], None], Any]] = []
         self._batch = batch
-        self._writer = writer or _write_all
+        self._writer = writer or write_all
 
     def add(self, event: str, ts: float, **fields: Any) -> None:
         record = {"ts": round(ts, 6), "event": event, "worker": self._worker}
@@ -227,12 +229,6 @@ def _end_torn_line(fd: int) -> None:
     size = os.fstat(fd).st_size
     if size and os.pread(fd, 1, size - 1) != b"\n":
         os.write(fd, b"\n")
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def read_log(path: Path) -> Iterator[dict[str, Any]]:

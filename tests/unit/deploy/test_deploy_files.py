@@ -77,7 +77,7 @@ def run_cli(
     the in-image config path pointing at `config`; return the Settings it would run with."""
     got: list[Settings] = []
 
-    def fake_run(settings: Settings, version: str = "0") -> int:
+    def fake_run(settings: Settings, version: str = "0", reload: object = None) -> int:
         got.append(settings)
         return 0
 

@@ -216,13 +216,6 @@ def test_non_ascii_original_headers() -> None:
     assert part.get_payload(decode=True) == original.split(b"\r\n\r\n")[0] + b"\r\n"
 
 
-def test_delayed_only_report() -> None:
-    failed = [FailedRecipient("a@example.org", "4.4.1", None, "mx.example.org", action="delayed")]
-    msg = _parse(_build(failed=failed))
-    assert msg["Subject"] == "Delayed Mail (still being retried)"
-    assert _blocks(msg)[1]["Action"] == "delayed"
-
-
 def test_time_is_taken_from_the_arguments_only() -> None:
     first = _build(now=0.0, arrival_date=0.0)
     msg = _parse(first)

@@ -190,3 +190,22 @@ def test_resolver_is_bound_to_the_loop_that_first_used_it(dns: DnsServer) -> Non
         with asyncio.Runner() as second, pytest.raises(RuntimeError, match="another event loop"):
             second.run(c.query("h.test", "A"))
         first.run(c.close())
+
+
+async def test_the_channel_is_recycled_so_its_cache_stays_bounded(dns: DnsServer) -> None:
+    """c-ares caches every answer for its TTL and pycares cannot turn that off: a fresh
+    channel every `recycle_after` queries bounds it (the old one closes once idle)."""
+    for i in range(7):
+        dns.add_mx(f"r{i}.test", [(10, "mx.r.test")])
+    client = AiodnsClient([dns.address], timeout=1.0, tries=1, recycle_after=3)
+    try:
+        got = await asyncio.gather(*(client.query(f"r{i}.test", "MX") for i in range(3)))
+        first = client._resolver
+        got += [await client.query(f"r{i}.test", "MX") for i in range(3, 7)]
+        assert all(isinstance(g, DnsAnswer) for g in got)
+        assert client._resolver is not first and client._retired == []  # closed when idle
+        assert dns.queries("r0.test", "MX") == 1
+        again = await client.query("r0.test", "MX")  # the old cache went with its channel
+        assert isinstance(again, DnsAnswer) and dns.queries("r0.test", "MX") == 2
+    finally:
+        await client.close()

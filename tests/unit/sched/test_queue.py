@@ -285,3 +285,22 @@ def test_entries_lists_every_state_in_name_order() -> None:
     assert (q.count(), q.count("x"), q.count("nope")) == (4, 3, 0)
     assert sorted(q.names("x", lambda n: n != "2b@x")) == ["1a@x", "3c@x"]
     assert "2b@x" in q and "zz" not in q
+
+
+def test_idle_domains_are_forgotten_and_busy_or_suspended_ones_kept() -> None:
+    """Issue #9: per-domain state must not grow with every domain ever seen."""
+    q = WorkQueue()
+    for i in range(1000):
+        q.add(E(f"m{i}", f"d{i}.test"), 0.0, 0.0)
+    for i in range(1000):
+        ref = q.take(f"d{i}.test")
+        assert ref is not None
+        q.done(ref, retry_at=None, now=1.0)
+    q.add(E("busy", "busy.test"), 0.0, 0.0)
+    q.domain("open.test").connections = 1
+    assert q.suspend("down.test", until=100.0) == []
+    gone = q.forget_idle_domains(now=2.0)
+    assert len(gone) == 1000 and not {"busy.test", "open.test", "down.test"} & set(gone)
+    assert q.forget_idle_domains(now=2.0) == []
+    assert q.forget_idle_domains(now=100.0) == ["down.test"]  # its suspension is over
+    assert q.take("busy.test") == E("busy", "busy.test")

@@ -134,7 +134,6 @@ def test_simple_commands() -> None:
     assert encode.data() == b"DATA\r\n"
     assert encode.rset() == b"RSET\r\n"
     assert encode.quit() == b"QUIT\r\n"
-    assert encode.noop() == b"NOOP\r\n"
     assert encode.starttls() == b"STARTTLS\r\n"
 
 

@@ -472,16 +472,6 @@ def test_quit() -> None:
     assert p.state is State.CLOSED
 
 
-def test_rset_and_noop_between_transactions() -> None:
-    p = ready()
-    assert p.send_noop() == b"NOOP\r\n"
-    p.receive_data(b"250 ok\r\n")
-    assert p.is_reusable()
-    assert p.send_rset() == b"RSET\r\n"
-    p.receive_data(b"250 ok\r\n")
-    assert p.is_reusable()
-
-
 # ---------------------------------------------------------------- begin_transaction checks
 
 

@@ -396,7 +396,10 @@ class _Faults:
     """Counts the spool's file-system steps and raises _Crash at step number `at` (None:
     never).  The steps are every write, link, fsync and unlink the shard makes."""
 
-    _ATOMIC = ("write_tmp", "link_batch", "write_all", "fsync_fd", "fsync_dir", "put_file")
+    _ATOMIC = (
+        "write_tmp", "link_batch", "write_all", "fsync_fd", "fsync_dir", "put_file",
+        "unlink_quietly",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.at: int | None = None
@@ -404,11 +407,8 @@ class _Faults:
         self._saved: list[tuple[object, str, object]] = []
 
     def __enter__(self) -> _Faults:
-        import spool.shard as shard_module
-
         for name in self._ATOMIC:
             self._wrap(atomic, name)
-        self._wrap(shard_module, "_unlink_quietly")
         return self
 
     def _wrap(self, module: object, name: str) -> None:
