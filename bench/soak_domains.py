@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 
 from bench.restart_big_queue import SMTP_SINK, LogTail
+from bench.sinks import SmtpSinks
 from tests.support.crash import worker_pids
 from tests.support.dns_server import DnsServer
 from tests.support.internet import message
@@ -82,11 +82,10 @@ def main() -> int:
     names = [f"s{i}.test" for i in range(args.domains)]
     for i, name in enumerate(names):
         dns.add_mx(name, [(10, f"mx{i % len(SINK_IPS)}.sink.test")], ttl=args.ttl)
-    sinks: list[subprocess.Popen[bytes]] = []
+    sinks: SmtpSinks | None = None
     receivers: list[Receiver] = []
     if os.path.exists(SMTP_SINK):
-        user = ["-u", "nobody"] if os.geteuid() == 0 else []
-        sinks = [subprocess.Popen([SMTP_SINK, *user, f"{ip}:{port}", "1024"]) for ip in SINK_IPS]
+        sinks = SmtpSinks(SINK_IPS, port, root / "sinks").start()
         kind = "smtp-sink"
     else:
         receivers = [Receiver(ip, port) for ip in SINK_IPS]
@@ -136,9 +135,8 @@ def main() -> int:
     finally:
         if v.proc is not None and v.proc.poll() is None:
             v.kill()
-        for sink in sinks:
-            sink.terminate()
-            sink.wait(10)
+        if sinks is not None:
+            sinks.stop()
         for r in receivers:
             r.stop()
         dns.stop()

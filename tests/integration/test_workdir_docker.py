@@ -13,8 +13,7 @@ import json
 import shutil
 from pathlib import Path, PurePosixPath
 
-from tests.support.internet import message
-from tests.support.net import wait_for
+from tests.support.smoke import delivers_cleanly
 from tests.support.volley import REPO, VOLLEY_SCRIPT
 
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
@@ -65,15 +64,4 @@ def test_delivers_from_the_images_working_directory(net, volley, tmp_path: Path)
         init.write_text(POISON.format(package))
     # ENTRYPOINT ["volley"] is the console script the image's `pip install .` made.
     v = volley(workers=2, command=[VOLLEY_SCRIPT, *entry[1:]], cwd=workdir, pythonpath=False)
-    rcpts = [f"user{i}@dest.test" for i in range(20)]
-    for i, rcpt in enumerate(rcpts):
-        v.drop(message("news@sender.test", [rcpt], seq=i))
-    wait_for(
-        lambda: all(rx.delivered_to(r) for r in rcpts),
-        timeout=30,
-        message=lambda: f"{len(rx.messages)} of 20 received:\n{v.text_output()[-3000:]}",
-    )
-    assert v.stop() == 0
-    out = v.text_output()
-    assert "running 2 workers" in out, out
-    assert "Traceback" not in out and "exited" not in out, out
+    delivers_cleanly(v, rx, "dest.test")

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.internet import message
-from tests.support.net import wait_for
+from tests.support.smoke import delivers_cleanly
 from tests.support.volley import PYTHON_M_ENGINE, REPO, VOLLEY_SCRIPT
 
 UNIT = REPO / "deploy" / "systemd" / "volley.service"
@@ -45,16 +44,5 @@ def test_delivers_from_a_working_directory_holding_spool_and_engine(net, volley,
         v = volley(workers=2, command=PYTHON_M_ENGINE, pythonpath=False, start=False)
     assert v.cwd == v.root and v.spool == v.root / "spool"
     v.start()
-    rcpts = [f"user{i}@dest.test" for i in range(20)]
-    for i, rcpt in enumerate(rcpts):
-        v.drop(message("news@sender.test", [rcpt], seq=i))
-    wait_for(
-        lambda: all(rx.delivered_to(r) for r in rcpts),
-        timeout=30,
-        message=lambda: f"{len(rx.messages)} of 20 received:\n{v.text_output()[-3000:]}",
-    )
-    assert v.stop() == 0
-    out = v.text_output()
-    assert "running 2 workers" in out, out
-    assert "Traceback" not in out and "exited" not in out, out
+    delivers_cleanly(v, rx, "dest.test")
     assert Path(v.spool / "incoming").is_dir() and v.queued() == []

@@ -18,20 +18,10 @@ from engine.sched.queue import WorkQueue
 from engine.telemetry.eventlog import EventLog, read_log
 from engine.telemetry.metrics import CheckedTally
 from spool import EntryRef, NewEntry, Spool, entry_id
+from tests.support.fake_clock import FakeClock
 from tests.support.volley import live_entries
 
 NOW = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def wall(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now
 
 
 class Rig:
@@ -45,7 +35,7 @@ class Rig:
         self.log = EventLog(self.log_path, 0)
         self.queue = WorkQueue()
         self.tally = CheckedTally()
-        self.clock = Clock()
+        self.clock = FakeClock(NOW)
         s = Settings(spool_path=tmp_path / "spool", log_path=self.log_path, helo_name="v.test")
         self.outcomes = Outcomes(s, self.shard, self.queue, self.log, self.tally, random.Random(1))
         self.sent: list[tuple[Any, ...]] = []

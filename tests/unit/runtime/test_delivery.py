@@ -32,6 +32,7 @@ from engine.smtp import encode
 from engine.telemetry.eventlog import EventLog, read_log
 from engine.telemetry.metrics import CheckedTally
 from spool import EntryRef, NewEntry, Spool, entry_id
+from tests.support.fake_clock import FakeClock
 
 NOW = 1_800_000_000.0
 OK = Reply(250, ("2.0.0 ok",))
@@ -42,17 +43,6 @@ ROUTE = Route(
     (MxHost("mx1.d.test", 10, ("127.0.0.2",)), MxHost("mx2.d.test", 20, ("127.0.0.3",))),
     False,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def wall(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now - NOW
 
 
 class Resolver:
@@ -125,7 +115,7 @@ class World:
         self.queue = WorkQueue()
         self.log = EventLog(self.settings.log_path, worker=0)
         self.tally = CheckedTally()
-        self.clock = Clock()
+        self.clock = FakeClock(NOW)
         self.opened: list[str] = []
         self.refs: list[EntryRef] = []
         outcomes = Outcomes(
