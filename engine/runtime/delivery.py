@@ -251,7 +251,12 @@ class Deliverer:
             sent += 1
             await self._deliver(session, ref, policy, attempt)
         failure = session.failure
-        if failure is None or session.transactions or failure.kind is FailureKind.CANCELLED:
+        if (
+            failure is None
+            or not sent  # e.g. a 421 while idle: the server's own time-out, not a refusal
+            or session.transactions
+            or failure.kind is FailureKind.CANCELLED
+        ):
             return None
         return ConnectFailure(session.mx_host, session.address, failure=failure)
 

@@ -193,9 +193,9 @@ def rcpt_to(address: str, *, smtputf8: bool = False) -> bytes:
 
 
 def _a_label(domain: str) -> str:
-    """The ASCII form of an internationalised domain (the stdlib codec, IDNA 2003, the
-    same engine.drop.address routes with; it refuses the deviation characters that
-    IDNA 2003 and 2008 encode differently, so the two agree)."""
+    """The ASCII form of an internationalised domain: the stdlib codec (IDNA 2003), the
+    one engine.drop.address routes with.  Intake refuses the deviation characters that
+    IDNA 2003 and 2008 encode differently, so for every address it accepts the two agree."""
     try:
         return domain.encode("idna").decode("ascii").lower()
     except UnicodeError:
