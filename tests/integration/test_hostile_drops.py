@@ -99,8 +99,8 @@ def test_hostile_drops_are_rejected_and_mail_flows(net, volley) -> None:
     for i, (name, rcpt) in enumerate(good.items()):
         v.drop(message("a@sender.test", [rcpt], seq=i), name=name)
     bad = {**{n: why for n, (_, why) in hostile.items()}, **kinds}
-    wait_for(
-        lambda: all(os.path.lexists(rejected / n) for n in bad),
+    wait_for(  # the .reason file is written right after the move: wait for it
+        lambda: all(os.path.lexists(rejected / f"{n}.reason") for n in bad),
         timeout=30,
         message=lambda: f"{sorted(os.listdir(rejected))}\n{v.text_output()}",
     )
