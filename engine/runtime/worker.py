@@ -30,13 +30,14 @@ from typing import Any
 from engine.clock import Clock, SystemClock
 from engine.config import Settings, from_dict
 from engine.net.dns import AiodnsClient
-from engine.net.mx import MxResolver, Route, RouteFailure
+from engine.net.mx import MxResolver
 from engine.runtime.control import Control
 from engine.runtime.delivery import Deliverer
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.intake import IntakeBatch, Pickup, interrupted_take, take_batch
 from engine.runtime.ipc import Channel, Message, open_channel
 from engine.runtime.outcome import Outcomes
+from engine.runtime.peers import CountingResolver, LeaseClient
 from engine.runtime.writebehind import WriteBehind
 from engine.sched.queue import WorkQueue
 from engine.telemetry.eventlog import EventLog
@@ -52,63 +53,6 @@ POISON_CRASHES = 3  # Mailman's MAX_BAK_COUNT: a third crash quarantines the ent
 # Metric flushes between two sweeps of idle per-destination state (40 x 250 ms = 10 s):
 # a sweep is O(known domains); what stays between sweeps is the domains of the last 10 s.
 FORGET_EVERY = 40
-
-
-class LeaseClient:
-    """Worker side of the connection-slot protocol (see engine.sched.leases)."""
-
-    def __init__(self, channel: Channel) -> None:
-        self._channel = channel
-        self._waiting: dict[int, tuple[str, asyncio.Future[None]]] = {}
-        self._next = 0
-
-    async def acquire(self, domain: str, limit: int) -> None:
-        self._next += 1
-        req = self._next
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting[req] = (domain, fut)
-        self._channel.send("acquire", req, domain, limit)
-        try:
-            await fut
-        except BaseException:
-            if self._waiting.pop(req, None) is not None:
-                self._channel.send("cancel", req, domain)
-            raise
-
-    def granted(self, req: int) -> None:
-        waiting = self._waiting.pop(req, None)
-        if waiting is None:
-            return
-        domain, fut = waiting
-        if fut.done():  # cancelled after the grant was sent: give the slot straight back
-            self._channel.send("release", domain)
-        else:
-            fut.set_result(None)
-
-    def release(self, domain: str) -> None:
-        self._channel.send("release", domain)
-
-
-class CountingResolver:
-    """MxResolver plus counting for metrics: a cache hit, a query (miss), or a query
-    that failed (SERVFAIL, timeout: the route is a temporary failure)."""
-
-    def __init__(self, inner: MxResolver, tally: Tally) -> None:
-        self._inner = inner
-        self._tally = tally
-
-    async def resolve(self, domain: str) -> Route | RouteFailure:
-        inner = self._inner
-        hits, failures = inner.hits, inner.failures
-        got = await inner.resolve(domain)
-        if inner.failures > failures:
-            result = "failure"  # was never counted: the dashboard's panel showed 0 always
-        elif inner.hits > hits:
-            result = "hit"
-        else:
-            result = "miss"
-        self._tally.inc("volley_dns_lookups", result)
-        return got
 
 
 class Worker:

@@ -42,7 +42,7 @@ class Recorder:
     ) -> tuple[int, dict[str, Any]]:
         self.calls.append((method, path, query, body))
         if path == "/slow":
-            await asyncio.sleep(5)
+            await asyncio.Event().wait()  # never answers: the server's timeout must
         if path == "/boom":
             raise RuntimeError("bug")
         return 200, {"ok": True, "loop": asyncio.get_running_loop() is not None}

@@ -16,6 +16,7 @@ from engine.admin.requests import Selector
 from engine.admin.service import Unavailable, history
 from engine.telemetry.eventlog import EventLog
 from tests.support.admin_fakes import Env, T
+from tests.support.net import async_wait_for
 
 
 async def test_suspend_and_resume(make: Callable[..., Env]) -> None:
@@ -110,7 +111,7 @@ async def test_a_dead_or_silent_worker_makes_a_partial_answer(make: Callable[...
     env = make(answer=lambda k, action, args: {"flushed": 1} if k == 0 else None)
     env.service.start()
     task = asyncio.create_task(env.service.flush(None, "ops"))
-    await asyncio.sleep(0.01)
+    await async_wait_for(lambda: env.service._pending, timeout=5)  # the directive went out
     env.service.worker_gone(1)  # worker 1 died: stop waiting for it
     got = await asyncio.wait_for(task, 5)
     assert got["flushed"] == 1 and got["workers_missing"] == [1]

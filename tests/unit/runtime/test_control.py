@@ -210,7 +210,8 @@ async def test_directives_wait_for_the_start_up_scan(tmp_path: Path) -> None:
     r = Rig(tmp_path)
     r.control._started.clear()
     r.control.on_message(["directive", 1, "flush", {"domain": None}])
-    await asyncio.sleep(0.01)
+    for _ in range(10):  # let the directive's task run up to where it waits for the scan
+        await asyncio.sleep(0)
     assert r.sent == []
     r.control.started()
     await asyncio.gather(*r.tasks)

@@ -14,6 +14,7 @@ import pytest
 from engine.config import Settings
 from engine.runtime import supervisor
 from engine.runtime.supervisor import Supervisor, WorkerHandle
+from tests.support.net import async_wait_for
 
 
 def make(tmp_path: Path, workers: int) -> Supervisor:
@@ -41,10 +42,13 @@ async def test_a_late_worker_gets_notices_not_a_false_running(
     sup.workers[0].ready.set()
     task = asyncio.create_task(sup._started())
     err = ""
-    async with asyncio.timeout(5):  # polled with a deadline
-        while "still waiting" not in err:
-            await asyncio.sleep(0.01)
-            err += capsys.readouterr().err
+
+    def notices() -> bool:
+        nonlocal err
+        err += capsys.readouterr().err
+        return "still waiting" in err
+
+    await async_wait_for(notices, timeout=5)
     assert "still waiting for worker(s) 1 to finish" in err, err
     assert not task.done()
     sup.workers[1].ready.set()
