@@ -29,7 +29,6 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,15 +39,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.sinks import FastReceivers  # noqa: E402
 from engine.smtp.encode import wire_body  # noqa: E402
 from spool import NewEntry, Spool, entry_id  # noqa: E402
 from tests.support.dns_server import DnsServer  # noqa: E402
 from tests.support.internet import message  # noqa: E402
 from tests.support.net import free_port, wait_for  # noqa: E402
-from tests.support.receiver import Receiver  # noqa: E402
 from tests.support.volley import Volley  # noqa: E402
 
-SMTP_SINK = "/usr/sbin/smtp-sink"
 SINK_IP = "127.0.0.2"
 ADD_BATCH = 1000  # entries per group commit (one directory fsync each)
 TARGET_FIRST = 5.0  # seconds, issue 3
@@ -163,16 +161,8 @@ def main() -> int:
     for d in domains:
         dns.add_mx(d, [(10, f"mx.{d}")])
         dns.add_a(f"mx.{d}", [SINK_IP])
-    sink: subprocess.Popen[bytes] | None = None
-    receiver: Receiver | None = None
-    if os.path.exists(SMTP_SINK):
-        user = ["-u", "nobody"] if os.geteuid() == 0 else []
-        sink = subprocess.Popen([SMTP_SINK, *user, f"{SINK_IP}:{port}", "1024"])
-        kind = "smtp-sink"
-    else:
-        receiver = Receiver(SINK_IP, port)
-        receiver.start()
-        kind = "aiosmtpd"
+    receivers = FastReceivers([SINK_IP], port, root / "sinks").start()
+    kind = receivers.kind
     v = Volley(
         root,
         dns=dns.address,
@@ -220,11 +210,7 @@ def main() -> int:
     finally:
         if v.proc is not None and v.proc.poll() is None:
             v.kill()
-        if sink is not None:
-            sink.terminate()
-            sink.wait(10)
-        if receiver is not None:
-            receiver.stop()
+        receivers.stop()
         dns.stop()
         if args.keep:
             print(f"kept {root}", file=sys.stderr)

@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import cast
+from typing import Any, cast
 
 import uvloop
 
@@ -247,6 +247,39 @@ class SmtpSinks:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class FastReceivers:
+    """The fastest receivers at hand on `ips`: smtp-sink when Postfix's tools are installed,
+    else the suite's aiosmtpd receivers (~2k msg/s each).  `kind` says which.  For the
+    benches that measure Volley, not the receivers (restart_big_queue, soak_domains)."""
+
+    def __init__(self, ips: Sequence[str], port: int, workdir: Path) -> None:
+        self._sinks: SmtpSinks | None = None
+        self._receivers: list[Any] = []
+        try:
+            find_tool("smtp-sink")
+        except FileNotFoundError:
+            from tests.support.receiver import Receiver
+
+            self._receivers = [Receiver(ip, port) for ip in ips]
+            self.kind = "aiosmtpd"
+        else:
+            self._sinks = SmtpSinks(ips, port, workdir)
+            self.kind = "smtp-sink"
+
+    def start(self) -> FastReceivers:
+        if self._sinks is not None:
+            self._sinks.start()
+        for r in self._receivers:
+            r.start()
+        return self
+
+    def stop(self) -> None:
+        if self._sinks is not None:
+            self._sinks.stop()
+        for r in self._receivers:
+            r.stop()
 
 
 # -- WAN sink ---------------------------------------------------------------------------------

@@ -19,20 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from bench.restart_big_queue import SMTP_SINK, LogTail
-from bench.sinks import SmtpSinks
+from bench.restart_big_queue import LogTail
+from bench.sinks import FastReceivers
 from tests.support.crash import worker_pids
 from tests.support.dns_server import DnsServer
 from tests.support.internet import message
 from tests.support.net import free_port, wait_for
-from tests.support.receiver import Receiver
 from tests.support.volley import Volley
 
 SAMPLE_EVERY = 2.0  # seconds between RSS samples
@@ -82,16 +80,7 @@ def main() -> int:
     names = [f"s{i}.test" for i in range(args.domains)]
     for i, name in enumerate(names):
         dns.add_mx(name, [(10, f"mx{i % len(SINK_IPS)}.sink.test")], ttl=args.ttl)
-    sinks: SmtpSinks | None = None
-    receivers: list[Receiver] = []
-    if os.path.exists(SMTP_SINK):
-        sinks = SmtpSinks(SINK_IPS, port, root / "sinks").start()
-        kind = "smtp-sink"
-    else:
-        receivers = [Receiver(ip, port) for ip in SINK_IPS]
-        for r in receivers:
-            r.start()
-        kind = "aiosmtpd"
+    receivers = FastReceivers(SINK_IPS, port, root / "sinks").start()
     v = Volley(
         root,
         dns=dns.address,
@@ -135,10 +124,7 @@ def main() -> int:
     finally:
         if v.proc is not None and v.proc.poll() is None:
             v.kill()
-        if sinks is not None:
-            sinks.stop()
-        for r in receivers:
-            r.stop()
+        receivers.stop()
         dns.stop()
 
     def rss_at(fraction: float) -> float:
@@ -151,7 +137,7 @@ def main() -> int:
         json.dumps(
             {
                 "bench": "soak_domains",
-                "receiver": f"{len(SINK_IPS)} x {kind}",
+                "receiver": f"{len(SINK_IPS)} x {receivers.kind}",
                 "deferred": tail_deferred(v),
                 "domains": args.domains,
                 "workers": args.workers,
