@@ -13,22 +13,11 @@ import json
 import shutil
 from pathlib import Path, PurePosixPath
 
+from tests.support.dockerfile import instructions
 from tests.support.smoke import delivers_cleanly
 from tests.support.volley import REPO, VOLLEY_SCRIPT
 
-DOCKERFILE = REPO / "deploy" / "Dockerfile"
 POISON = 'raise ImportError("{} of the working directory was imported")\n'
-
-
-def instructions() -> list[tuple[str, str]]:
-    text = DOCKERFILE.read_text().replace("\\\n", " ")
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            word, _, rest = line.partition(" ")
-            out.append((word.upper(), rest.strip()))
-    return out
 
 
 def image_layout(root: Path) -> tuple[Path, list[str]]:

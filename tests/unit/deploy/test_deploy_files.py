@@ -17,6 +17,7 @@ import yaml
 import engine.runtime.supervisor
 from engine import cli
 from engine.config import Settings, load_settings
+from tests.support.dockerfile import instructions
 
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy"
@@ -41,18 +42,6 @@ def k8s() -> dict[str, dict[str, Any]]:
     by_kind = {d["kind"]: d for d in docs}
     assert len(by_kind) == len(docs), "one object per kind expected"
     return by_kind
-
-
-def dockerfile() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments), continuation lines joined, comments dropped."""
-    out: list[tuple[str, str]] = []
-    text = DOCKERFILE.read_text().replace("\\\n", " ")
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            word, _, rest = line.partition(" ")
-            out.append((word.upper(), rest.strip()))
-    return out
 
 
 def exec_form(args: str) -> list[str]:
@@ -105,7 +94,7 @@ def test_deploy_config_is_valid_and_listens_on_the_default_port() -> None:
 
 # -- Dockerfile -------------------------------------------------------------------------------
 def test_dockerfile_copies_what_exists_and_runs_volley(monkeypatch: pytest.MonkeyPatch) -> None:
-    steps = dockerfile()
+    steps = instructions()
     assert steps[0][0] == "FROM" and steps[0][1].startswith("python:3.11")
     copies = [args.split() for word, args in steps if word == "COPY"]
     for *sources, _dest in copies:
@@ -256,7 +245,7 @@ def test_kubernetes_statefulset_wiring(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert pod["terminationGracePeriodSeconds"] > settings.drain_timeout
     assert pod["securityContext"]["runAsUser"] == 10001  # the image's `volley` user
     assert "--uid 10001" in DOCKERFILE.read_text()
-    entry = next(exec_form(a) for w, a in dockerfile() if w == "ENTRYPOINT")
+    entry = next(exec_form(a) for w, a in instructions() if w == "ENTRYPOINT")
     assert entry == [console_script()]
     assert run_cli(container["args"], monkeypatch, config) == settings
 
