@@ -25,7 +25,8 @@ def test_intake_refuses_an_address_the_encoder_cannot_send(net, volley) -> None:
     v = volley(workers=1)
     name = v.drop(message("news@sender.test", [BAD, BOB]))
     reason = v.spool / "rejected" / f"{name}.reason"
-    wait_for(reason.exists, timeout=20, message=v.log)
+    # The log line follows the move (the log is flushed after the batch): wait for both.
+    wait_for(lambda: reason.exists() and v.count("rejected") == 1, timeout=20, message=v.log)
     text = reason.read_text()
     assert "cannot be sent over SMTP" in text and "'<'" in text, text
     (rejected,) = v.events("rejected")
