@@ -101,6 +101,9 @@ class Volley:
                 "port": smtp_port,
                 "helo_name": "volley.test",
                 "idle_timeout": "1s",
+                # The mini internet's MX hosts are on 127.0.0.x, which Volley refuses by
+                # default (smtp.ignore_target_hosts): allow them.
+                "ignore_target_hosts": [],
                 "timeouts": {
                     "connect": "3s",
                     "greeting": "5s",
@@ -114,6 +117,8 @@ class Volley:
             },
             "metrics": {"listen": f"127.0.0.1:{self.metrics_port}"},
             "admin": {"listen": f"127.0.0.1:{self.admin_port}"},
+            # Off unless a scenario turns it on (the default port would clash between runs).
+            "smtpd": {"listen": []},
             "log": {"path": str(self.log_path)},
             "shutdown": {"drain_timeout": "5s"},
             # A bounce report waits this long for its message's other failures (30 s by

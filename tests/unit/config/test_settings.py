@@ -242,3 +242,26 @@ def test_address_settings_are_checked_before_anything_starts(
 )  # fmt: skip
 def test_helo_name_warning(name: str, warned: bool) -> None:
     assert (helo_name_warning(name) is not None) is warned
+
+
+def test_target_host_filter_and_mx_limits_default_to_postfix_and_exim_values() -> None:
+    s = from_dict({})
+    assert "127.0.0.0/8" in s.ignore_target_hosts and "::1/128" in s.ignore_target_hosts
+    assert (s.mx_address_limit, s.mx_session_limit) == (5, 2)
+    t = from_dict({"smtp": {"ignore_target_hosts": [], "max_connection_lifetime": "1m"}})
+    assert t.ignore_target_hosts == () and t.max_connection_lifetime == 60.0
+    assert from_dict(t.to_dict()) == t
+
+
+@pytest.mark.parametrize(
+    ("smtp", "key"),
+    [
+        ({"ignore_target_hosts": ["localhost"]}, "smtp.ignore_target_hosts"),
+        ({"mx_address_limit": 0}, "smtp.mx_address_limit"),
+        ({"mx_session_limit": 0}, "smtp.mx_session_limit"),
+        ({"max_connection_lifetime": 0}, "smtp.max_connection_lifetime"),
+    ],
+)
+def test_bad_smtp_limits_name_their_key(smtp: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        from_dict({"smtp": smtp})
