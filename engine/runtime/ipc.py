@@ -10,7 +10,11 @@ callback on the event loop.  Messages are short lists whose first item names the
                          ["metrics", counters, gauges]     deltas since the last flush
                          ["reply", req, result]            answer to directive `req` (a dict;
                                                            {"error": text} if it failed)
-  supervisor -> worker   ["config", settings_dict]         first message, always
+                         ["smtpd_open", req, client, limit]  may one more listener session
+                                                           of `client` start (engine.smtpd.clients)
+                         ["smtpd_close", client]           a session `smtpd_open` let in ended
+  supervisor -> worker   ["config", settings_dict, info]   first message, always; info has
+                                                           the listener's socket fds ("smtpd")
                          ["suspensions", [[domain, until, reason], ...]]
                                                            the whole set of operator suspensions
                                                            in effect (right after config, and
@@ -21,6 +25,7 @@ callback on the event loop.  Messages are short lists whose first item names the
                                                            limit}, show {id}
                                                            (engine.runtime.control)
                          ["grant", req]                    a slot for request `req`
+                         ["smtpd_admit", req, ok]          the answer to `smtpd_open`
                          ["contend", domain]               someone waits for `domain`: close idle
                          ["drain"]                         stop taking work, finish, exit 0
 
