@@ -108,7 +108,7 @@ async def connect(port: int) -> Client:
 async def test_a_message_is_answered_by_the_committer(
     served: tuple[Listener, int, Committer, Gate],
 ) -> None:
-    listener, port, committer, _ = served
+    _, port, committer, _ = served
     c = await connect(port)
     assert (await c.reply()).startswith(b"220 mx.volley.test")
     assert b"250 ENHANCEDSTATUSCODES" in await c.cmd(b"EHLO client.test")
