@@ -46,8 +46,8 @@ from engine.sched.queue import WorkQueue
 from engine.smtp.encode import needs_smtputf8
 from engine.smtpd import replies as R
 from engine.smtpd.auth import FailureLimiter, UsersFile, UsersFileError
+from engine.smtpd.events import Envelope, ServerPolicy
 from engine.smtpd.message import Prepared, prepare
-from engine.smtpd.protocol import Envelope, ServerPolicy
 from engine.smtpd.server import Listener, ListenerConfig, tls_context
 from engine.telemetry.eventlog import EventLog
 from engine.telemetry.metrics import Tally

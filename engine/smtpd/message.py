@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 
 from engine.drop.cleanup import message_id_value
-from engine.smtpd.protocol import Envelope
+from engine.smtpd.events import Envelope
 
 __all__ = ["Prepared", "prepare", "received_field"]
 

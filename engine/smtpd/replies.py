@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Refusal", "greeting", "hostname_line"]
+__all__ = ["Refusal", "ehlo", "greeting", "helo", "hostname_line"]
 
 
 class Refusal(enum.Enum):
@@ -41,6 +41,22 @@ class Refusal(enum.Enum):
 
 def greeting(hostname: str) -> bytes:
     return f"220 {hostname} ESMTP Volley\r\n".encode("ascii")
+
+
+# Always offered; engine.smtpd.protocol adds SIZE, STARTTLS and AUTH as they apply.
+EHLO_KEYWORDS = ("PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES")
+
+
+def ehlo(hostname: str, keywords: list[str]) -> bytes:
+    """The multi-line EHLO reply: the host, then one keyword a line."""
+    lines = [hostname, *EHLO_KEYWORDS, *keywords]
+    last = len(lines) - 1
+    text = "".join(f"250{' ' if i == last else '-'}{t}\r\n" for i, t in enumerate(lines))
+    return text.encode("ascii")
+
+
+def helo(hostname: str) -> bytes:
+    return f"250 {hostname}\r\n".encode("ascii")
 
 
 def hostname_line(code: str, hostname: str, text: str) -> bytes:

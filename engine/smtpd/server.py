@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 from engine.smtpd.auth import FailureLimiter, UsersFile, UsersFileError
-from engine.smtpd.protocol import (
+from engine.smtpd.events import (
     Authenticate,
     AuthResult,
     Close,
@@ -38,10 +38,10 @@ from engine.smtpd.protocol import (
     Refused,
     Send,
     ServerPolicy,
-    ServerProtocol,
     StartTls,
     State,
 )
+from engine.smtpd.protocol import ServerProtocol
 from engine.smtpd.relay import Network, is_loopback, trusted
 from engine.smtpd.replies import Refusal, hostname_line
 from engine.telemetry.metrics import Tally

@@ -17,7 +17,7 @@ from engine.runtime.intake import new_meta
 from engine.runtime.listener import ClientGate, GroupCommit, startup_problem, unstuff
 from engine.sched.queue import WorkQueue
 from engine.smtpd.auth import set_password
-from engine.smtpd.protocol import Envelope
+from engine.smtpd.events import Envelope
 from engine.telemetry.eventlog import EventLog, read_log
 from engine.telemetry.metrics import CheckedTally
 from spool import EntryRef, Spool, SpoolFull

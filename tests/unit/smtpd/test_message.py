@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from engine.smtpd.events import Envelope
 from engine.smtpd.message import prepare, received_field
-from engine.smtpd.protocol import Envelope
 
 ENV = Envelope(
     sender="a@sender.test",

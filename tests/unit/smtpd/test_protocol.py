@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.smtpd.protocol import (
+from engine.smtpd.events import (
     Authenticate,
     AuthResult,
     Close,
@@ -20,10 +20,10 @@ from engine.smtpd.protocol import (
     Refused,
     Send,
     ServerPolicy,
-    ServerProtocol,
     StartTls,
     State,
 )
+from engine.smtpd.protocol import ServerProtocol
 from engine.smtpd.replies import Refusal
 
 POLICY = ServerPolicy(hostname="mx.volley.test", max_message_size=10_000, max_recipients=3)

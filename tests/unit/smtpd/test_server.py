@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine.smtpd.auth import FailureLimiter, UsersFile, set_password
-from engine.smtpd.protocol import Envelope, ServerPolicy
+from engine.smtpd.events import Envelope, ServerPolicy
 from engine.smtpd.server import Listener, ListenerConfig
 from engine.telemetry.metrics import CheckedTally
 
@@ -111,7 +111,7 @@ async def test_a_message_is_answered_by_the_committer(
     _, port, committer, _ = served
     c = await connect(port)
     assert (await c.reply()).startswith(b"220 mx.volley.test")
-    assert b"250 ENHANCEDSTATUSCODES" in await c.cmd(b"EHLO client.test")
+    assert b"ENHANCEDSTATUSCODES" in await c.cmd(b"EHLO client.test")
     c.writer.write(b"MAIL FROM:<a@s.test>\r\nRCPT TO:<b@d.test>\r\nDATA\r\n")
     assert [await c.reply() for _ in range(3)] == [
         b"250 2.1.0 Ok\r\n",
