@@ -66,9 +66,7 @@ def _numbers(n: int, wall: float, sampler: TreeSampler) -> dict[str, Any]:
     }
 
 
-def volley_listener(
-    args: argparse.Namespace, root: Path, sample: Mail, n: int
-) -> dict[str, Any]:
+def volley_listener(args: argparse.Namespace, root: Path, sample: Mail, n: int) -> dict[str, Any]:
     root.mkdir(parents=True, exist_ok=True)
     port = free_port(["127.0.0.1"])
     config = volley_config(args.volley_config)
@@ -120,6 +118,7 @@ def postfix_listener(
             sampler.stop()
         res = _numbers(n, wall, sampler)
         res["sessions"] = args.listener_sessions
+        res["instance_dir"] = str(root)
     return res
 
 

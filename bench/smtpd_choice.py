@@ -85,6 +85,7 @@ class Minimal(asyncio.Protocol):
         self.in_data = False
         self.rcpts = 0
         self.t: asyncio.Transport | None = None
+        self.tasks: set[asyncio.Future[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.t = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -101,7 +102,9 @@ class Minimal(asyncio.Protocol):
                 body = bytes(self.buf[2 : end + 2])  # without the CRLF put in front
                 del self.buf[: end + 5]
                 self.in_data = False
-                asyncio.ensure_future(self._commit(body))
+                task = asyncio.ensure_future(self._commit(body))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
                 continue
             nl = self.buf.find(b"\r\n")
             if nl < 0:
@@ -192,10 +195,10 @@ def measure(kind: str, n: int, sessions: int, directory: Path, message: Path) ->
         stat0 = read_stat(server.pid)
         assert stat0 is not None
         t0 = time.monotonic()
+        args = [find_tool("smtp-source"), "-d", "-s", str(sessions), "-m", str(n)]
+        args += ["-F", str(message), "-f", "news@sender.test", "-t", "rcpt@dom001.test"]
         subprocess.run(
-            [find_tool("smtp-source"), "-d", "-s", str(sessions), "-m", str(n), "-F", str(message)]
-            + ["-f", "news@sender.test", "-t", "rcpt@dom001.test", "-M", "client.test"]
-            + [f"127.0.0.1:{port}"],
+            [*args, "-M", "client.test", f"127.0.0.1:{port}"],
             check=True,
             stdout=subprocess.DEVNULL,
         )
