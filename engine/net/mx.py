@@ -41,6 +41,7 @@ from engine.model import RouteFailure, RouteFailureKind
 from engine.net.dns import DnsAnswer, DnsClient, DnsFailure, DnsFailureKind, DnsResult
 
 __all__ = [
+    "MAX_MX_HOSTS",
     "AddressAnswer",
     "AddressStatus",
     "MxAnswer",
@@ -56,6 +57,13 @@ __all__ = [
     "classify_mx_answer",
     "order_mx",
 ]
+
+
+# MX hosts whose addresses are looked up, best first.  RFC 5321 sets no bound; real domains
+# publish 1-5 (Google 5, Microsoft 1, Yahoo 3), and each host costs an A and an AAAA query:
+# a hostile domain publishing 1 000 MX records would otherwise cost 2 000 queries per
+# cache period.  smtp.mx_address_limit (engine.net.targets) then bounds what is tried.
+MAX_MX_HOSTS = 10
 
 
 # -- results -------------------------------------------------------------------------------
@@ -316,7 +324,7 @@ class MxResolver:
         waited |= w
         assert isinstance(mx, MxAnswer)
         if mx.kind is MxAnswerKind.EXCHANGES:
-            hosts, implicit = order_mx(mx.exchanges, self._rng), False
+            hosts, implicit = order_mx(mx.exchanges, self._rng)[:MAX_MX_HOSTS], False
         elif mx.kind is MxAnswerKind.NO_MX:
             hosts, implicit = [(0, domain)], True
         else:

@@ -39,6 +39,7 @@ from engine.model import (
 )
 from engine.net.mx import Route, RouteFailure, RouteFailureKind
 from engine.net.session import SmtpSession, open_session
+from engine.net.targets import TargetRules, is_local_address, screen_route
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.outcome import Attempt, Outcomes
 from engine.sched.backoff import retry_delay
@@ -94,6 +95,7 @@ class Deliverer:
         open_session_fn: Callable[..., Awaitable[SmtpSession | ConnectFailure]] = open_session,
     ) -> None:
         self._s = settings
+        self._targets = TargetRules.from_settings(settings)
         self._shard = shard
         self._queue = queue
         self._resolver = resolver
@@ -114,6 +116,7 @@ class Deliverer:
     def reconfigure(self, settings: Settings) -> None:
         """A reload: connections opened from now on follow `settings`."""
         self._s = settings
+        self._targets = TargetRules.from_settings(settings)
 
     # -- signals from the worker ------------------------------------------------------
     def work_arrived(self, domain: str) -> None:
@@ -183,7 +186,10 @@ class Deliverer:
 
     async def _resolve(self, domain: str) -> Route | RouteFailure:
         try:
-            return await self._resolver.resolve(domain)
+            route = await self._resolver.resolve(domain)
+            if isinstance(route, RouteFailure):
+                return route
+            return screen_route(route, self._targets, is_local_address)
         except Exception as exc:  # a bug of ours must defer the destination, not escape
             self._internal_error(f"resolving {domain}", exc)
             return RouteFailure(
@@ -192,8 +198,13 @@ class Deliverer:
 
     async def _connect(self, route: Route, policy: DomainPolicy) -> SmtpSession | ConnectFailure:
         last: ConnectFailure | None = None
+        # smtp.mx_session_limit counts addresses that answered the connect (Postfix's
+        # smtp_mx_session_limit): refused or unreachable ones cost nothing to skip.
+        sessions = self._s.mx_session_limit
         for host in route.hosts:
             for address in host.addresses:
+                if sessions <= 0:
+                    break
                 got = await self._open(
                     address,
                     self._s.smtp_port,
@@ -202,10 +213,14 @@ class Deliverer:
                     source_address=self._s.source_address,
                     tls=policy.tls,
                     timeouts=self._s.smtp_timeouts,
+                    lifetime=self._s.max_connection_lifetime,
                 )
                 if not isinstance(got, ConnectFailure):
                     return got
                 last = got
+                failure = got.failure
+                if failure is None or failure.phase is not Phase.CONNECT:
+                    sessions -= 1
         return last or ConnectFailure(
             host=route.domain,
             address="",

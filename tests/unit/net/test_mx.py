@@ -21,6 +21,7 @@ from engine.net.dns import (
     DnsResult,
 )
 from engine.net.mx import (
+    MAX_MX_HOSTS,
     AddressAnswer,
     AddressStatus,
     MxAnswer,
@@ -691,3 +692,14 @@ async def test_real_second_resolve_within_ttl_sends_no_query(
     assert await real.resolve("good.test") == first
     assert server.queries() == sent
     assert (real.hits, real.misses) == (1, 1)
+
+
+async def test_only_the_best_max_mx_hosts_are_looked_up(fake: FakeDns, clock: FakeClock) -> None:
+    """A hostile domain publishing 1 000 MX records costs 2 x MAX_MX_HOSTS queries."""
+    fake.set(mx("many.test", *((i, f"mx{i}.many.test") for i in range(1000))))
+    for i in range(1000):
+        fake.host(f"mx{i}.many.test", (f"192.0.2.{i % 250 + 1}",))
+    route = await make(fake, clock).resolve("many.test")
+    assert isinstance(route, Route)
+    assert [h.name for h in route.hosts] == [f"mx{i}.many.test" for i in range(MAX_MX_HOSTS)]
+    assert fake.total == 1 + 2 * MAX_MX_HOSTS

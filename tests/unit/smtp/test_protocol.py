@@ -19,6 +19,7 @@ from engine.smtp import (
     ReplyEvent,
     State,
 )
+from engine.smtp.protocol import MAX_EHLO_EXTENSIONS
 
 ALL_EXT = ("PIPELINING", "SIZE 10240000", "8BITMIME", "SMTPUTF8", "STARTTLS")
 LOCKSTEP_EXT = ("SIZE 10240000", "8BITMIME")
@@ -560,7 +561,15 @@ def test_feed_is_receive_data_without_the_events(
     bounds = sorted({0, len(stream), *(min(c, len(stream)) for c in cuts)})
     for start, end in itertools.pairwise(bounds):
         chunk = stream[start:end]
-        events = a.receive_data(chunk)
+        try:
+            events = a.receive_data(chunk)
+        except RemoteProtocolError:
+            # Lock-step: a chunk holding a reply to a command not yet written (both
+            # replies in one chunk) is refused by both paths alike.
+            with pytest.raises(RemoteProtocolError):
+                b.feed(chunk)
+            assert a.state is b.state is State.BROKEN
+            return
         assert b.feed(chunk) == len(events)
         assert (a.state, a.awaiting(), a.data_to_send()) == (
             b.state,
@@ -640,3 +649,71 @@ def test_a_3xx_greeting_is_a_protocol_error(greeting: bytes) -> None:
     with pytest.raises(RemoteProtocolError):
         p.receive_data(greeting)
     assert p.state is State.BROKEN and p.broken_at is Command.GREETING
+
+
+# -- hostile servers (issue #11) ------------------------------------------------------------
+
+
+def test_a_250_to_end_of_data_before_the_content_was_taken_is_refused() -> None:
+    """ "354" and "250" in one chunk: the 250 cannot answer content not yet written."""
+    p = ready()
+    p.begin_transaction("s@b.example", ["x@d.example"], BODY)
+    with pytest.raises(RemoteProtocolError, match="before the content was sent"):
+        p.receive_data(b"250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued\r\n")
+    assert p.state is State.BROKEN
+    txn = p.transaction()
+    assert txn is not None and not txn.delivered and txn.final is None
+
+
+def test_a_reply_to_a_lock_step_command_not_yet_written_is_refused() -> None:
+    p = ready(LOCKSTEP_EXT)
+    p.begin_transaction("s@b.example", ["x@d.example"], BODY)
+    with pytest.raises(RemoteProtocolError, match="before RCPT was sent"):
+        p.receive_data(b"250 mail ok\r\n250 rcpt ok\r\n")
+    assert p.state is State.BROKEN
+
+
+def test_a_250_to_data_is_a_protocol_error_not_a_delivery() -> None:
+    p = ready()
+    p.begin_transaction("s@b.example", ["x@d.example"], BODY)
+    with pytest.raises(RemoteProtocolError, match="unexpected reply to DATA"):
+        p.receive_data(b"250 ok\r\n250 ok\r\n250 ok\r\n")
+    assert p.data_to_send() == b""  # the content is never sent
+
+
+def test_garbage_after_a_pipelined_group_breaks_the_session() -> None:
+    p = ready()
+    p.begin_transaction("s@b.example", ["x@d.example"], BODY)
+    p.receive_data(b"250 ok\r\n250 ok\r\n354 go\r\n")
+    assert p.data_to_send() == WIRE
+    with pytest.raises(RemoteProtocolError, match="unsolicited"):
+        p.receive_data(b"250 queued\r\n250 extra\r\n")
+    assert p.state is State.BROKEN
+
+
+def test_bytes_before_the_greeting_break_the_session() -> None:
+    p = ClientProtocol()
+    with pytest.raises(RemoteProtocolError, match="malformed"):
+        p.receive_data(b"\x16\x03\x01 hello\r\n220 mx ESMTP\r\n")
+
+
+def test_an_ehlo_over_the_extension_limit_is_refused() -> None:
+    p = ClientProtocol()
+    p.receive_data(b"220 mx ESMTP\r\n")
+    p.send_ehlo("client.example")
+    many = [f"X-EXT{i}" for i in range(MAX_EHLO_EXTENSIONS + 1)]
+    with pytest.raises(RemoteProtocolError, match="extensions"):
+        p.receive_data(ehlo_reply(many))
+    q = ClientProtocol()
+    q.receive_data(b"220 mx ESMTP\r\n")
+    q.send_ehlo("client.example")
+    q.receive_data(ehlo_reply(many[:MAX_EHLO_EXTENSIONS]))
+    assert q.is_reusable() and len(q.extensions) == MAX_EHLO_EXTENSIONS
+
+
+def test_a_5000_line_ehlo_is_refused_at_the_reply_line_limit() -> None:
+    p = ClientProtocol()
+    p.receive_data(b"220 mx ESMTP\r\n")
+    p.send_ehlo("client.example")
+    with pytest.raises(RemoteProtocolError, match="lines"):
+        p.receive_data(ehlo_reply([f"X-{i}" for i in range(5000)]))
