@@ -1,15 +1,15 @@
 """Which MX hosts and addresses a route may use: DNS answers are untrusted input.
 
 Responsible for: the sanity rules applied to a resolved `Route` before any connection —
-MX targets that are not host names are dropped (IP literals, `localhost`, malformed
-names), addresses in `smtp.ignore_target_hosts` are dropped (loopback, link-local,
+addresses in `smtp.ignore_target_hosts` are dropped (loopback, link-local,
 multicast, "this network" by default, as Exim's ignore_target_hosts), at most
 `smtp.mx_address_limit` addresses are kept (Postfix's smtp_mx_address_limit), and an MX
 host that is this Volley's own listener ends the list: the better-preference hosts before
 it are kept, and with none the destination is a mail loop (Postfix's "mail for X loops
 back to myself", 5.4.6).  `screen_route` is pure; `is_local_address` is the one probe of
 this host's addresses it needs.
-Not responsible for: DNS (engine.net.mx), how many of the kept addresses get a
+Not responsible for: DNS, or MX targets that are not host names (engine.net.mx drops
+those before looking up their addresses), how many of the kept addresses get a
 connection attempt (`smtp.mx_session_limit`, engine.runtime.delivery), or what a failure
 means for a message (engine.sched.classify).
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,10 +26,9 @@ from engine.config import Settings, parse_address
 from engine.model import RouteFailure, RouteFailureKind
 from engine.net.mx import MxHost, Route
 
-__all__ = ["TargetRules", "is_local_address", "mx_target_error", "screen_route"]
+__all__ = ["TargetRules", "is_local_address", "screen_route"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,30 +52,6 @@ class TargetRules:
         )
 
 
-def mx_target_error(name: str) -> str | None:
-    """Why the MX target `name` is not a host name we may connect to, or None.
-
-    RFC 5321 §5.1 and RFC 2181 §10.3: an MX record names a host, whose addresses come
-    from its own A/AAAA records.  An IP literal as the target ("MX 10 192.0.2.1") only
-    resolves by accident of some resolvers; `localhost` is every host's own loopback.
-    Underscores are tolerated in labels (they occur in the wild and harm nothing).
-    """
-    if not name:
-        return "empty name"
-    bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
-    try:
-        ipaddress.ip_address(bare)
-        return "an IP address, not a host name"
-    except ValueError:
-        pass
-    lower = name.lower()
-    if lower == "localhost" or lower.endswith(".localhost"):
-        return "localhost"
-    if len(name) > 253 or any(_LABEL.fullmatch(label) is None for label in name.split(".")):
-        return "not a host name"
-    return None
-
-
 def screen_route(
     route: Route, rules: TargetRules, is_local: Callable[[str], bool]
 ) -> Route | RouteFailure:
@@ -91,10 +65,6 @@ def screen_route(
     budget = rules.address_limit
     own = [ip for ip, port in rules.listeners if port == rules.port]
     for host in route.hosts:
-        why = None if route.implicit else mx_target_error(host.name)
-        if why is not None:
-            dropped.append(f"{host.name} ({why})")
-            continue
         if any(_is_own(a, own, is_local) for a in host.addresses):
             if kept:
                 break  # only better-preference hosts than ourselves (Postfix smtp_addr.c)

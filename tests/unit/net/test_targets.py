@@ -7,7 +7,7 @@ import pytest
 from engine.config import Settings, SmtpdSettings
 from engine.model import RouteFailure, RouteFailureKind
 from engine.net.mx import MxHost, Route
-from engine.net.targets import TargetRules, is_local_address, mx_target_error, screen_route
+from engine.net.targets import TargetRules, is_local_address, screen_route
 
 DEFAULT = TargetRules.from_settings(Settings(smtp_port=25, smtpd=SmtpdSettings(listen=())))
 OPEN = TargetRules(ignore=(), address_limit=5, port=25, listeners=frozenset())
@@ -23,52 +23,6 @@ def route(*hosts: tuple[str, tuple[str, ...]], implicit: bool = False) -> Route:
 
 def never_local(address: str) -> bool:
     raise AssertionError(f"asked about {address} with no wildcard listener")
-
-
-@pytest.mark.parametrize(
-    ("name", "why"),
-    [
-        ("192.0.2.1", "IP address"),
-        ("[192.0.2.1]", "IP address"),
-        ("2001:db8::1", "IP address"),
-        ("localhost", "localhost"),
-        ("mx.LOCALHOST", "localhost"),
-        ("", "empty"),
-        ("mx..example", "not a host name"),
-        ("mx example.com", "not a host name"),
-        ("-mx.example", "not a host name"),
-        ("x" * 64 + ".example", "not a host name"),
-    ],
-)
-def test_targets_that_are_not_host_names(name: str, why: str) -> None:
-    error = mx_target_error(name)
-    assert error is not None and why in error
-
-
-@pytest.mark.parametrize("name", ["mx1.example.com", "aspmx.l.google.com", "mx_1.example", "a"])
-def test_host_names_pass(name: str) -> None:
-    assert mx_target_error(name) is None
-
-
-def test_an_ip_literal_mx_is_skipped_and_the_next_host_used() -> None:
-    got = screen_route(
-        route(("192.0.2.7", ("192.0.2.7",)), ("mx.example", ("192.0.2.8",))), OPEN, never_local
-    )
-    assert isinstance(got, Route)
-    assert [h.name for h in got.hosts] == ["mx.example"]
-
-
-def test_only_bad_targets_is_no_route_naming_each() -> None:
-    got = screen_route(
-        route(("localhost", ("127.0.0.1",)), ("10.0.0.1", ("10.0.0.1",))), OPEN, never_local
-    )
-    assert isinstance(got, RouteFailure) and got.kind is RouteFailureKind.NO_ROUTE
-    assert "localhost (localhost)" in got.detail and "10.0.0.1 (an IP address" in got.detail
-
-
-def test_the_implicit_mx_is_the_domain_itself_and_not_name_checked() -> None:
-    got = screen_route(route(("d.example", ("192.0.2.1",)), implicit=True), OPEN, never_local)
-    assert isinstance(got, Route) and got.implicit
 
 
 @pytest.mark.parametrize(
