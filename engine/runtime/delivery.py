@@ -53,7 +53,7 @@ from engine.sched.classify import (
 from engine.sched.queue import WorkQueue
 from engine.smtp import LocalProtocolError
 from engine.smtp.encode import needs_smtputf8
-from engine.telemetry.metrics import Tally, counter_key, reply_key
+from engine.telemetry.metrics import CONNECTION_ERROR_KINDS, Tally, counter_key, reply_key
 from spool import CorruptEntry, EntryRef, ShardQueue
 
 __all__ = ["Deliverer"]
@@ -175,6 +175,7 @@ class Deliverer:
                 broke = await self._serve(session, domain, policy)
             finally:
                 self.open_sessions[domain] -= 1
+                self._count_error(session.failure)
                 await session.close()
             if broke is not None:
                 self._connection_failed(domain, policy, broke)
@@ -219,6 +220,7 @@ class Deliverer:
                     return got
                 last = got
                 failure = got.failure
+                self._count_error(failure)
                 if failure is None or failure.phase is not Phase.CONNECT:
                     sessions -= 1
         return last or ConnectFailure(
@@ -240,6 +242,12 @@ class Deliverer:
         else:
             state.window = 1
             self._fail_destination(domain, policy, connect=failure)
+
+    def _count_error(self, failure: TransportFailure | None) -> None:
+        """volley_connection_errors: what the peer or the network did to a connection
+        (each is also in the log, as the deferral's text)."""
+        if failure is not None and failure.kind.value in CONNECTION_ERROR_KINDS:
+            self._tally.inc("volley_connection_errors", failure.kind.value)
 
     async def _serve(
         self, session: SmtpSession, domain: str, policy: DomainPolicy

@@ -95,6 +95,9 @@ REJECT_CLASSES: tuple[str, ...] = tuple(
 
 OPERATOR_ACTIONS: tuple[str, ...] = ("suspend", "resume", "flush", "bounce", "delete")
 
+# engine.model.FailureKind values the peer or the network can cause (not cancelled, local).
+CONNECTION_ERROR_KINDS: tuple[str, ...] = ("timeout", "refused", "closed", "protocol", "tls")
+
 BY_DOMAIN = ("domain",)
 _OTHER_ONLY = ((OTHER,),)
 
@@ -131,6 +134,13 @@ COUNTERS: dict[str, CounterSpec] = {
         "SMTP connections: opened, reused (a transaction on an already used connection), failed.",
         ("result",),
         (("opened",), ("reused",), ("failed",)),
+    ),
+    "volley_connection_errors": CounterSpec(
+        "SMTP connections the peer or the network ended, by kind: timeout (a phase's deadline"
+        " or the connection's lifetime), refused, closed (closed or reset), protocol (not SMTP,"
+        " a reply over its limits, a reply to nothing), tls.",
+        ("kind",),
+        tuple((k,) for k in CONNECTION_ERROR_KINDS),
     ),
     "volley_transactions": CounterSpec("SMTP mail transactions attempted (MAIL FROM sent)."),
     "volley_dns_lookups": CounterSpec(
