@@ -250,21 +250,23 @@ def run_hostile(
             v.drop(message("news@sender.test", rcpts, seq=i))
         for i in range(good_messages):
             v.drop(message("news@sender.test", [f"g{i}@good.test"], seq=1000 + i))
-        wait_for(lambda: len(good.messages) >= good_messages, timeout=60, message=v.log)
+        wait_for(
+            lambda: len(good.messages) >= good_messages, timeout=60, message=lambda: str(v.log())
+        )
         good_after = time.monotonic() - start
 
         def hostile_deferred() -> list[dict[str, Any]]:
             return [
-                e
-                for e in v.events("deferred")
-                if str(e.get("rcpt", "")).endswith("@hostile.test")
+                e for e in v.events("deferred") if str(e.get("rcpt", "")).endswith("@hostile.test")
             ]
 
         wait_for(
-            lambda: len({e["rcpt"] for e in hostile_deferred()})
-            >= hostile_messages * hostile_recipients,
+            lambda: (
+                len({e["rcpt"] for e in hostile_deferred()})
+                >= hostile_messages * hostile_recipients
+            ),
             timeout=60,
-            message=v.log,
+            message=lambda: str(v.log()),
         )
         first_after = min(float(e["ts"]) for e in hostile_deferred()) - wall
         pids = worker_pids(v)
