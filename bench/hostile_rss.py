@@ -70,7 +70,14 @@ def run_one(
                             "data_done": "10m",
                         }
                     },
-                    "domains": {"default": policy, "hostile.test": {**policy, "tls": "required"}},
+                    # Opportunistic TLS would go on in plaintext after a stalled
+                    # handshake; required TLS makes the stall the whole story.
+                    "domains": {
+                        "default": policy,
+                        "hostile.test": {**policy, "tls": "required"}
+                        if behaviour is hostile.tls_stall
+                        else policy,
+                    },
                 },
             )
             v.root.mkdir(parents=True, exist_ok=True)

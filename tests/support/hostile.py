@@ -62,8 +62,8 @@ async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
 
 
 async def drip_rcpt_replies(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Answers each RCPT in time (0.8 s, a byte every 100 ms), so that only a deadline for
-    the whole RCPT phase, not one per reply, cuts it off."""
+    """Answers each RCPT in time (0.84 s, a byte every 60 ms), so that only a deadline for
+    the whole RCPT phase, not one per reply, cuts a message with several off."""
     writer.write(b"220 hostile.test ESMTP\r\n")
     while line := await reader.readline():
         verb = line[:4].upper()
@@ -76,6 +76,9 @@ async def drip_rcpt_replies(reader: asyncio.StreamReader, writer: asyncio.Stream
                 await asyncio.sleep(0.06)
         elif verb == b"DATA":
             writer.write(b"354 go ahead\r\n")
+            while await reader.readline() not in (b".\r\n", b""):
+                pass
+            writer.write(b"250 2.0.0 queued\r\n")
         elif verb == b"QUIT":
             writer.write(b"221 bye\r\n")
             return
