@@ -131,6 +131,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="comma-separated phases of the comparison: volley,postfix,raw (default all)",
     )
     p.add_argument("--volley-config", help="TOML merged into Volley's config (try knobs)")
+    p.add_argument(
+        "--dkim",
+        choices=("rsa", "ed25519"),
+        help="sign every message at intake (RSA-2048 or Ed25519 key made for the run)",
+    )
     p.add_argument("--postfix-concurrency", type=int, default=20)
     p.add_argument("--raw-sessions", type=int, default=20, help="smtp-source connections")
     p.add_argument(
