@@ -20,6 +20,7 @@ A file whose removal is pending is remembered (`_done`) so the next scan skips i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,7 +128,14 @@ class FeedbackProcessor:
 
     def _remove_later(self, name: str) -> None:
         root = self.root
-        self.submit(lambda: inbox.remove(root, name))
+
+        def remove() -> None:
+            # On the write-behind thread, whose errors the next delivery would meet: a file
+            # that cannot be unlinked stays (skipped until restart, then logged again).
+            with contextlib.suppress(OSError):
+                inbox.remove(root, name)
+
+        self.submit(remove)
 
 
 def feedback_task(

@@ -93,7 +93,10 @@ def repair(message: bytes) -> bytes:
     message = _LONE_LF.sub(b"\r\n", message)
     if message.startswith(b"From ") and not message.startswith(b"From :"):
         message = message.partition(b"\r\n")[2]
-    lines = message.split(b"\r\n")
+    # Only the header section is split into lines: the body (up to 50 MB) is copied once.
+    blank = message.find(b"\r\n\r\n")
+    head_part, tail = (message, b"") if blank < 0 else (message[:blank], message[blank:])
+    lines = head_part.split(b"\r\n")
     end = 0
     while end < len(lines) and lines[end]:
         line = lines[end]
@@ -102,8 +105,7 @@ def repair(message: bytes) -> bytes:
             lines.insert(end, b"")  # this line starts the body
             break
         end += 1
-    head, body = lines[:end], lines[end:]
-    return b"\r\n".join(_unpin(head) + body)
+    return b"\r\n".join(_unpin(lines[:end]) + lines[end:]) + tail
 
 
 def _unpin(head: list[bytes]) -> list[bytes]:
@@ -176,8 +178,7 @@ def build_drop(
     env = parse_drop(data, max_recipients=max_recipients)
     if isinstance(env, DropRejection):
         raise Failure(Exit.DATAERR, f"message refused: {env.reason}")
-    if len(data) > max_size:
-        _check_size(len(data), max_size)
+    _check_size(len(data), max_size)
     return Drop(data=data, sender=env.sender, recipients=env.recipients)
 
 
