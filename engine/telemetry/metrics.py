@@ -40,6 +40,7 @@ __all__ = [
     "ALL",
     "BY_DOMAIN",
     "COUNTERS",
+    "FEEDBACK_KINDS",
     "GAUGES",
     "HISTOGRAMS",
     "OPERATOR_ACTIONS",
@@ -94,6 +95,8 @@ REJECT_CLASSES: tuple[str, ...] = tuple(
 )
 
 OPERATOR_ACTIONS: tuple[str, ...] = ("suspend", "resume", "flush", "bounce", "delete")
+# engine.feedback.report.FeedbackKind's values (a test checks they agree).
+FEEDBACK_KINDS: tuple[str, ...] = ("async_bounce", "delivery_notice", "complaint", "unparseable")
 
 # engine.model.FailureKind values the peer or the network can cause (not cancelled, local).
 CONNECTION_ERROR_KINDS: tuple[str, ...] = ("timeout", "refused", "closed", "protocol", "tls")
@@ -168,6 +171,12 @@ COUNTERS: dict[str, CounterSpec] = {
         "Operator queue actions through the admin API: suspend, resume, flush, bounce, delete.",
         ("action",),
         tuple((a,) for a in OPERATOR_ACTIONS),
+    ),
+    "volley_feedback_reports": CounterSpec(
+        "Messages to the bounce domains by kind: async_bounce (a DSN with a failed "
+        "recipient), delivery_notice (a DSN without one), complaint (ARF), unparseable.",
+        ("kind",),
+        tuple((k,) for k in FEEDBACK_KINDS),
     ),
     "volley_operator_removed": CounterSpec(
         "Recipients removed from the queue by an operator's bounce (with a DSN) or delete.",
