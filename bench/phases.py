@@ -33,7 +33,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.measure import PySpy, TreeSampler, hotspots
 from bench.postfix import PostfixRelay
 from bench.sinks import SmtpSinks, WanSink
-from bench.workload import Mail, drop_name, write_drop
+from bench.workload import SENDER, Mail, drop_name, write_drop
+from engine.auth.keygen import keygen
 from engine.config import Settings
 from tests.support.dns_server import DnsServer
 from tests.support.net import free_port
@@ -127,6 +128,8 @@ def start_dns(stack: contextlib.ExitStack, port53: bool) -> DnsServer:
 
 # -- Volley ---------------------------------------------------------------------------------
 
+SENDER_DOMAIN = SENDER.rpartition("@")[2]
+
 # Set per run by tests.support.volley.Volley (paths, ports, DNS, worker count).
 _PER_RUN_KEYS = (
     ("spool", "path"),
@@ -135,6 +138,10 @@ _PER_RUN_KEYS = (
     ("smtp", "port"),
     ("smtp", "helo_name"),
     ("dns", "nameservers"),
+    # Loopback receivers: the engine refuses 127.0.0.0/8 targets by default.
+    ("smtp", "ignore_target_hosts"),
+    # No SMTP listener unless a phase wants one (its default port would clash).
+    ("smtpd", "listen"),
 )
 
 
@@ -142,13 +149,12 @@ def new_volley(root: Path, args: argparse.Namespace, dns_address: str, port: int
     """A Volley instance under `root` (created), at the engine's defaults plus
     --volley-config, talking to the bench's DNS and receivers; not started."""
     root.mkdir(parents=True, exist_ok=True)
-    return Volley(
-        root,
-        dns=dns_address,
-        smtp_port=port,
-        workers=args.workers,
-        config=volley_config(args.volley_config),
-    )
+    config = volley_config(args.volley_config)
+    if getattr(args, "dkim", None):
+        # --dkim rsa|ed25519: sign every message at intake with a fresh key.
+        key = keygen(SENDER_DOMAIN, "bench", args.dkim, 2048, root / "dkim")
+        config["dkim"] = {SENDER_DOMAIN: {"selector": "bench", "key": str(key)}}
+    return Volley(root, dns=dns_address, smtp_port=port, workers=args.workers, config=config)
 
 
 def volley_config(path: str | None) -> dict[str, Any]:

@@ -142,6 +142,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(default all; listener: SMTP submission into Volley and, as root, Postfix)",
     )
     p.add_argument("--volley-config", help="TOML merged into Volley's config (try knobs)")
+    p.add_argument(
+        "--dkim",
+        choices=("rsa", "ed25519"),
+        help="sign every message at intake (RSA-2048 or Ed25519 key made for the run)",
+    )
     p.add_argument("--postfix-concurrency", type=int, default=20)
     p.add_argument("--raw-sessions", type=int, default=20, help="smtp-source connections")
     p.add_argument(

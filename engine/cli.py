@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from engine.admin import commands as admin
+from engine.auth import keygen as dkim_keygen
 from engine.config import ConfigError, Settings, load_settings
 from engine.smtpd import passwd
 
@@ -42,6 +43,16 @@ def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "smtp_port", None) is not None:
         overrides["smtp.port"] = args.smtp_port
     return load_settings(args.config, overrides)
+
+
+def _run_settings(args: argparse.Namespace) -> Settings:
+    """`_settings` for `volley run` and its reloads: the DKIM keys must load too (a
+    missing key is a configuration error, not a failure of every message)."""
+    from engine.auth.dkim import check_keys
+
+    settings = _settings(args)
+    check_keys(settings)
+    return settings
 
 
 def _age(seconds: float) -> str:
@@ -122,9 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     top.set_defaults(spool=None)
     admin.add_parsers(sub)
     passwd.add_parser(sub)
+    dkim_keygen.add_parser(sub)
     args = p.parse_args(argv)
+    if args.command == "dkim":
+        return dkim_keygen.run(args)
     try:
-        settings = _settings(args)
+        settings = _run_settings(args) if args.command == "run" else _settings(args)
     except ConfigError as e:
         print(f"volley: configuration error: {e}", file=sys.stderr)
         return 2
@@ -141,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_top(settings, args.url, args.interval, args.once)
     from engine.runtime.supervisor import run as run_supervisor
 
-    return run_supervisor(settings, _version(), reload=lambda: _settings(args))
+    return run_supervisor(settings, _version(), reload=lambda: _run_settings(args))
 
 
 if __name__ == "__main__":

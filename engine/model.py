@@ -123,7 +123,8 @@ class ConnectFailure:
 class RouteFailureKind(enum.Enum):
     NULL_MX = "null_mx"  # "MX 0 ." (RFC 7505): the domain accepts no mail; bounce 5.1.10
     NO_SUCH_DOMAIN = "no_such_domain"  # NXDOMAIN for the domain; bounce
-    NO_ROUTE = "no_route"  # authoritative answers, but no host with an address
+    NO_ROUTE = "no_route"  # authoritative answers, but no host with a usable address
+    LOOP = "loop"  # the best MX host is this Volley's own listener; bounce 5.4.6
     TEMPORARY = "temporary"  # DNS trouble; defer, never bounce
 
 

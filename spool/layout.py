@@ -10,6 +10,9 @@ one place that knows the shape of the tree:
     corrupt/       entries (or whole segments) that failed to decode, each with <name>.reason
     queue/<k>/     entries owned by worker shard k, in segments (spool.shard, spool.segment)
     tmp/<k>/       shard k's temporary files (emptied at worker start)
+    feedback/      messages that came back to a bounce domain (DSNs, complaints), each one
+                   file until processed; feedback/rejected/ keeps the unreadable ones
+                   with <name>.reason (the engine's feedback package reads and writes them)
 
 Not responsible for: any I/O beyond listing the shard numbers that exist (`store` and
 `atomic` do the reading, writing and moving), or for deciding which shard owns a domain.
@@ -31,6 +34,7 @@ from spool.ids import ID_LENGTH, is_entry_id
 __all__ = [
     "CORRUPT",
     "DROP_SUFFIX",
+    "FEEDBACK",
     "INCOMING",
     "MAX_DOMAIN_LENGTH",
     "NAME_MAX",
@@ -52,6 +56,7 @@ REJECTED = "rejected"
 CORRUPT = "corrupt"
 QUEUE = "queue"
 TMP = "tmp"
+FEEDBACK = "feedback"
 REASON_SUFFIX = ".reason"
 
 # Linux NAME_MAX (ext4, xfs, tmpfs) in bytes.
@@ -140,6 +145,14 @@ class Layout:
         return self.root / CORRUPT
 
     @property
+    def feedback(self) -> Path:
+        return self.root / FEEDBACK
+
+    @property
+    def feedback_rejected(self) -> Path:
+        return self.root / FEEDBACK / REJECTED
+
+    @property
     def queue_root(self) -> Path:
         return self.root / QUEUE
 
@@ -160,6 +173,7 @@ class Layout:
         if shards < 1:
             raise ValueError(f"shards must be >= 1, not {shards}")
         dirs = [self.incoming, self.rejected, self.corrupt, self.queue_root, self.tmp_root]
+        dirs += [self.feedback, self.feedback_rejected]
         dirs += [self.queue(k) for k in range(shards)]
         dirs += [self.tmp(k) for k in range(shards)]
         return dirs

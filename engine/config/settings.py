@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from engine.config.dkim import DkimDomain, dkim_dict, read_dkim
 from engine.config.helo import helo_name_error
 from engine.config.policy import DomainPolicy, policy_dict, read_policy
 from engine.config.smtpd import SmtpdSettings, read_smtpd, smtpd_dict
@@ -88,6 +89,7 @@ class Settings:
     dsn_hold: float = 30.0
     drain_timeout: float = 30.0
     smtpd: SmtpdSettings = field(default_factory=SmtpdSettings)
+    dkim: tuple[DkimDomain, ...] = ()
     default_policy: DomainPolicy = field(default_factory=DomainPolicy)
     domain_policies: Mapping[str, DomainPolicy] = field(default_factory=dict)
 
@@ -126,6 +128,7 @@ class Settings:
             "admin": {"listen": self.admin_listen},
             "dsn": {"enabled": self.dsn_enabled, "hold": self.dsn_hold},
             "smtpd": smtpd_dict(self.smtpd),
+            "dkim": dkim_dict(self.dkim),
             "shutdown": {"drain_timeout": self.drain_timeout},
             "domains": {"default": policy_dict(self.default_policy)}
             | {name: policy_dict(p) for name, p in self.domain_policies.items()},
@@ -205,6 +208,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     token_raw = ad.string("token_file", None)
     ad.finish()
     smtpd = read_smtpd(root.table("smtpd"))
+    dkim = read_dkim(root.table("dkim"))
     ds = root.table("dsn")
     dsn_enabled = ds.boolean("enabled", d.dsn_enabled)
     dsn_hold = ds.duration("hold", d.dsn_hold)
@@ -246,6 +250,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         admin_listen=admin_listen,
         admin_token_file=None if token_raw is None else Path(token_raw),
         smtpd=smtpd,
+        dkim=dkim,
         dsn_enabled=dsn_enabled,
         dsn_hold=dsn_hold,
         drain_timeout=drain,

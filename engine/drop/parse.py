@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy
@@ -85,7 +86,7 @@ from engine.drop.fastparse import HeaderFields, simple_addresses
 from engine.drop.read import DropRejection
 from engine.smtp.encode import needs_smtputf8
 
-__all__ = ["MAX_LINE_OCTETS", "DropEnvelope", "DropRejection", "parse_drop"]
+__all__ = ["MAX_LINE_OCTETS", "DropEnvelope", "DropRejection", "header_envelope", "parse_drop"]
 
 _log = logging.getLogger(__name__)
 
@@ -141,6 +142,27 @@ def parse_drop(data: bytes, *, max_recipients: int) -> DropEnvelope | DropReject
         return DropRejection("internal error while parsing the message (see the engine log)")
 
 
+def header_envelope(
+    data: bytes, *, recipients: bool
+) -> tuple[str, tuple[str, ...]] | DropRejection:
+    """What `sendmail -t` reads from a message (engine.sendmail): (sender, recipients).
+
+    The sender is Return-Path, else Sender, else From, and with `recipients` every To, Cc
+    and Bcc address, by exactly parse_drop's rules and checks - except that a message
+    without recipients is not refused here (the sendmail command's arguments may add
+    some), and without `recipients` To, Cc and Bcc are not read at all.  A message that
+    begins with X-Sender/X-Receiver lines has those as its envelope.  Never raises.
+    """
+    try:
+        env = _parse(data, sys.maxsize, fast=True, header_recipients=recipients)
+    except Exception:
+        _log.exception("header_envelope failed on a %d-byte message", len(data))
+        return DropRejection("internal error while parsing the message (see the engine log)")
+    if isinstance(env, DropRejection):
+        return env
+    return env.sender, env.recipients
+
+
 def _parse_with_email(data: bytes, max_recipients: int) -> DropEnvelope | DropRejection:
     """The reference path: `email` reads every header field and every address list.
 
@@ -150,8 +172,12 @@ def _parse_with_email(data: bytes, max_recipients: int) -> DropEnvelope | DropRe
     return _parse(data, max_recipients, fast=False)
 
 
-def _parse(data: bytes, max_recipients: int, *, fast: bool) -> DropEnvelope | DropRejection:
+def _parse(
+    data: bytes, max_recipients: int, *, fast: bool, header_recipients: bool | None = None
+) -> DropEnvelope | DropRejection:
     """parse_drop's work; `fast` reads the fields with engine.drop.fastparse, else `email`.
+    `header_recipients` is for header_envelope: None (parse_drop) reads To/Cc/Bcc and
+    requires a recipient, True reads them without requiring one, False skips them.
 
     Everything but reading the header fields and address lists is the same code on both
     paths, so every rejection comes from the same line whichever path runs.
@@ -211,7 +237,7 @@ def _parse(data: bytes, max_recipients: int, *, fast: bool) -> DropEnvelope | Dr
     if n_env:
         envelope = _envelope_from_lines(lines[:n_env])
     else:
-        envelope = _envelope_from_headers(headers, addresses)
+        envelope = _envelope_from_headers(headers, addresses, header_recipients is not False)
     if isinstance(envelope, DropRejection):
         return envelope
     sender, candidates = envelope
@@ -230,7 +256,7 @@ def _parse(data: bytes, max_recipients: int, *, fast: bool) -> DropEnvelope | Dr
         if key not in seen:
             seen.add(key)
             recipients.append(addr)
-    if not recipients:
+    if not recipients and header_recipients is None:
         if n_env:
             return DropRejection("no recipients: no X-Receiver line")
         return DropRejection("no recipients: no address in To, Cc or Bcc")
@@ -347,7 +373,7 @@ def _envelope_from_lines(lines: list[bytes]) -> tuple[str, _Candidates] | DropRe
 
 
 def _envelope_from_headers(
-    headers: _Headers, addresses: _AddressParser
+    headers: _Headers, addresses: _AddressParser, recipients: bool = True
 ) -> tuple[str, _Candidates] | DropRejection:
     """The envelope from Return-Path/Sender/From and To/Cc/Bcc, like `sendmail -t`."""
     get_all = headers.get_all
@@ -373,7 +399,7 @@ def _envelope_from_headers(
         return DropRejection("no sender: no Return-Path, Sender or From header")
 
     candidates: _Candidates = []
-    for name in ("To", "Cc", "Bcc"):
+    for name in ("To", "Cc", "Bcc") if recipients else ():
         for value in get_all(name) or ():
             addrs = addresses(name, str(value))
             if isinstance(addrs, DropRejection):

@@ -1,7 +1,9 @@
 """MX resolution: a destination domain becomes the hosts to try, in order, with addresses.
 
 Responsible for: the RFC 5321 §5.1 and RFC 7505 rules (preference order, random order
-among equal preferences, implicit MX, null MX), looking up each MX host's A and AAAA
+among equal preferences, implicit MX, null MX), dropping MX targets that are not host
+names (IP literals, localhost: untrusted input, issue #11) and all but the best
+MAX_MX_HOSTS, looking up each MX host's A and AAAA
 records, a bounded TTL cache of every answer (positive, negative and temporary failures),
 and single-flight lookups so a burst of messages for one domain sends one query.
 Not responsible for: sending queries or deadlines (engine.net.dns), IDNA (the caller
@@ -32,7 +34,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import ipaddress
 import random
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +45,7 @@ from engine.model import RouteFailure, RouteFailureKind
 from engine.net.dns import DnsAnswer, DnsClient, DnsFailure, DnsFailureKind, DnsResult
 
 __all__ = [
+    "MAX_MX_HOSTS",
     "AddressAnswer",
     "AddressStatus",
     "MxAnswer",
@@ -54,9 +59,19 @@ __all__ = [
     "cache_lifetime",
     "classify_address_answer",
     "classify_mx_answer",
+    "mx_target_error",
     "order_mx",
 ]
 
+
+# MX hosts whose addresses are looked up, best first.  RFC 5321 sets no bound; real domains
+# publish 1-5 (Google 5, Microsoft 1, Yahoo 3), and each host costs an A and an AAAA query:
+# a hostile domain publishing 1 000 MX records would otherwise cost 2 000 queries per
+# cache period.  smtp.mx_address_limit (engine.net.targets) then bounds what is tried.
+MAX_MX_HOSTS = 10
+
+
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 # -- results -------------------------------------------------------------------------------
 
@@ -80,6 +95,7 @@ class Route:
 
 class MxAnswerKind(enum.Enum):
     EXCHANGES = "exchanges"  # at least one usable MX record
+    UNUSABLE = "unusable"  # MX records, but none names a host (IP literals, localhost)
     NULL_MX = "null_mx"
     NO_MX = "no_mx"  # NODATA: the domain exists without MX, so the implicit MX applies
     NO_SUCH_DOMAIN = "no_such_domain"
@@ -141,10 +157,44 @@ def classify_mx_answer(result: DnsResult) -> MxAnswer:
     mx = [(r.preference, _norm(r.data)) for r in result.records if r.rtype == "MX"]
     if not mx:
         return MxAnswer(MxAnswerKind.NO_MX, detail="no MX records in answer")
-    usable = tuple((p, host) for p, host in mx if host)
-    if not usable:
+    named = [(p, host) for p, host in mx if host]
+    if not named:
         return MxAnswer(MxAnswerKind.NULL_MX, detail="null MX (RFC 7505)")
-    return MxAnswer(MxAnswerKind.EXCHANGES, exchanges=usable, ttl=_min_ttl(result))
+    usable, unusable = [], []
+    for p, host in named:
+        why = mx_target_error(host)
+        if why is None:
+            usable.append((p, host))
+        else:
+            unusable.append(f"{host} ({why})")
+    if not usable:
+        detail = "no MX record names a host: " + ", ".join(unusable[:5])
+        return MxAnswer(MxAnswerKind.UNUSABLE, ttl=_min_ttl(result), detail=detail)
+    return MxAnswer(MxAnswerKind.EXCHANGES, exchanges=tuple(usable), ttl=_min_ttl(result))
+
+
+def mx_target_error(name: str) -> str | None:
+    """Why the MX target `name` is not a host name we may connect to, or None.
+
+    RFC 5321 §5.1 and RFC 2181 §10.3: an MX record names a host, whose addresses come
+    from its own A/AAAA records.  An IP literal as the target ("MX 10 192.0.2.1") only
+    resolves by accident of some resolvers; `localhost` is every host's own loopback.
+    Underscores are tolerated in labels (they occur in the wild and harm nothing).
+    """
+    if not name:
+        return "empty name"
+    bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+    try:
+        ipaddress.ip_address(bare)
+        return "an IP address, not a host name"
+    except ValueError:
+        pass
+    lower = name.lower()
+    if lower == "localhost" or lower.endswith(".localhost"):
+        return "localhost"
+    if len(name) > 253 or any(_LABEL.fullmatch(label) is None for label in name.split(".")):
+        return "not a host name"
+    return None
 
 
 def classify_address_answer(result: DnsResult, rtype: str) -> AddressAnswer:
@@ -316,7 +366,7 @@ class MxResolver:
         waited |= w
         assert isinstance(mx, MxAnswer)
         if mx.kind is MxAnswerKind.EXCHANGES:
-            hosts, implicit = order_mx(mx.exchanges, self._rng), False
+            hosts, implicit = order_mx(mx.exchanges, self._rng)[:MAX_MX_HOSTS], False
         elif mx.kind is MxAnswerKind.NO_MX:
             hosts, implicit = [(0, domain)], True
         else:
@@ -422,6 +472,7 @@ class MxResolver:
 
 _MX_FAILURES: dict[MxAnswerKind, RouteFailureKind] = {
     MxAnswerKind.NULL_MX: RouteFailureKind.NULL_MX,
+    MxAnswerKind.UNUSABLE: RouteFailureKind.NO_ROUTE,
     MxAnswerKind.NO_SUCH_DOMAIN: RouteFailureKind.NO_SUCH_DOMAIN,
     MxAnswerKind.TEMPORARY: RouteFailureKind.TEMPORARY,
 }

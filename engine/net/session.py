@@ -117,13 +117,15 @@ class SmtpSession:
         self._wire.fail(FailureKind.LOCAL, detail)
 
     def is_reusable(self) -> bool:
-        """Open, READY, nothing outstanding, not broken, not in use."""
+        """Open, READY, nothing outstanding, not broken, not in use, not past its
+        lifetime."""
         wire = self._wire
         return (
             not self._busy
             and not wire.is_lost
             and wire.failure is None
             and wire.proto.is_reusable()
+            and not wire.expired
         )
 
     async def send(self, txn: Transaction) -> TxnResult:
@@ -226,12 +228,14 @@ async def open_session(
     tls: TlsPolicy,
     timeouts: SmtpTimeouts,
     ssl_context: ssl.SSLContext | None = None,
+    lifetime: float | None = None,
 ) -> SmtpSession | ConnectFailure:
     """Connect to one MX address and bring the session to READY.
 
     Connect (`connect` timeout), greeting (`greeting`), EHLO with HELO fallback on 5xx
     (`ehlo`), then STARTTLS when offered and `tls` is not DISABLED (`starttls`; EHLO again
     afterwards, RFC 3207).  Certificates are not verified unless `ssl_context` says so.
+    `lifetime` bounds the connection's whole life, this opening included (engine.net.wire).
     An OPPORTUNISTIC handshake failure reconnects once in plaintext; under REQUIRED a
     missing, refused or failed STARTTLS is a `ConnectFailure` of kind TLS.
 
@@ -242,7 +246,16 @@ async def open_session(
 
     async def attempt(starttls: bool) -> SmtpSession | ConnectFailure:
         return await _open(
-            address, port, mx_host, helo_name, source_address, tls, timeouts, ssl_context, starttls
+            address,
+            port,
+            mx_host,
+            helo_name,
+            source_address,
+            tls,
+            timeouts,
+            ssl_context,
+            starttls,
+            lifetime,
         )
 
     try:
@@ -261,9 +274,10 @@ async def _open(
     timeouts: SmtpTimeouts,
     ssl_context: ssl.SSLContext | None,
     starttls: bool,
+    lifetime: float | None,
 ) -> SmtpSession | ConnectFailure:
     loop = asyncio.get_running_loop()
-    wire = Wire(loop, timeouts)
+    wire = Wire(loop, timeouts, lifetime)
     proto = wire.proto
     local_addr = (source_address, 0) if source_address else None
     try:

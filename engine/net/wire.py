@@ -15,14 +15,19 @@ Measured against a minimal pipelining sink in another process (5 KB message, 1 R
 over one; 79-121 µs on the stdlib loop), of which ~22 µs is engine.smtp.  aiosmtplib
 needs 250-300 µs and cannot pipeline (dependency-facts §1.9).
 
-Timeouts are per reply, as in Postfix smtp_proto.c (`xfer_timeouts[]`): the clock for a
-reply starts when the command was written or when the previous reply arrived.  A
-pipelined MAIL/RCPT.../DATA group therefore gets at most the *sum* of its per-command
-timeouts, and each reply at most its own (a server that spends 4 minutes on each of 3
-RCPT callouts is within RFC 5321 §4.5.3.2).  The content has no overall timeout: each
-stall of the write (between pause_writing and resume_writing) may last `data_block`;
-once the transport has taken the content (no pause pending), `data_done` covers the
-end-of-data reply.
+Deadlines bound whole phases, not reads (issue #11).  A phase is the run of replies
+bounded by one SmtpTimeouts field: the greeting, EHLO (and a HELO after it), STARTTLS,
+MAIL, every RCPT of a transaction, DATA, end of data, RSET, QUIT.  Its clock starts when
+its first reply becomes due (the command was written, or the previous phase's last reply
+arrived) and is not restarted by the bytes or replies within it, so a server dripping one
+byte every 100 ms, or answering 1 000 RCPTs one just before the other's timeout, is cut
+off when the phase's time is up.  (Postfix restarts per reply, as RFC 5321 §4.5.3.2's
+per-command minimums allow; its smtp_per_record_deadline is the same idea, off by
+default.)  The content has no deadline of its own: each stall of the write (between
+pause_writing and resume_writing) may last `data_block`; once the transport has taken the
+content (no pause pending), `data_done` covers the end-of-data reply.  Over everything,
+the connection's `lifetime`: no deadline ever ends later than it, and a session past it
+is not reused.
 """
 
 from __future__ import annotations
@@ -59,9 +64,18 @@ class Wire(asyncio.Protocol):
     failed.  `failure` records the first transport problem; the protocol is then BROKEN.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeouts: SmtpTimeouts) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        timeouts: SmtpTimeouts,
+        lifetime: float | None = None,
+    ) -> None:
+        """`lifetime`: seconds from now after which the connection is given up, whatever
+        it is doing (None: no limit)."""
         self.loop = loop
         self.timeouts = timeouts
+        self.lifetime = lifetime
+        self.ends = loop.time() + lifetime if lifetime is not None else float("inf")
         self.proto = ClientProtocol()
         self.transport: asyncio.Transport | None = None
         self.failure: TransportFailure | None = None
@@ -72,9 +86,8 @@ class Wire(asyncio.Protocol):
         self._deadline: float | None = None  # loop.time() by which the due reply must come
         self._delay = 0.0  # the timeout that deadline came from (for messages)
         self._due: Command | None = None  # the reply the clock is running for
+        self._phase = ""  # the SmtpTimeouts field whose deadline is running
         self._paused = False
-        # Per command, the seconds its reply may take: looked up on every reply.
-        self._delays = {c: float(getattr(timeouts, field)) for c, (_, field) in XFER.items()}
 
     # ------------------------------------------------------------ asyncio callbacks
 
@@ -117,14 +130,19 @@ class Wire(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._paused = True
         if self._due is Command.END_OF_DATA:
-            self._rearm()  # a stall starts: data_block from now
+            self._rearm(restart=True)  # a stall starts: data_block from now
 
     def resume_writing(self) -> None:
         self._paused = False
         if self._due is Command.END_OF_DATA:
-            self._rearm()  # content flushed (or flowing again)
+            self._rearm(restart=True)  # content flushed (or flowing again)
 
     # ------------------------------------------------------------ driving
+
+    @property
+    def expired(self) -> bool:
+        """The connection has outlived its lifetime: start nothing new on it."""
+        return self.loop.time() >= self.ends
 
     def write(self, data: bytes) -> None:
         """Write bytes the protocol produced and start the clock for the reply due."""
@@ -186,26 +204,33 @@ class Wire(asyncio.Protocol):
 
     # ------------------------------------------------------------ timer
 
-    def _rearm(self) -> None:
-        """Restart the clock for the reply now due; wake the waiter when none is.
+    def _rearm(self, *, restart: bool = False) -> None:
+        """Run the clock for the reply now due; wake the waiter when none is.
 
-        The clock is a deadline plus at most one TimerHandle that re-checks it when it
-        fires, instead of a cancel + call_later per reply: a reply that arrives in time
-        (nearly all of them) then costs a `loop.time()` call, not a heap push and a
-        cancelled handle.
+        A new deadline starts when the due reply belongs to another phase than the one
+        whose clock is running (or `restart`: the content's write stalled or resumed);
+        within a phase the deadline stays.  The clock is a deadline plus at most one
+        TimerHandle that re-checks it when it fires, instead of a cancel + call_later per
+        reply: a reply that arrives in time (nearly all of them) then costs a
+        `loop.time()` call, not a heap push and a cancelled handle.
         """
         due = self._due = self.proto.awaiting()
         if due is None:
             self._deadline = None
+            self._phase = ""
             if self.proto.state is State.CLOSED and self.transport is not None:
                 self.transport.close()  # 421 or QUIT answered: the server is closing
             self._wake()
             return
         if due is Command.END_OF_DATA and self._paused:
-            delay = self._delay = self.timeouts.data_block
+            phase = "data_block"
         else:
-            delay = self._delay = self._delays[due]
-        deadline = self._deadline = self.loop.time() + delay
+            phase = XFER[due][1]
+        if not restart and phase == self._phase and self._deadline is not None:
+            return  # the same phase goes on: its deadline stands
+        self._phase = phase
+        delay = self._delay = getattr(self.timeouts, phase)
+        deadline = self._deadline = min(self.loop.time() + delay, self.ends)
         timer = self._timer
         if timer is None or timer.when() > deadline:
             if timer is not None:
@@ -221,7 +246,9 @@ class Wire(asyncio.Protocol):
             self._timer = self.loop.call_at(deadline, self._on_timer)  # moved on since
             return
         due = self._due
-        if due is Command.END_OF_DATA and self._paused:
+        if deadline >= self.ends:
+            detail = f"connection lifetime of {self.lifetime:g}s reached"
+        elif due is Command.END_OF_DATA and self._paused:
             detail = f"content write stalled for {self._delay:g}s"
         else:
             detail = f"no reply to {due.value if due else '?'} within {self._delay:g}s"

@@ -39,6 +39,7 @@ from engine.model import (
 )
 from engine.net.mx import Route, RouteFailure, RouteFailureKind
 from engine.net.session import SmtpSession, open_session
+from engine.net.targets import TargetRules, is_local_address, screen_route
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.outcome import Attempt, Outcomes
 from engine.sched.backoff import retry_delay
@@ -52,7 +53,7 @@ from engine.sched.classify import (
 from engine.sched.queue import WorkQueue
 from engine.smtp import LocalProtocolError
 from engine.smtp.encode import needs_smtputf8
-from engine.telemetry.metrics import Tally, counter_key, reply_key
+from engine.telemetry.metrics import CONNECTION_ERROR_KINDS, Tally, counter_key, reply_key
 from spool import CorruptEntry, EntryRef, ShardQueue
 
 __all__ = ["Deliverer"]
@@ -94,6 +95,7 @@ class Deliverer:
         open_session_fn: Callable[..., Awaitable[SmtpSession | ConnectFailure]] = open_session,
     ) -> None:
         self._s = settings
+        self._targets = TargetRules.from_settings(settings)
         self._shard = shard
         self._queue = queue
         self._resolver = resolver
@@ -114,6 +116,7 @@ class Deliverer:
     def reconfigure(self, settings: Settings) -> None:
         """A reload: connections opened from now on follow `settings`."""
         self._s = settings
+        self._targets = TargetRules.from_settings(settings)
 
     # -- signals from the worker ------------------------------------------------------
     def work_arrived(self, domain: str) -> None:
@@ -172,6 +175,7 @@ class Deliverer:
                 broke = await self._serve(session, domain, policy)
             finally:
                 self.open_sessions[domain] -= 1
+                self._count_error(session.failure)
                 await session.close()
             if broke is not None:
                 self._connection_failed(domain, policy, broke)
@@ -183,7 +187,10 @@ class Deliverer:
 
     async def _resolve(self, domain: str) -> Route | RouteFailure:
         try:
-            return await self._resolver.resolve(domain)
+            route = await self._resolver.resolve(domain)
+            if isinstance(route, RouteFailure):
+                return route
+            return screen_route(route, self._targets, is_local_address)
         except Exception as exc:  # a bug of ours must defer the destination, not escape
             self._internal_error(f"resolving {domain}", exc)
             return RouteFailure(
@@ -192,8 +199,13 @@ class Deliverer:
 
     async def _connect(self, route: Route, policy: DomainPolicy) -> SmtpSession | ConnectFailure:
         last: ConnectFailure | None = None
+        # smtp.mx_session_limit counts addresses that answered the connect (Postfix's
+        # smtp_mx_session_limit): refused or unreachable ones cost nothing to skip.
+        sessions = self._s.mx_session_limit
         for host in route.hosts:
             for address in host.addresses:
+                if sessions <= 0:
+                    break
                 got = await self._open(
                     address,
                     self._s.smtp_port,
@@ -202,10 +214,15 @@ class Deliverer:
                     source_address=self._s.source_address,
                     tls=policy.tls,
                     timeouts=self._s.smtp_timeouts,
+                    lifetime=self._s.max_connection_lifetime,
                 )
                 if not isinstance(got, ConnectFailure):
                     return got
                 last = got
+                failure = got.failure
+                self._count_error(failure)
+                if failure is None or failure.phase is not Phase.CONNECT:
+                    sessions -= 1
         return last or ConnectFailure(
             host=route.domain,
             address="",
@@ -225,6 +242,12 @@ class Deliverer:
         else:
             state.window = 1
             self._fail_destination(domain, policy, connect=failure)
+
+    def _count_error(self, failure: TransportFailure | None) -> None:
+        """volley_connection_errors: what the peer or the network did to a connection
+        (each is also in the log, as the deferral's text)."""
+        if failure is not None and failure.kind.value in CONNECTION_ERROR_KINDS:
+            self._tally.inc("volley_connection_errors", failure.kind.value)
 
     async def _serve(
         self, session: SmtpSession, domain: str, policy: DomainPolicy

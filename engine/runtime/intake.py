@@ -3,7 +3,8 @@
 Responsible for: choosing this shard's drops (a hash of the file name, so workers never
 contend for a file and need no lock), reading and parsing them (engine.drop), splitting
 each message into one entry per destination domain, the group commit, and only then
-removing the drops.  Rejections go to rejected/ with a reason beside them.
+removing the drops; DKIM signing (engine.auth.dkim) of each message after the headers
+intake adds.  Rejections go to rejected/ with a reason beside them.
 Not responsible for: scheduling (the worker hands the new entries to the queue), the
 file formats (spool), or what makes a drop acceptable (engine.drop).
 
@@ -36,6 +37,7 @@ from typing import Any
 
 import msgpack
 
+from engine.auth.dkim import DkimError, signer_for
 from engine.config import Settings
 from engine.drop import DropEnvelope, DropFile, DropRejection, domain_of, parse_drop, read_drop
 from engine.drop.cleanup import add_missing_headers, date_value, message_id_value
@@ -274,6 +276,14 @@ def _take_one(
         date=None if env.has_date else date_value(now),
         message_id=None if env.message_id else msgid,
     )
+    # Signed once, here, after every header Volley adds; retries send the stored bytes.
+    signer = signer_for(settings.dkim)
+    if signer is not None:
+        try:
+            body = signer.sign(body)
+        except DkimError as e:
+            batch.rejected.append((spool.reject_drop(name, str(e)), str(e)))
+            return None
     entries: list[tuple[str, list[str], str]] = []
     new: list[NewEntry] = []
     for domain, rcpts in split_by_domain(env.recipients).items():

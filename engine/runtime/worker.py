@@ -30,6 +30,7 @@ from typing import Any
 
 from engine.clock import Clock, SystemClock
 from engine.config import Settings, from_dict
+from engine.feedback.service import feedback_task
 from engine.net.dns import AiodnsClient
 from engine.net.mx import MxResolver
 from engine.runtime.control import Control
@@ -212,6 +213,10 @@ class Worker:
             asyncio.create_task(self._dispatch_loop(), name="dispatch"),
             asyncio.create_task(self._flush_loop(), name="flush"),
         ]
+        # Worker 0 also turns <spool>/feedback/ into log records (engine.feedback.service).
+        args = (self.spool.root, self.log, self.tally, self.behind.submit, self.clock.wall)
+        if (feedback := feedback_task(self.k, *args)) is not None:
+            loops.append(asyncio.create_task(feedback, name="feedback"))
         await self._stop.wait()
         await self.smtpd.close(self.s.drain_timeout)  # 421 to idle sessions, commits done
         for t in loops:

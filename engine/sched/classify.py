@@ -67,6 +67,8 @@ _ROUTE: dict[RouteFailureKind, tuple[Disposition, int, str, str]] = {
         "5.4.4",
         "no mail exchanger has an address",
     ),
+    # Postfix: "mail for X loops back to myself" (status 5.4.6, RFC 3463 "routing loop").
+    RouteFailureKind.LOOP: (Disposition.BOUNCED, 554, "5.4.6", "mail loops back to myself"),
     RouteFailureKind.TEMPORARY: (
         Disposition.DEFERRED,
         451,

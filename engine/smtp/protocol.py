@@ -276,7 +276,9 @@ class ClientProtocol:
             return 0
         n = 0
         try:
-            for reply in self._parser.feed(data):
+            # Every reply answers a command we sent, but for one unsolicited 421: more
+            # in one chunk is a flood, refused before it becomes a list (issue #11).
+            for reply in self._parser.feed(data, len(self._outstanding) + 1):
                 command = self._on_reply(reply)
                 n += 1
                 if events is not None:
@@ -319,6 +321,13 @@ class ClientProtocol:
                 return None
             raise RemoteProtocolError(f"unsolicited reply: {reply}")
         command = self._outstanding[0]
+        if self._out and reply.code != 421:
+            # The bytes of `command` (the next lock-step command, or the content after a
+            # 354) are still ours to write: this reply cannot be its answer.  Read as one,
+            # a "354" and "250" in one chunk would mark a message delivered whose content
+            # was never sent.
+            what = "the content" if command is Command.END_OF_DATA else command.value
+            raise RemoteProtocolError(f"reply before {what} was sent: {reply}")
         if not expected(command, reply.code) and reply.code != 421:
             # RFC 5321 §4.3.2: e.g. MAIL succeeds only on 2xx, DATA needs 354.  The server
             # is in a state we cannot know: never read it as success, never reuse it.
@@ -438,8 +447,22 @@ def _mail_line(sender: str, size: int | None, body_8bit: bool, smtputf8: bool) -
     return line
 
 
+# EHLO keywords kept per session.  Real servers offer 6-14 (Gmail 8, Exchange Online 12,
+# Postfix 3.7 10); a list longer than 64 is not a server we know how to talk to, and each
+# keyword kept is memory for the session's whole life.
+MAX_EHLO_EXTENSIONS = 64
+
+
 def _parse_ehlo(reply: Reply) -> dict[str, str]:
-    """EHLO reply lines after the first -> {KEYWORD: params} (RFC 5321 §4.1.1.1)."""
+    """EHLO reply lines after the first -> {KEYWORD: params} (RFC 5321 §4.1.1.1).
+
+    Raises:
+        RemoteProtocolError: more than MAX_EHLO_EXTENSIONS keyword lines.
+    """
+    if len(reply.lines) - 1 > MAX_EHLO_EXTENSIONS:
+        raise RemoteProtocolError(
+            f"EHLO offered {len(reply.lines) - 1} extensions, more than {MAX_EHLO_EXTENSIONS}"
+        )
     extensions: dict[str, str] = {}
     for line in reply.lines[1:]:
         keyword, _, params = line.strip().partition(" ")

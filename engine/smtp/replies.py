@@ -76,6 +76,15 @@ class Reply:
 # endless line: 2,048 bytes per line is generous for SMTP and small for memory.
 MAX_REPLY_LINE = 2048
 
+# One reply's lines and bytes (text of every line of a multi-line reply).  RFC 5321 sets no
+# limit; real replies are far below these: EHLO lists run 8-15 lines (Gmail 9, Exchange
+# Online 13, Postfix 3.7 11), policy rejections 1-6 lines, ASCII-art banners a few dozen
+# lines of 80 columns.  200 lines and 64 KiB are 10x the largest of those, and bound what
+# one connection can make us hold: without them an endless "220-" greeting grew a worker
+# by 140 MB/s (issue #11).
+MAX_REPLY_LINES = 200
+MAX_REPLY_BYTES = 64 * 1024
+
 _DIGIT1 = frozenset(b"2345")  # RFC 5321 §4.2: Reply-code = %x32-35 %x30-35 %x30-39
 _DIGIT2 = frozenset(b"012345")
 _DIGIT3 = frozenset(b"0123456789")
@@ -88,14 +97,20 @@ class ReplyParser:
     is `NNN-text` lines followed by one `NNN text` (or bare `NNN`) line, all with the same
     code (RFC 5321 §4.2.1).  Any violation raises `RemoteProtocolError`, after which the
     parser stays broken: the byte stream can no longer be trusted.
+
+    Memory is bounded whatever the peer sends: a partial line holds at most
+    MAX_REPLY_LINE bytes, a reply in progress MAX_REPLY_LINES lines and MAX_REPLY_BYTES
+    bytes of text, and one `feed` returns at most `max_replies` replies (the caller knows
+    how many it asked for: more is a flood, not an answer).
     """
 
-    __slots__ = ("_broken", "_code", "_lines", "_partial")
+    __slots__ = ("_broken", "_code", "_lines", "_partial", "_size")
 
     def __init__(self) -> None:
         self._partial = b""  # bytes after the last LF seen
         self._code: int | None = None  # code of a multi-line reply in progress
         self._lines: list[str] = []  # its text lines so far
+        self._size = 0  # and their bytes
         self._broken = False
 
     @property
@@ -104,34 +119,45 @@ class ReplyParser:
         lines of a multi-line reply)."""
         return bool(self._partial) or self._code is not None
 
-    def feed(self, data: bytes) -> list[Reply]:
+    @property
+    def held(self) -> int:
+        """Bytes held for the reply in progress (its lines so far and the partial line)."""
+        return self._size + len(self._partial)
+
+    def feed(self, data: bytes, max_replies: int = MAX_REPLY_LINES) -> list[Reply]:
         """Add bytes received from the server; return the replies they completed.
+
+        Lines are taken one at a time (not `split`), so a chunk full of lines stops at
+        the first one that breaks a limit instead of becoming a list of them first.
 
         Raises:
             RemoteProtocolError: a malformed line (bad code, mixed codes within one
-                reply, missing separator) or a line longer than MAX_REPLY_LINE bytes.
+                reply, missing separator), a line longer than MAX_REPLY_LINE bytes, a
+                reply over MAX_REPLY_LINES lines or MAX_REPLY_BYTES bytes, or more than
+                `max_replies` replies in this chunk.
         """
         if self._broken:
             raise RemoteProtocolError("reply stream already broken by an earlier error")
         if self._partial:
             data = self._partial + data
-        if b"\n" not in data:
-            # +1: the CR of a CRLF whose LF has not arrived yet.
-            if len(data) > MAX_REPLY_LINE + 1:
-                self._fail(f"reply line longer than {MAX_REPLY_LINE} bytes")
-            self._partial = data
-            return []
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        if len(self._partial) > MAX_REPLY_LINE + 1:
-            self._fail(f"reply line longer than {MAX_REPLY_LINE} bytes")
         replies: list[Reply] = []
-        for raw in lines:
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-            reply = self._line(raw)
+        start = 0
+        find = data.find
+        end = find(b"\n")
+        while end >= 0:
+            stop = end - 1 if end > start and data[end - 1] == 13 else end  # 13: CR
+            reply = self._line(data[start:stop])
+            start = end + 1
             if reply is not None:
                 replies.append(reply)
+                if len(replies) > max_replies:
+                    self._fail(f"more than {max_replies} replies at once: not asked for")
+            end = find(b"\n", start)
+        rest = data[start:] if start else data
+        # +1: the CR of a CRLF whose LF has not arrived yet.
+        if len(rest) > MAX_REPLY_LINE + 1:
+            self._fail(f"reply line longer than {MAX_REPLY_LINE} bytes")
+        self._partial = rest
         return replies
 
     def _line(self, raw: bytes) -> Reply | None:
@@ -148,6 +174,11 @@ class ReplyParser:
         if sep == b"-":
             self._code = code
             self._lines.append(text)
+            self._size += len(raw)
+            if len(self._lines) >= MAX_REPLY_LINES:
+                self._fail(f"reply longer than {MAX_REPLY_LINES} lines")
+            if self._size > MAX_REPLY_BYTES:
+                self._fail(f"reply longer than {MAX_REPLY_BYTES} bytes")
             return None
         if sep not in (b" ", b""):
             self._fail(f"missing separator after reply code in {raw[:40]!r}")
@@ -157,8 +188,12 @@ class ReplyParser:
         reply = Reply(code, tuple(self._lines))
         self._code = None
         self._lines = []
+        self._size = 0
         return reply
 
     def _fail(self, why: str) -> NoReturn:
         self._broken = True
+        self._lines = []  # release what a hostile peer made us hold
+        self._partial = b""
+        self._size = 0
         raise RemoteProtocolError(why)

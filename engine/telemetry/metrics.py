@@ -40,6 +40,7 @@ __all__ = [
     "ALL",
     "BY_DOMAIN",
     "COUNTERS",
+    "FEEDBACK_KINDS",
     "GAUGES",
     "HISTOGRAMS",
     "OPERATOR_ACTIONS",
@@ -95,6 +96,11 @@ REJECT_CLASSES: tuple[str, ...] = tuple(
 )
 
 OPERATOR_ACTIONS: tuple[str, ...] = ("suspend", "resume", "flush", "bounce", "delete")
+# engine.feedback.report.FeedbackKind's values (a test checks they agree).
+FEEDBACK_KINDS: tuple[str, ...] = ("async_bounce", "delivery_notice", "complaint", "unparseable")
+
+# engine.model.FailureKind values the peer or the network can cause (not cancelled, local).
+CONNECTION_ERROR_KINDS: tuple[str, ...] = ("timeout", "refused", "closed", "protocol", "tls")
 
 # The listener's refusal reasons: engine.smtpd.replies.Refusal's values (a test holds
 # them equal; telemetry does not import the listener).
@@ -144,6 +150,13 @@ COUNTERS: dict[str, CounterSpec] = {
         ("result",),
         (("opened",), ("reused",), ("failed",)),
     ),
+    "volley_connection_errors": CounterSpec(
+        "SMTP connections the peer or the network ended, by kind: timeout (a phase's deadline"
+        " or the connection's lifetime), refused, closed (closed or reset), protocol (not SMTP,"
+        " a reply over its limits, a reply to nothing), tls.",
+        ("kind",),
+        tuple((k,) for k in CONNECTION_ERROR_KINDS),
+    ),
     "volley_transactions": CounterSpec("SMTP mail transactions attempted (MAIL FROM sent)."),
     "volley_dns_lookups": CounterSpec(
         "MX resolutions by result: hit (cache), miss (queried), failure.",
@@ -191,6 +204,12 @@ COUNTERS: dict[str, CounterSpec] = {
         "Operator queue actions through the admin API: suspend, resume, flush, bounce, delete.",
         ("action",),
         tuple((a,) for a in OPERATOR_ACTIONS),
+    ),
+    "volley_feedback_reports": CounterSpec(
+        "Messages to the bounce domains by kind: async_bounce (a DSN with a failed "
+        "recipient), delivery_notice (a DSN without one), complaint (ARF), unparseable.",
+        ("kind",),
+        tuple((k,) for k in FEEDBACK_KINDS),
     ),
     "volley_operator_removed": CounterSpec(
         "Recipients removed from the queue by an operator's bounce (with a DSN) or delete.",

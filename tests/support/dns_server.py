@@ -48,6 +48,7 @@ from dnslib import (  # type: ignore[import-untyped]  # dnslib ships no type inf
     RCODE,
     RR,
     SOA,
+    TXT,
     A,
     DNSError,
     DNSRecord,
@@ -212,6 +213,11 @@ class DnsServer:
         self._set(
             name, "AAAA", [RR(_norm(name), QTYPE.AAAA, rdata=AAAA(a), ttl=ttl) for a in addrs]
         )
+
+    def add_txt(self, name: str, strings: list[str], ttl: int = 300) -> None:
+        """One TXT record of `strings` (each at most 255 bytes), e.g. a DKIM key record."""
+        rdata = TXT([s.encode() for s in strings])
+        self._set(name, "TXT", [RR(_norm(name), QTYPE.TXT, rdata=rdata, ttl=ttl)])
 
     def add_cname(self, name: str, target: str, ttl: int = 300) -> None:
         """Make `name` an alias; a CNAME excludes all other data at the name (RFC 1034 §3.6.2)."""

@@ -51,9 +51,13 @@ def self_signed_context(
     return ctx, cert_path
 
 
-def write_self_signed(hostname: str, directory: Path) -> tuple[Path, Path]:
+def write_self_signed(
+    hostname: str, directory: Path, *, padding_names: int = 0
+) -> tuple[Path, Path]:
     """Write a throw-away self-signed certificate for `hostname` (a DNS name or an IP) and
-    its key as PEM files in `directory`; returns (cert path, key path)."""
+    its key as PEM files in `directory`; returns (cert path, key path).  `padding_names`
+    extra subjectAltNames make the certificate as large as a hostile server wants
+    (about 40 bytes each)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     try:
@@ -69,7 +73,12 @@ def write_self_signed(hostname: str, directory: Path) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [alt, *(x509.DNSName(f"pad{i:06d}.{hostname}") for i in range(padding_names))]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(

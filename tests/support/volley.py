@@ -30,7 +30,8 @@ PYTHON_M_ENGINE = (sys.executable, "-m", "engine")
 
 
 def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:
-    """A tiny TOML writer for test configs (scalars, lists of scalars, nested tables)."""
+    """A tiny TOML writer for test configs (scalars, lists, inline tables in lists, nested
+    tables)."""
     lines: list[str] = []
     tables: list[tuple[str, Mapping[str, Any]]] = []
     for key, value in data.items():
@@ -54,6 +55,8 @@ def _toml_value(v: Any) -> str:
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):  # an inline table (only inside a list: see to_toml)
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {v!r} as TOML")
 
 

@@ -266,3 +266,20 @@ def test_systemd_unit_runs_the_real_command(monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.spool_path.is_relative_to(state) and settings.log_path.is_relative_to(state)
     assert str(state) in service["ReadWritePaths"].split()
     assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_sendmail_drop_in_gives_the_drop_group_reach_and_nothing_more() -> None:
+    """deploy/systemd/volley.service.d/sendmail.conf, as README "Sendmail" installs it
+    (tests/integration/test_sendmail_drop_permissions.py runs Volley the same way)."""
+    drop_in = configparser.ConfigParser(strict=False, interpolation=None)
+    drop_in.optionxform = str  # type: ignore[assignment,method-assign]
+    drop_in.read_string((DEPLOY / "systemd" / "volley.service.d" / "sendmail.conf").read_text())
+    service = drop_in["Service"]
+    assert service["SupplementaryGroups"] == "volley-drop"
+    umask = int(service["UMask"], 8)
+    assert umask & 0o007 == 0o007 and umask & 0o020  # others nothing, the group no write
+    state = int(service["StateDirectoryMode"], 8)
+    assert state & 0o001 and not state & 0o044  # others pass through, nobody else lists
+    readme = (REPO / "README.md").read_text()
+    assert "groupadd --system volley-drop" in readme
+    assert "deploy/systemd/volley.service.d/sendmail.conf" in readme

@@ -809,3 +809,42 @@ def test_has_date_says_whether_a_date_field_is_there() -> None:
     got = parse_drop(folded, max_recipients=10)
     assert isinstance(got, DropEnvelope) and got.has_date
     assert got == parse_module._parse_with_email(folded, 10)
+
+
+# --- header_envelope: what `sendmail -t` reads (engine.sendmail) ----------------------
+
+
+def test_header_envelope_reads_sender_and_every_header_recipient() -> None:
+    from engine.drop.parse import header_envelope
+
+    data = b"From: News <news@example.com>\r\nTo: a@example.org\r\nCc: b@example.org\r\n"
+    data += b"Bcc: c@example.org, a@example.org\r\n\r\nbody\r\n"
+    assert header_envelope(data, recipients=True) == (
+        "news@example.com",
+        ("a@example.org", "b@example.org", "c@example.org"),
+    )
+    assert header_envelope(data, recipients=False) == ("news@example.com", ())
+
+
+def test_header_envelope_allows_no_recipient_and_skips_bad_ones_when_not_asked() -> None:
+    from engine.drop.parse import header_envelope
+
+    assert header_envelope(b"From: s@example.com\r\n\r\nb", recipients=True) == (
+        "s@example.com",
+        (),
+    )
+    bad_to = b"From: s@example.com\r\nTo: Foo\r\n\r\nb"
+    refused = header_envelope(bad_to, recipients=True)
+    assert isinstance(refused, DropRejection) and "To header" in refused.reason
+    assert header_envelope(bad_to, recipients=False) == ("s@example.com", ())
+    # parse_drop itself is unchanged: no recipient is still a rejection.
+    assert _reject(b"From: s@example.com\r\n\r\nb").startswith("no recipients")
+
+
+def test_header_envelope_refuses_what_parse_drop_refuses() -> None:
+    from engine.drop.parse import header_envelope
+
+    for data in (b"", b"From: a@b.example\r\nTo: x@y.example\x00\r\n\r\n", b"no header\r\n"):
+        got = header_envelope(data, recipients=True)
+        assert isinstance(got, DropRejection)
+        assert got.reason == _reject(data)

@@ -21,6 +21,7 @@ from engine.net.dns import (
     DnsResult,
 )
 from engine.net.mx import (
+    MAX_MX_HOSTS,
     AddressAnswer,
     AddressStatus,
     MxAnswer,
@@ -34,6 +35,7 @@ from engine.net.mx import (
     cache_lifetime,
     classify_address_answer,
     classify_mx_answer,
+    mx_target_error,
     order_mx,
 )
 from tests.support.dns_server import DnsServer
@@ -675,8 +677,9 @@ async def test_real_forty_mx_over_tcp(server: DnsServer, real: MxResolver) -> No
         server.add_a(f"mx{i:02d}.big.test", [f"127.0.1.{i + 1}"])
     route = await real.resolve("big.test")
     assert isinstance(route, Route)
-    assert [h.preference for h in route.hosts] == list(range(40))
-    assert route.hosts[39].addresses == ("127.0.1.40",)
+    # All 40 came (over TCP, the UDP answer was truncated); the best MAX_MX_HOSTS are used.
+    assert [h.preference for h in route.hosts] == list(range(MAX_MX_HOSTS))
+    assert route.hosts[-1].addresses == (f"127.0.1.{MAX_MX_HOSTS}",)
     assert server.queries("big.test", "MX", transport="tcp") == 1
 
 
@@ -691,3 +694,65 @@ async def test_real_second_resolve_within_ttl_sends_no_query(
     assert await real.resolve("good.test") == first
     assert server.queries() == sent
     assert (real.hits, real.misses) == (1, 1)
+
+
+async def test_only_the_best_max_mx_hosts_are_looked_up(fake: FakeDns, clock: FakeClock) -> None:
+    """A hostile domain publishing 1 000 MX records costs 2 x MAX_MX_HOSTS queries."""
+    fake.set(mx("many.test", *((i, f"mx{i}.many.test") for i in range(1000))))
+    for i in range(1000):
+        fake.host(f"mx{i}.many.test", (f"192.0.2.{i % 250 + 1}",))
+    route = await make(fake, clock).resolve("many.test")
+    assert isinstance(route, Route)
+    assert [h.name for h in route.hosts] == [f"mx{i}.many.test" for i in range(MAX_MX_HOSTS)]
+    assert fake.total == 1 + 2 * MAX_MX_HOSTS
+
+
+# -- MX targets that are not host names (issue #11) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("192.0.2.1", "IP address"),
+        ("[192.0.2.1]", "IP address"),
+        ("2001:db8::1", "IP address"),
+        ("localhost", "localhost"),
+        ("mx.LOCALHOST", "localhost"),
+        ("", "empty"),
+        ("mx..example", "not a host name"),
+        ("mx example.com", "not a host name"),
+        ("-mx.example", "not a host name"),
+        ("x" * 64 + ".example", "not a host name"),
+    ],
+)
+def test_targets_that_are_not_host_names(name: str, why: str) -> None:
+    error = mx_target_error(name)
+    assert error is not None and why in error
+
+
+@pytest.mark.parametrize("name", ["mx1.example.com", "aspmx.l.google.com", "mx_1.example", "a"])
+def test_host_names_pass(name: str) -> None:
+    assert mx_target_error(name) is None
+
+
+def test_classify_mx_skips_targets_that_are_not_host_names() -> None:
+    answer = classify_mx_answer(
+        mx("d.test", (10, "192.0.2.7"), (20, "mx.d.test"), (30, "localhost"))
+    )
+    assert answer.kind is MxAnswerKind.EXCHANGES and answer.exchanges == ((20, "mx.d.test"),)
+
+
+def test_classify_mx_with_only_bad_targets_is_unusable_naming_each() -> None:
+    answer = classify_mx_answer(mx("d.test", (10, "localhost"), (20, "10.0.0.1")))
+    assert answer.kind is MxAnswerKind.UNUSABLE
+    assert "localhost (localhost)" in answer.detail and "10.0.0.1 (an IP address" in answer.detail
+
+
+async def test_an_unusable_mx_set_is_no_route_without_address_queries(
+    fake: FakeDns, clock: FakeClock
+) -> None:
+    fake.set(mx("literal.test", (10, "192.0.2.1")))
+    route = await make(fake, clock).resolve("literal.test")
+    assert isinstance(route, RouteFailure) and route.kind is RouteFailureKind.NO_ROUTE
+    assert "an IP address, not a host name" in route.detail
+    assert fake.total == 1  # never asked for the A record of "192.0.2.1"

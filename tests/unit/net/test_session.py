@@ -714,6 +714,28 @@ def test_required_tls_with_broken_handshake_fails(
     run(scenario())
 
 
+def test_an_oversized_certificate_chain_is_a_tls_failure_not_a_memory_sink(
+    run: Callable[..., Any], start_mx: Callable[..., Mx], tmp_path: Path
+) -> None:
+    """Issue #11: a 190 KB certificate (DER) is refused by OpenSSL's certificate-list limit
+    (100 KB by default), before it is parsed: a TLS failure, so the mail is deferred."""
+    cert = write_self_signed("mx.test", tmp_path, padding_names=10_000)
+    assert cert[0].stat().st_size > 200_000
+    mx = start_mx(tls_context=server_context(cert))
+
+    async def scenario() -> None:
+        result = await open_session(
+            HOST, mx.port, mx_host="mx.test", helo_name="volley.test", source_address=None,
+            tls=TlsPolicy.REQUIRED, timeouts=TIMEOUTS,
+        )  # fmt: skip
+        assert isinstance(result, ConnectFailure)
+        assert result.failure is not None
+        assert (result.failure.phase, result.failure.kind) == (Phase.STARTTLS, FailureKind.TLS)
+        assert "excessive message size" in result.failure.detail.lower()
+
+    run(scenario())
+
+
 def test_required_tls_without_starttls_is_a_tls_connect_failure(
     run: Callable[..., Any], start_mx: Callable[..., Mx]
 ) -> None:

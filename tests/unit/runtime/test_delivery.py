@@ -105,6 +105,7 @@ class World:
             spool_path=tmp_path / "spool",
             helo_name="mta.test",
             log_path=tmp_path / "delivery.jsonl",
+            ignore_target_hosts=(),  # the fake MX hosts are on 127.0.0.x
             idle_timeout=0.0,  # serve what is ready, then close instead of idling
             default_policy=DomainPolicy(retry_schedule=(60.0,), retry_jitter=0.0),
         )

@@ -1,6 +1,7 @@
 """GroupCommit: messages that finish together share one segment; 250 only after it is
 durable; the worker's queue and log see them like drops; spool trouble is a 4xx; bounce-
-domain copies go to the local store (a stand-in for engine.feedback.inbox.store here)."""
+domain copies go to the local store (a stand-in for engine.feedback.inbox.store here,
+which has its own tests); DKIM signs what is queued."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from engine.config import Settings, SmtpdSettings
+from engine.auth.keygen import keygen
+from engine.config import Settings, SmtpdSettings, from_dict
 from engine.drop import parse_drop
 from engine.runtime.intake import new_meta
-from engine.runtime.listener import ClientGate, GroupCommit, startup_problem, unstuff
+from engine.runtime.listener import ClientGate, GroupCommit, startup_problem
 from engine.sched.queue import WorkQueue
 from engine.smtpd.auth import set_password
 from engine.smtpd.events import Envelope
@@ -64,8 +66,17 @@ def queued(sp: Spool) -> list[EntryRef]:
     return shard.scan()
 
 
-def setup(tmp_path: Path, kept: Kept | None = None) -> tuple[GroupCommit, Spool, WorkQueue, Path]:
-    settings = Settings(spool_path=tmp_path / "spool", workers=1, helo_name="mx.volley.test")
+def setup(
+    tmp_path: Path, kept: Kept | None = None, dkim: dict[str, Any] | None = None
+) -> tuple[GroupCommit, Spool, WorkQueue, Path]:
+    settings = from_dict(
+        {
+            "spool": {"path": str(tmp_path / "spool")},
+            "workers": 1,
+            "smtp": {"helo_name": "mx.volley.test"},
+            "dkim": dkim or {},
+        }
+    )
     sp = Spool(settings.spool_path)
     sp.ensure(1)
     shard = sp.shard(0)
@@ -81,7 +92,7 @@ def setup(tmp_path: Path, kept: Kept | None = None) -> tuple[GroupCommit, Spool,
         log,
         CheckedTally(),
         lambda: kicks.append(1),
-        store_local=lambda: kept or Kept(),
+        store_local=kept or Kept(),
     )
     return commit, sp, queue, log_path
 
@@ -129,6 +140,17 @@ async def test_the_meta_has_the_keys_intake_writes_for_drops(tmp_path: Path) -> 
     assert set(meta) == drop_keys | {"via", "client", "auth"}
 
 
+async def test_messages_are_dkim_signed_in_the_commit_thread(tmp_path: Path) -> None:
+    key = keygen("sender.test", "s1", "ed25519", 0, tmp_path)
+    commit, sp, _, _ = setup(tmp_path, dkim={"sender.test": {"selector": "s1", "key": str(key)}})
+    _, ok = await commit.submit(envelope("b@one.test"), DATA)
+    assert ok
+    (ref,) = queued(sp)
+    _, body = sp.shard(0).load(ref)
+    assert body.startswith(b"DKIM-Signature: v=1; a=ed25519-sha256;")
+    assert b"\r\nReceived: from client.test" in body and body.endswith(b"..dot\r\n")
+
+
 async def test_a_full_spool_answers_452_and_queues_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -169,10 +191,6 @@ async def test_a_local_copy_that_cannot_be_kept_is_a_451_for_its_message_only(
     (r1, ok1), (_r2, ok2) = await asyncio.gather(bad, good)
     assert (r1, ok1) == (b"451 4.3.0 Error: queue file write error\r\n", False)
     assert ok2 and [r.name.endswith("@one.test") for r in queued(sp)] == [True]
-
-
-def test_unstuff() -> None:
-    assert unstuff(b"..a\r\n..\r\n...b\r\nc.\r\n") == b".a\r\n.\r\n..b\r\nc.\r\n"
 
 
 def test_startup_problems_name_the_key(tmp_path: Path) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
+from typing import cast
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from engine.smtp import (
@@ -19,6 +20,8 @@ from engine.smtp import (
     ReplyEvent,
     State,
 )
+from engine.smtp.protocol import MAX_EHLO_EXTENSIONS
+from engine.smtp.replies import MAX_REPLY_BYTES, MAX_REPLY_LINE
 
 ALL_EXT = ("PIPELINING", "SIZE 10240000", "8BITMIME", "SMTPUTF8", "STARTTLS")
 LOCKSTEP_EXT = ("SIZE 10240000", "8BITMIME")
@@ -560,7 +563,15 @@ def test_feed_is_receive_data_without_the_events(
     bounds = sorted({0, len(stream), *(min(c, len(stream)) for c in cuts)})
     for start, end in itertools.pairwise(bounds):
         chunk = stream[start:end]
-        events = a.receive_data(chunk)
+        try:
+            events = a.receive_data(chunk)
+        except RemoteProtocolError:
+            # Lock-step: a chunk holding a reply to a command not yet written (both
+            # replies in one chunk) is refused by both paths alike.
+            with pytest.raises(RemoteProtocolError):
+                b.feed(chunk)
+            assert a.state is b.state is State.BROKEN
+            return
         assert b.feed(chunk) == len(events)
         assert (a.state, a.awaiting(), a.data_to_send()) == (
             b.state,
@@ -640,3 +651,270 @@ def test_a_3xx_greeting_is_a_protocol_error(greeting: bytes) -> None:
     with pytest.raises(RemoteProtocolError):
         p.receive_data(greeting)
     assert p.state is State.BROKEN and p.broken_at is Command.GREETING
+
+
+# -- hostile servers (issue #11) ------------------------------------------------------------
+
+
+def test_a_250_to_end_of_data_before_the_content_was_taken_is_refused() -> None:
+    """ "354" and "250" in one chunk: the 250 cannot answer content not yet written."""
+    p = ready()
+    p.begin_transaction("s@b.example", ["x@d.example"], BODY)
+    with pytest.raises(RemoteProtocolError, match="before the content was sent"):
+        p.receive_data(b"250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued\r\n")
+    assert p.state is State.BROKEN
+    txn = p.transaction()
+    assert txn is not None and not txn.delivered and txn.final is None
+
+
+def test_a_reply_to_a_lock_step_command_not_yet_written_is_refused() -> None:
+    p = ready(LOCKSTEP_EXT)
+    p.begin_transaction("s@b.example", ["x@d.example"], BODY)
+    with pytest.raises(RemoteProtocolError, match="before RCPT was sent"):
+        p.receive_data(b"250 mail ok\r\n250 rcpt ok\r\n")
+    assert p.state is State.BROKEN
+
+
+def test_a_250_to_data_is_a_protocol_error_not_a_delivery() -> None:
+    p = ready()
+    p.begin_transaction("s@b.example", ["x@d.example"], BODY)
+    with pytest.raises(RemoteProtocolError, match="unexpected reply to DATA"):
+        p.receive_data(b"250 ok\r\n250 ok\r\n250 ok\r\n")
+    assert p.data_to_send() == b""  # the content is never sent
+
+
+def test_garbage_after_a_pipelined_group_breaks_the_session() -> None:
+    p = ready()
+    p.begin_transaction("s@b.example", ["x@d.example"], BODY)
+    p.receive_data(b"250 ok\r\n250 ok\r\n354 go\r\n")
+    assert p.data_to_send() == WIRE
+    with pytest.raises(RemoteProtocolError, match="unsolicited"):
+        p.receive_data(b"250 queued\r\n250 extra\r\n")
+    assert p.state is State.BROKEN
+
+
+def test_bytes_before_the_greeting_break_the_session() -> None:
+    p = ClientProtocol()
+    with pytest.raises(RemoteProtocolError, match="malformed"):
+        p.receive_data(b"\x16\x03\x01 hello\r\n220 mx ESMTP\r\n")
+
+
+def test_an_ehlo_over_the_extension_limit_is_refused() -> None:
+    p = ClientProtocol()
+    p.receive_data(b"220 mx ESMTP\r\n")
+    p.send_ehlo("client.example")
+    many = [f"X-EXT{i}" for i in range(MAX_EHLO_EXTENSIONS + 1)]
+    with pytest.raises(RemoteProtocolError, match="extensions"):
+        p.receive_data(ehlo_reply(many))
+    q = ClientProtocol()
+    q.receive_data(b"220 mx ESMTP\r\n")
+    q.send_ehlo("client.example")
+    q.receive_data(ehlo_reply(many[:MAX_EHLO_EXTENSIONS]))
+    assert q.is_reusable() and len(q.extensions) == MAX_EHLO_EXTENSIONS
+
+
+def test_a_5000_line_ehlo_is_refused_at_the_reply_line_limit() -> None:
+    p = ClientProtocol()
+    p.receive_data(b"220 mx ESMTP\r\n")
+    p.send_ehlo("client.example")
+    with pytest.raises(RemoteProtocolError, match="lines"):
+        p.receive_data(ehlo_reply([f"X-{i}" for i in range(5000)]))
+
+
+# -- fuzz: adversarial byte streams against the client (issue #11) ------------------------
+#
+# A model server reads what the client wrote and answers each command with a reply whose
+# text names it ("RCPT#3"); an adversary interleaves random bytes, replies to nothing,
+# endless multi-line replies and reordered answers, and cuts the stream anywhere.  The
+# client must: raise nothing but RemoteProtocolError, hold bounded buffers, and never
+# attribute a reply to any command but the one it names — in particular never to a
+# command whose bytes it had not yet handed out.
+
+_CODES = {
+    "EHLO": (250, 250, 550),
+    "MAIL": (250, 250, 451, 550),
+    "RCPT": (250, 250, 250, 450, 550),
+    "DATA": (354, 354, 451, 554),
+    ".": (250, 250, 451, 552),
+    "RSET": (250,),
+    "QUIT": (221,),
+}
+_HELD_MAX = MAX_REPLY_BYTES + MAX_REPLY_LINE + 1
+
+
+class ModelServer:
+    """Parses the client's output into commands, in order, each with its tag."""
+
+    def __init__(self, pipelining: bool) -> None:
+        self.pipelining = pipelining
+        self.seen: list[str] = []  # tags of commands the client has written, unanswered
+        self.counts: dict[str, int] = {}
+        self._buf = b""
+        self._in_content = False
+
+    def client_wrote(self, data: bytes) -> None:
+        self._buf += data
+        while b"\r\n" in self._buf:
+            line, self._buf = self._buf.split(b"\r\n", 1)
+            if self._in_content:
+                if line == b".":
+                    self._in_content = False
+                    self._add(".")
+                continue
+            verb = line.split(b" ", 1)[0].split(b":", 1)[0].decode().upper()
+            self._add(verb)
+
+    def _add(self, verb: str) -> None:
+        n = self.counts[verb] = self.counts.get(verb, 0) + 1
+        self.seen.append(f"{verb}#{n}")
+
+    def answer(self, code: int | None, index: int = 0) -> bytes:
+        tag = self.seen.pop(index)
+        verb = tag.split("#")[0]
+        if code is None:
+            code = _CODES[verb][0]
+        if verb == "DATA" and code == 354:
+            self._in_content = True
+        if verb == "EHLO" and code == 250:
+            pipelining = "250-PIPELINING\r\n" if self.pipelining else ""
+            return f"250-{tag}\r\n{pipelining}250 SIZE 1000000\r\n".encode()
+        return f"{code} {tag}\r\n".encode()
+
+
+_ADVERSARY = st.one_of(
+    st.tuples(st.just("deliver"), st.just(0)),
+    st.tuples(st.just("deliver"), st.just(0)),
+    st.tuples(st.just("answer"), st.integers(0, 4)),
+    st.tuples(st.just("answer"), st.integers(0, 4)),
+    st.tuples(st.just("reorder"), st.integers(1, 3)),
+    st.tuples(st.just("noise"), st.binary(min_size=1, max_size=64)),
+    st.tuples(st.just("unsolicited"), st.sampled_from([250, 354, 421, 550])),
+    st.tuples(st.just("flood"), st.integers(1, 500)),
+    st.tuples(st.just("endless"), st.integers(150, 400)),
+)
+
+
+class Ledger:
+    """What the client has written and what it has taken as answers, per command."""
+
+    def __init__(self) -> None:
+        self.sent: dict[str, int] = {"GREETING": 1}
+        self.answered: dict[str, int] = {}
+        self.in_sync = True  # no lie (untagged or reordered reply) taken yet
+
+    def check(self, p: ClientProtocol, events: list[ReplyEvent]) -> None:
+        for event in events:
+            if event.command is None:
+                assert event.reply.code == 421  # the one reply that may come unasked
+                continue
+            verb = event.command.value.upper()
+            n = self.answered[verb] = self.answered.get(verb, 0) + 1
+            # Whatever the server says, no reply is ever taken for a command whose bytes
+            # the client had not handed out yet.
+            assert n <= self.sent.get(verb, 0), f"reply taken for {verb} #{n} before it was sent"
+            tag = event.reply.text.split(" ")[0].split("-")[0]
+            if "#" not in tag:
+                self.in_sync = False  # a lie the client cannot tell from an answer
+            elif self.in_sync:
+                assert tag == f"{verb}#{n}", f"{tag} taken for {verb}#{n}"
+        assert p._parser.held <= _HELD_MAX
+        assert len(p.extensions) <= MAX_EHLO_EXTENSIONS
+        txn = p.transaction()
+        if txn is not None and self.in_sync:
+            tags = [r.text.split(" ")[0] for r in txn.rcpts if r is not None]
+            numbers = [int(t.split("#")[1]) for t in tags if t.startswith("RCPT#")]
+            assert len(numbers) == len(tags) and numbers == sorted(numbers)
+
+
+_PREMATURE = [  # "354" and a lie in one chunk: the lie must not answer the content
+    ("answer", 0),
+    ("deliver", 0),
+    ("answer", 0),
+    ("deliver", 0),
+    ("answer", 0),
+    ("answer", 0),
+    ("answer", 0),
+    ("unsolicited", 250),
+    ("deliver", 0),
+]
+
+
+@settings(max_examples=400, deadline=None)
+@example(actions=_PREMATURE, cuts=[64], rcpts=1, pipelining=True)
+@given(
+    actions=st.lists(_ADVERSARY, min_size=1, max_size=40),
+    cuts=st.lists(st.integers(1, 64), min_size=1, max_size=8),
+    rcpts=st.integers(1, 5),
+    pipelining=st.booleans(),
+)
+def test_fuzzed_server_streams_never_misattribute_or_grow(
+    actions: list[tuple[str, object]], cuts: list[int], rcpts: int, pipelining: bool
+) -> None:
+    p = ClientProtocol()
+    server = ModelServer(pipelining)
+    server.seen.append("GREETING#1")
+    ledger = Ledger()
+    cut = itertools.cycle(cuts)
+
+    def write(data: bytes) -> None:
+        server.client_wrote(data)
+        ledger.sent.update(server.counts)
+
+    def deliver(data: bytes) -> bool:
+        """Hand `data` to the client in random cuts, taking its output after each, as the
+        wire does; False once the client has broken or closed."""
+        while data:
+            size = next(cut)
+            chunk, data = data[:size], data[size:]
+            try:
+                events = p.receive_data(chunk)
+            except RemoteProtocolError:
+                assert p.state is State.BROKEN
+                assert p._parser.held <= _HELD_MAX
+                return False
+            ledger.check(p, events)
+            out = p.data_to_send()
+            if out:
+                write(out)
+            if p.state in (State.BROKEN, State.CLOSED):
+                return False
+        return True
+
+    pending = b""
+    for action, arg in actions:
+        if p.state in (State.BROKEN, State.CLOSED):
+            break
+        # The client's own moves: EHLO after the greeting, a transaction when ready.
+        if p.state is State.GREETED and not p.awaiting():
+            write(p.send_ehlo("client.example"))
+        elif p.is_reusable():
+            write(
+                p.begin_transaction("s@b.example", [f"r{i}@d.example" for i in range(rcpts)], BODY)
+            )
+        if action == "answer" and server.seen:
+            verb = server.seen[0].split("#")[0].replace("GREETING", "EHLO")
+            codes = (220,) if server.seen[0].startswith("GREETING") else _CODES[verb]
+            code = codes[int(cast(int, arg)) % len(codes)]
+            if server.seen[0].startswith("GREETING"):
+                server.seen.pop(0)
+                pending += b"220 GREETING#1\r\n"
+            else:
+                pending += server.answer(code)
+        elif action == "reorder" and len(server.seen) > 1:
+            ledger.in_sync = False  # RFC 2920 §3.1 wants replies in order; this is a lie
+            pending += server.answer(None, min(int(cast(int, arg)), len(server.seen) - 1))
+        elif action == "noise":
+            pending += cast(bytes, arg)
+        elif action == "unsolicited":
+            pending += f"{arg} UNSOLICITED\r\n".encode()
+        elif action == "flood":
+            pending += b"250 UNSOLICITED\r\n" * int(cast(int, arg))
+        elif action == "endless":
+            pending += b"250-UNSOLICITED xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n" * int(
+                cast(int, arg)
+            )
+        if action == "deliver" or len(pending) > 4096:
+            if not deliver(pending):
+                return
+            pending = b""
+    deliver(pending)

@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from engine.smtp import replies
 from engine.smtp.errors import RemoteProtocolError
-from engine.smtp.replies import MAX_REPLY_LINE, Reply, ReplyParser, _parse_enhanced
+from engine.smtp.replies import (
+    MAX_REPLY_BYTES,
+    MAX_REPLY_LINE,
+    MAX_REPLY_LINES,
+    Reply,
+    ReplyParser,
+    _parse_enhanced,
+)
 
 EHLO = b"250-mx.example.net Hello\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"
 
@@ -117,6 +124,43 @@ def test_endless_line_without_newline_is_refused_before_it_grows() -> None:
     parser.feed(b"250 " + b"x" * 1000)
     with pytest.raises(RemoteProtocolError, match="longer than"):
         parser.feed(b"x" * (MAX_REPLY_LINE + 10))
+
+
+def test_endless_multi_line_reply_is_refused_at_its_line_limit() -> None:
+    # Issue #11: an endless "220-" greeting grew a worker by 140 MB/s.
+    parser = ReplyParser()
+    line = b"220-xxxxxxxx\r\n"
+    fed = 0
+    with pytest.raises(RemoteProtocolError, match=f"longer than {MAX_REPLY_LINES} lines"):
+        for _ in range(MAX_REPLY_LINES * 2):
+            parser.feed(line)
+            fed += 1
+            assert parser.held <= MAX_REPLY_BYTES
+    assert fed == MAX_REPLY_LINES - 1  # the 200th continuation line is the one refused
+    assert parser.held == 0  # what it held is released
+
+
+def test_a_reply_of_long_lines_is_refused_at_its_byte_limit() -> None:
+    parser = ReplyParser()
+    line = b"250-" + b"x" * (MAX_REPLY_LINE - 4) + b"\r\n"
+    with pytest.raises(RemoteProtocolError, match=f"longer than {MAX_REPLY_BYTES} bytes"):
+        for _ in range(MAX_REPLY_LINES):
+            parser.feed(line)
+            assert parser.held <= MAX_REPLY_BYTES
+
+
+def test_a_reply_just_under_both_limits_is_accepted() -> None:
+    text = b"x" * (MAX_REPLY_BYTES // MAX_REPLY_LINES - 4)
+    data = (b"250-" + text + b"\r\n") * (MAX_REPLY_LINES - 1) + b"250 " + text + b"\r\n"
+    (reply,) = ReplyParser().feed(data)
+    assert len(reply.lines) == MAX_REPLY_LINES
+
+
+def test_more_replies_than_asked_for_in_one_chunk_are_refused() -> None:
+    flood = b"250 ok\r\n" * 10_000
+    assert len(ReplyParser().feed(flood[:80], max_replies=10)) == 10
+    with pytest.raises(RemoteProtocolError, match="more than 3 replies"):
+        ReplyParser().feed(flood, max_replies=3)
 
 
 def test_parser_stays_broken_after_an_error() -> None:

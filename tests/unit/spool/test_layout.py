@@ -98,6 +98,8 @@ def test_layout_paths() -> None:
     assert lay.incoming == Path("/s/incoming")
     assert lay.rejected == Path("/s/rejected")
     assert lay.corrupt == Path("/s/corrupt")
+    assert lay.feedback == Path("/s/feedback")
+    assert lay.feedback_rejected == Path("/s/feedback/rejected")
     assert lay.queue(3) == Path("/s/queue/3")
     assert lay.tmp(0) == Path("/s/tmp/0")
     with pytest.raises(ValueError):
@@ -119,8 +121,11 @@ def test_all_dirs_parents_first() -> None:
             "/s/queue/1",
             "/s/tmp/0",
             "/s/tmp/1",
+            "/s/feedback",
+            "/s/feedback/rejected",
         ]
     }
+    assert dirs.index(Path("/s/feedback")) < dirs.index(Path("/s/feedback/rejected"))
     with pytest.raises(ValueError):
         Layout(Path("/s")).all_dirs(0)
 

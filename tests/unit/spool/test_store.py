@@ -24,7 +24,8 @@ def test_ensure_creates_the_tree_and_is_idempotent(tmp_path: Path) -> None:
     s.ensure(3)
     s.ensure(3)
     assert s.root == tmp_path / "root"
-    assert names(s.root) == ["corrupt", "incoming", "queue", "rejected", "tmp"]
+    assert names(s.root) == ["corrupt", "feedback", "incoming", "queue", "rejected", "tmp"]
+    assert names(s.root / "feedback") == ["rejected"]
     assert names(s.root / "queue") == names(s.root / "tmp") == ["0", "1", "2"]
     assert (s.incoming, s.rejected, s.corrupt) == (
         s.root / "incoming",
