@@ -19,6 +19,7 @@ from engine.smtpd.auth import FailureLimiter, UsersFile, set_password
 from engine.smtpd.events import Envelope, ServerPolicy
 from engine.smtpd.server import Listener, ListenerConfig
 from engine.telemetry.metrics import CheckedTally
+from tests.support.net import async_wait_for
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 CONFIG = ListenerConfig(
@@ -141,11 +142,7 @@ async def test_untrusted_clients_pass_the_gate_trusted_ones_do_not_ask(
     assert (await d.reply()).startswith(b"220") and gate.open == ["127.0.0.1"]
     d.writer.close()
     await d.reader.read()
-    for _ in range(100):
-        if not gate.open:
-            break
-        await asyncio.sleep(0.01)
-    assert gate.open == []
+    await async_wait_for(lambda: gate.open == [], timeout=5)
     gate.allow = False
     e = await connect(port)
     assert (await e.reply()).startswith(b"421 mx.volley.test 4.7.0 Error: too many connections")
