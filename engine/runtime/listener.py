@@ -2,26 +2,28 @@
 
 Responsible for: starting engine.smtpd's Listener on the sockets the supervisor bound for
 this worker, and the `GroupCommit` behind it: every message that finished DATA while the
-previous commit was running goes into the next one, which runs in a thread (like drop
-intake: engine.runtime.intake) and writes all their entries as one segment with one fsync
-(`spool.ShardQueue.add`: tmp file, fsync, link, directory fsync).  Only when that
-returned does any of those sessions get its 250; then the entries join this worker's
-queue exactly as intake's do (`received` records, with `via: "smtp"`, the client address
-and the AUTH user).  Recipients in bounce domains are stored locally instead
-(engine.feedback.inbox.store), in the same thread, before the 250.  Also the worker side
-of the per-client connection limit (`ClientGate`, answered by the supervisor).
+previous commit was running goes into the next one — prepared (engine.smtpd.message) and
+staged as one segment on the event loop, then made durable in a thread
+(`spool.ShardQueue.stage` / `commit`: fsync, link, directory fsync; DKIM signing and
+bounce-domain copies, when there are any, in that thread too).  Only when that returned
+does any of those sessions get its 250; then the entries join this worker's queue exactly
+as intake's do (`received` records, with `via: "smtp"`, the client address and the AUTH
+user).  Recipients in bounce domains are kept (engine.feedback.inbox.store) before the
+250, never relayed.  Also the worker side of the per-client connection limit
+(`ClientGate`, answered by the supervisor).
 Not responsible for: SMTP (engine.smtpd), what a message gains on the way in
-(engine.smtpd.message), scheduling (the worker's queue), or binding sockets (supervisor).
+(engine.smtpd.message, engine.auth.dkim), scheduling (the worker's queue), or binding
+sockets (the supervisor).
 
-Durability (README "Guarantees"): a 250 follows a completed `add`, so a kill -9 after it
+Durability (README "Guarantees"): a 250 follows a completed commit, so a kill -9 after it
 loses nothing; a crash before it leaves at most a tmp file, which the worker's next start
 removes (`ShardQueue.recover`): no half message is ever queued.  Spool out of space: 452
 4.3.1 for the whole batch; any other write error: 451 4.3.0; never a 250.
 
-Why a batch and not a commit per message: an fsync costs ~1-3 ms here; 20 sessions each
-waiting for its own would cap the listener near 20 / 2 ms = 10 000 msg/s at best and
-~1 900 measured (issue #13's reference server); one fsync for whatever arrived meanwhile
-makes the rate independent of the fsync time (bench/README.md, "listener").
+Why a batch and not a commit per message: a server that fsyncs each message before its
+250 took ~1 900 msg/s on this load (issue #13's reference); here 20 sessions over 2 workers
+share a commit ~4 at a time (one file fsync and one directory fsync for all of them), and
+the rate no longer depends on the fsync time (bench/README.md, listener phase).
 """
 
 from __future__ import annotations
