@@ -29,6 +29,7 @@ the rate no longer depends on the fsync time (bench/README.md, listener phase).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket
 import sys
@@ -195,6 +196,8 @@ class GroupCommit:
         self._store_local = store_local
         self._pending: list[_Item] = []
         self._busy = False
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def submit(self, envelope: Envelope, data: bytes) -> asyncio.Future[tuple[bytes, bool]]:
         loop = asyncio.get_running_loop()
@@ -202,12 +205,17 @@ class GroupCommit:
         self._pending.append(_Item(envelope, data, fut))
         if not self._busy:
             self._busy = True
+            self._idle.clear()
             loop.call_soon(self._start)  # whatever else finishes in this loop pass joins
         return fut
 
     @property
     def idle(self) -> bool:
         return not self._busy
+
+    async def wait_idle(self) -> None:
+        """Until no commit is running or waiting."""
+        await self._idle.wait()
 
     def _start(self) -> None:
         batch = _Batch(self._pending)
@@ -357,6 +365,7 @@ class GroupCommit:
             self._start()
         else:
             self._busy = False
+            self._idle.set()
 
     def _queue(self, item: _Item, refs: dict[str, EntryRef], now: float) -> bool:
         env, msg = item.env, item.msg
@@ -482,6 +491,6 @@ class SmtpListener:
         if self.listener is not None:
             await self.listener.close(timeout)
         # The commits of messages already answered are done; wait for one in progress.
-        deadline = time.monotonic() + timeout
-        while not self.commit.idle and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.commit.wait_idle()

@@ -108,6 +108,8 @@ class Listener:
         self.clock = clock
         self.on_error = on_error or (lambda text: None)
         self.sessions: set[Session] = set()
+        self._no_sessions = asyncio.Event()
+        self._no_sessions.set()
         self.draining = False
         self._servers: list[asyncio.AbstractServer] = []
         self._sweeper: asyncio.Task[None] | None = None
@@ -143,9 +145,9 @@ class Listener:
             server.close()
         for s in list(self.sessions):
             s.drain()
-        deadline = self.clock() + timeout
-        while self.sessions and self.clock() < deadline:
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._no_sessions.wait()
         for s in list(self.sessions):
             s.abort()
         if self._sweeper is not None:
@@ -162,10 +164,13 @@ class Listener:
 
     def opened(self, session: Session) -> None:
         self.sessions.add(session)
+        self._no_sessions.clear()
         self.tally.set("volley_smtpd_sessions_open", float(len(self.sessions)))
 
     def closed(self, session: Session) -> None:
         self.sessions.discard(session)
+        if not self.sessions:
+            self._no_sessions.set()
         self.tally.set("volley_smtpd_sessions_open", float(len(self.sessions)))
 
     async def authenticate(self, client: str, user: str, password: bytes) -> AuthResult:

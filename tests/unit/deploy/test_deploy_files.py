@@ -30,6 +30,7 @@ DASHBOARD = REPO / "grafana" / "dashboards" / "volley.json"
 
 DEFAULT_METRICS_PORT = int(Settings().metrics_listen.rpartition(":")[2])
 CONFIG_IN_IMAGE = "/etc/volley/volley.toml"
+SMTPD_PORT = 2525  # the listener's port in deploy/volley.toml
 
 
 def compose() -> dict[str, Any]:
@@ -90,6 +91,11 @@ def test_deploy_config_is_valid_and_listens_on_the_default_port() -> None:
     assert s.metrics_listen.startswith("0.0.0.0:")  # scraped from another container
     assert s.spool_path.is_relative_to("/var/lib/volley")
     assert s.log_path.is_relative_to("/var/lib/volley")
+    # Applications submit from other containers: all interfaces, relaying for loopback
+    # only unless configured (never an open relay).
+    assert [port_of(a) for a in s.smtpd.listen] == [SMTPD_PORT]
+    assert s.smtpd.listen[0].startswith("0.0.0.0:")
+    assert s.smtpd.relay_networks == ("127.0.0.0/8", "::1/128")
 
 
 # -- Dockerfile -------------------------------------------------------------------------------
@@ -105,8 +111,8 @@ def test_dockerfile_copies_what_exists_and_runs_volley(monkeypatch: pytest.Monke
     for *sources, _dest in copies:  # the build context sends everything COPY needs
         for src in sources:
             assert f"!{src}" in ignore or f"!{src}/" in ignore, src
-    expose = [int(args) for word, args in steps if word == "EXPOSE"]
-    assert expose == [DEFAULT_METRICS_PORT]
+    expose = [int(p) for word, args in steps if word == "EXPOSE" for p in args.split()]
+    assert expose == [DEFAULT_METRICS_PORT, SMTPD_PORT]
     (entry,) = [exec_form(a) for w, a in steps if w == "ENTRYPOINT"]
     (cmd,) = [exec_form(a) for w, a in steps if w == "CMD"]
     assert entry == [console_script()]
@@ -132,7 +138,11 @@ def test_compose_services_images_and_ports() -> None:
         name: [int(p.rpartition(":")[2]) for p in svc.get("ports", [])]
         for name, svc in services.items()
     }
-    assert published == {"volley": [DEFAULT_METRICS_PORT], "prometheus": [9090], "grafana": [3000]}
+    assert published == {
+        "volley": [DEFAULT_METRICS_PORT, SMTPD_PORT],
+        "prometheus": [9090],
+        "grafana": [3000],
+    }
     for svc in services.values():  # published on the host's loopback only
         assert all(p.startswith("127.0.0.1:") for p in svc.get("ports", []))
     # Longer than the drain, so SIGTERM lets in-flight transactions finish.
@@ -216,8 +226,9 @@ def test_kubernetes_statefulset_wiring(monkeypatch: pytest.MonkeyPatch, tmp_path
 
     (container,) = pod["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    (svc_port,) = svc["spec"]["ports"]
-    assert ports[svc_port["targetPort"]] == svc_port["port"] == DEFAULT_METRICS_PORT
+    metrics_port, smtp_port = svc["spec"]["ports"]
+    assert ports[metrics_port["targetPort"]] == metrics_port["port"] == DEFAULT_METRICS_PORT
+    assert ports[smtp_port["targetPort"]] == smtp_port["port"] == SMTPD_PORT
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
     annotations = svc["metadata"]["annotations"]

@@ -1,0 +1,1 @@
+"""Authentication of outgoing mail: DKIM signing (engine.auth.dkim, engine.auth.keygen)."""

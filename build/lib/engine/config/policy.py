@@ -1,0 +1,78 @@
+"""Per-destination limits and retry policy: `[domains.default]` and `[domains."name"]`.
+
+Responsible for: the DomainPolicy value, reading it from a table (a domain's table
+inherits every key it does not set from `[domains.default]`), and writing it back.
+Not responsible for: enforcing it (engine.sched and engine.runtime do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from engine.config.values import ConfigError, Table, parse_duration
+from engine.model import TlsPolicy
+
+__all__ = ["DomainPolicy", "policy_dict", "read_policy"]
+
+
+@dataclass(frozen=True, slots=True)
+class DomainPolicy:
+    """Limits and retry policy for one destination domain (`[domains.<name>]`)."""
+
+    max_connections: int = 10
+    max_messages_per_connection: int = 100
+    max_recipients_per_transaction: int = 100
+    # In the spirit of RFC 5321 §4.5.4.1 (retry at least every 30 min, give up after
+    # 4-5 days) with Postfix's faster first retries: 5, 10, 20, 40 min, then hourly.
+    retry_schedule: tuple[float, ...] = (300.0, 600.0, 1200.0, 2400.0, 3600.0)
+    # +-20 %: a recovered domain's backlog comes back spread over a window, not at once.
+    retry_jitter: float = 0.2
+    max_age: float = 5 * 86400.0
+    tls: TlsPolicy = TlsPolicy.OPPORTUNISTIC
+
+
+def policy_dict(p: DomainPolicy) -> dict[str, Any]:
+    return {
+        "max_connections": p.max_connections,
+        "max_messages_per_connection": p.max_messages_per_connection,
+        "max_recipients_per_transaction": p.max_recipients_per_transaction,
+        "retry_schedule": list(p.retry_schedule),
+        "retry_jitter": p.retry_jitter,
+        "max_age": p.max_age,
+        "tls": p.tls.value,
+    }
+
+
+def read_policy(t: Table, base: DomainPolicy) -> DomainPolicy:
+    sched = t.get("retry_schedule")
+    schedule = base.retry_schedule
+    if sched is not None:
+        if not isinstance(sched, list) or not sched:
+            raise ConfigError(f"{t.key('retry_schedule')}: expected a non-empty list of durations")
+        schedule = tuple(parse_duration(v, t.key("retry_schedule")) for v in sched)
+    tls_raw = t.string("tls", base.tls.value)
+    try:
+        tls = TlsPolicy(tls_raw)
+    except ValueError:
+        choices = ", ".join(p.value for p in TlsPolicy)
+        raise ConfigError(f"{t.key('tls')}: expected one of {choices}; got {tls_raw!r}") from None
+    jitter = t.number("retry_jitter", base.retry_jitter)
+    if jitter >= 1:
+        raise ConfigError(f"{t.key('retry_jitter')}: must be below 1")
+    policy = replace(
+        base,
+        max_connections=t.integer("max_connections", base.max_connections, 1),
+        max_messages_per_connection=t.integer(
+            "max_messages_per_connection", base.max_messages_per_connection, 1
+        ),
+        max_recipients_per_transaction=t.integer(
+            "max_recipients_per_transaction", base.max_recipients_per_transaction, 1
+        ),
+        retry_schedule=schedule,
+        retry_jitter=jitter,
+        max_age=t.duration("max_age", base.max_age),
+        tls=tls,
+    )
+    t.finish()
+    return policy

@@ -1,0 +1,152 @@
+"""The feedback processor: worker 0's task that turns <spool>/feedback/ into log records.
+
+Responsible for: scanning feedback/ (every `INTERVAL`, at once again while a scan hit
+its batch limit), reading and parsing each message off the event loop (in the default
+executor: file I/O and the stdlib MIME parser), then on the loop writing its records
+(engine.feedback.records) to the worker's delivery log, counting
+volley_feedback_reports_total{kind}, and only after its records went to the writer
+removing the file (on the write-behind thread, FIFO after the log write).  A message
+that is not a report is moved to feedback/rejected/ with the reason and logged as
+`feedback_rejected`: never lost, never retried.
+Not responsible for: receiving the messages (engine.smtpd calls engine.feedback.inbox.store),
+or which worker runs it (engine.runtime.worker starts it on shard 0 only, so each file
+is processed by one process).
+
+Crash safety: a kill -9 after the records were written but before the unlink leaves the
+file, which the next start processes again: the report is logged twice, never lost.
+A file whose removal is pending is remembered (`_done`) so the next scan skips it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.feedback import inbox
+from engine.feedback.parse import parse_report
+from engine.feedback.records import records, rejected_record
+from engine.feedback.report import FeedbackKind, FeedbackReport
+from engine.telemetry.eventlog import EventLog
+from engine.telemetry.metrics import Tally
+
+__all__ = ["BATCH", "FEEDBACK_SHARD", "INTERVAL", "FeedbackProcessor", "feedback_task"]
+
+FEEDBACK_SHARD = 0  # the one worker that processes feedback/
+INTERVAL = 1.0  # seconds between scans of an empty feedback/: reports are not urgent
+BATCH = 100  # messages per executor job (~0.5 ms each to parse: ~50 ms off the loop)
+
+
+@dataclass(slots=True)
+class Scan:
+    """One executor job's results."""
+
+    parsed: list[tuple[inbox.Stored, FeedbackReport]] = field(default_factory=list)
+    rejected: list[tuple[str, str, inbox.Stored | None]] = field(default_factory=list)
+    present: set[str] = field(default_factory=set)  # every name listed
+    more: bool = False  # the batch limit was hit
+
+
+def scan(root: Path, done: frozenset[str], limit: int = BATCH) -> Scan:
+    """Blocking: read and parse up to `limit` waiting messages not in `done`; move the
+    unparseable ones to feedback/rejected/ (durably)."""
+    result = Scan()
+    names = inbox.pending(root)
+    result.present = set(names)
+    todo = [n for n in names if n not in done]
+    result.more = len(todo) > limit
+    for name in todo[:limit]:
+        try:
+            stored = inbox.load(root, name)
+        except FileNotFoundError:
+            continue
+        if isinstance(stored, str):
+            result.rejected.append((inbox.reject(root, name, stored), stored, None))
+            continue
+        report = parse_report(stored.raw)
+        if report.kind is FeedbackKind.UNPARSEABLE:
+            reason = report.reason or "unparseable"
+            result.rejected.append((inbox.reject(root, name, reason), reason, stored))
+            continue
+        result.parsed.append((stored, report))
+    return result
+
+
+class FeedbackProcessor:
+    def __init__(
+        self,
+        root: Path,
+        log: EventLog,
+        tally: Tally,
+        *,
+        submit: Callable[[Callable[[], None]], None],
+        wall: Callable[[], float],
+        interval: float = INTERVAL,
+    ) -> None:
+        """`submit(fn)` runs fn after the log writes handed over before it (the worker's
+        write-behind thread); `wall()` is the time of the records."""
+        self.root = root
+        self.log = log
+        self.tally = tally
+        self.submit = submit
+        self.wall = wall
+        self.interval = interval
+        self._done: set[str] = set()  # processed, removal pending
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            done = frozenset(self._done)
+            try:
+                result = await loop.run_in_executor(None, scan, self.root, done, BATCH)
+            except Exception as e:  # e.g. feedback/ unreadable: say so, keep trying
+                self.log.add("feedback_error", self.wall(), error=f"{type(e).__name__}: {e}")
+                self.log.flush()
+                await asyncio.sleep(self.interval)
+                continue
+            self.apply(result)
+            await asyncio.sleep(0 if result.more else self.interval)
+
+    def apply(self, result: Scan) -> None:
+        """Log, count and schedule the removals of one scan's results (on the loop)."""
+        self._done &= result.present  # names gone from the directory are removed for good
+        now = self.wall()
+        for final, reason, stored in result.rejected:
+            event, fields = rejected_record(final, reason, stored)
+            self.log.add(event, now, **fields)
+            self.tally.inc("volley_feedback_reports", FeedbackKind.UNPARSEABLE.value)
+        for stored, report in result.parsed:
+            for event, fields in records(stored, report):
+                self.log.add(event, now, **fields)
+            self.tally.inc("volley_feedback_reports", report.kind.value)
+            self._done.add(stored.name)
+            self.log.then(self._remove_later, stored.name)
+        self.log.flush()
+
+    def _remove_later(self, name: str) -> None:
+        root = self.root
+
+        def remove() -> None:
+            # On the write-behind thread, whose errors the next delivery would meet: a file
+            # that cannot be unlinked stays (skipped until restart, then logged again).
+            with contextlib.suppress(OSError):
+                inbox.remove(root, name)
+
+        self.submit(remove)
+
+
+def feedback_task(
+    shard: int,
+    root: Path,
+    log: EventLog,
+    tally: Tally,
+    submit: Callable[[Callable[[], None]], None],
+    wall: Callable[[], float],
+) -> Coroutine[Any, Any, None] | None:
+    """The processor's coroutine for worker `shard`, or None: only FEEDBACK_SHARD runs it."""
+    if shard != FEEDBACK_SHARD:
+        return None
+    return FeedbackProcessor(root, log, tally, submit=submit, wall=wall).run()

@@ -1,0 +1,421 @@
+"""SMTP client sessions over asyncio: engine.smtp.ClientProtocol plus sockets and timers.
+
+Responsible for: opening a connection to one MX address (bind the source IP, greeting,
+EHLO/HELO, opportunistic or required STARTTLS), running transactions on it with
+per-phase timeouts (`SmtpTimeouts`), and reporting everything as values: `TxnResult`,
+`ConnectFailure`, `TransportFailure`.  Network trouble never raises; only
+`CancelledError` (and `LocalProtocolError` for caller bugs) leave this module.
+Not responsible for: protocol logic (engine.smtp decides every byte and every state),
+choosing MX hosts or connections (engine.runtime.delivery), or what a reply means
+(engine.sched.classify).
+
+The wire itself (callbacks, timers, the reply waits) is engine.net.wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ssl
+
+from engine.model import (
+    ConnectFailure,
+    FailureKind,
+    Phase,
+    SmtpTimeouts,
+    TlsPolicy,
+    Transaction,
+    TransportFailure,
+    TxnResult,
+)
+from engine.net.wire import XFER, Wire
+from engine.smtp import (
+    ClientProtocol,
+    LocalProtocolError,
+    Reply,
+    State,
+    TransactionReplies,
+)
+
+__all__ = ["SmtpSession", "open_session"]
+
+
+@functools.cache
+def _opportunistic_context() -> ssl.SSLContext:
+    """Client context that does not verify certificates: the MTA norm without DANE or
+    MTA-STS (RFC 7435 opportunistic security), since most MX certificates do not match
+    the MX name.  Built once: creating an SSLContext costs about a millisecond."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class SmtpSession:
+    """An open, greeted (and maybe TLS-protected) SMTP connection to one MX address.
+
+    Runs one transaction at a time.  Reuse it only while `is_reusable()`; a session
+    that saw a transport failure, a cancellation or a 421 never becomes reusable again.
+    """
+
+    def __init__(self, wire: Wire, address: str, port: int, mx_host: str, tls_active: bool) -> None:
+        self._wire = wire
+        self._busy = False
+        self.address = address
+        self.port = port
+        self.mx_host = mx_host
+        self.tls_active = tls_active
+        self.transactions = 0
+        """Transactions completed on this connection (every reply received, accepted or
+        not); the pool's messages-per-connection cap counts these."""
+
+    def __repr__(self) -> str:
+        state = self._wire.proto.state.value
+        return (
+            f"<SmtpSession {self.mx_host}[{self.address}]:{self.port} {state}"
+            f" tls={self.tls_active} txns={self.transactions}>"
+        )
+
+    @property
+    def state(self) -> State:
+        return self._wire.proto.state
+
+    @property
+    def greeting(self) -> Reply | None:
+        return self._wire.proto.greeting
+
+    def supports(self, keyword: str) -> bool:
+        """Whether the server's EHLO offered `keyword` (case-insensitive)."""
+        return self._wire.proto.supports(keyword)
+
+    @property
+    def size_limit(self) -> int | None:
+        """SIZE from EHLO (RFC 1870); None when absent or 0 (no limit)."""
+        return self._wire.proto.size_limit
+
+    @property
+    def failure(self) -> TransportFailure | None:
+        """Why the session can no longer be used, if the peer or the transport ended it:
+        the transport failure, or the server's 421 (RFC 5321 §3.8).  None while it is
+        usable, and after a polite close or a local abort (those are not the peer's)."""
+        wire = self._wire
+        failure = wire.failure
+        if failure is not None:
+            return None if failure.kind is FailureKind.LOCAL else failure
+        proto = wire.proto
+        if proto.closing_reply is not None:
+            command = proto.closing_command
+            phase = XFER[command][0] if command is not None else Phase.MAIL
+            return TransportFailure(
+                phase, FailureKind.CLOSED, f"server closing: {proto.closing_reply}"
+            )
+        return None
+
+    def abort(self, detail: str) -> None:
+        """Give the session up at once (our own error: its state is unknown); it is never
+        reusable afterwards and `failure` stays None (the peer is not to blame)."""
+        self._wire.fail(FailureKind.LOCAL, detail)
+
+    def is_reusable(self) -> bool:
+        """Open, READY, nothing outstanding, not broken, not in use, not past its
+        lifetime."""
+        wire = self._wire
+        return (
+            not self._busy
+            and not wire.is_lost
+            and wire.failure is None
+            and wire.proto.is_reusable()
+            and not wire.expired
+        )
+
+    async def send(self, txn: Transaction) -> TxnResult:
+        """Run one mail transaction and report every reply.
+
+        With PIPELINING, MAIL, every RCPT and DATA go out in one write (RFC 2920), then the
+        content after a 354.  Without it, lock-step.  SIZE, BODY=8BITMIME and SMTPUTF8 are
+        added per the server's EHLO (engine.smtp.protocol).
+
+        Raises:
+            LocalProtocolError: caller bugs, before anything is sent: SMTPUTF8 needed but
+                not offered (check `supports()` first), no recipients, an address that
+                cannot be sent, a body not in wire form, or a concurrent `send`.
+            CancelledError: the session is then aborted and never reusable.
+        """
+        if self._busy:
+            raise LocalProtocolError("send() already running on this session")
+        wire = self._wire
+        proto = wire.proto
+        if not self.is_reusable():
+            failure = wire.failure
+            detail = f"session not usable (state {proto.state.value})"
+            if failure is not None:
+                detail += f" after {failure.kind.value} in {failure.phase.value}"
+            return TxnResult(
+                None,
+                (None,) * len(txn.recipients),
+                None,
+                None,
+                TransportFailure(Phase.MAIL, FailureKind.CLOSED, detail),
+            )
+        out = proto.begin_transaction(
+            txn.sender,
+            txn.recipients,
+            txn.body,
+            body_8bit=txn.body_8bit,
+            smtputf8=txn.smtputf8,
+        )
+        self._busy = True
+        try:
+            wire.write(out)
+            await wire.wait()
+        except asyncio.CancelledError:
+            # The server may be mid-transaction: never reuse (dependency-facts §1.2,
+            # aiosmtplib's "503 nested MAIL" after a cancelled send).
+            wire.fail(FailureKind.CANCELLED, "send() cancelled")
+            raise
+        finally:
+            self._busy = False
+        replies = proto.transaction()
+        assert replies is not None  # begin_transaction() made one
+        failure = wire.failure
+        if failure is None and not replies.complete and not replies.delivered:
+            failure = _incomplete(proto, replies)
+        if failure is None:
+            self.transactions += 1
+        return TxnResult(replies.mail, replies.rcpts, replies.data, replies.final, failure)
+
+    async def close(self) -> None:
+        """QUIT politely if the session is reusable (quit timeout), else abort.  Never
+        raises (except CancelledError)."""
+        wire = self._wire
+        timeout = wire.timeouts.quit
+        try:
+            if self.is_reusable():
+                wire.write(wire.proto.send_quit())
+                await wire.wait()
+            await wire.closed(timeout)
+        except asyncio.CancelledError:
+            wire.fail(FailureKind.CANCELLED, "close() cancelled")
+            raise
+        except Exception as exc:  # never raise from close(): the caller is cleaning up
+            wire.fail(FailureKind.CLOSED, f"close failed: {exc!r}")
+
+
+def _incomplete(proto: ClientProtocol, replies: TransactionReplies) -> TransportFailure:
+    """Why a transaction ended early although the transport is fine, as a failure, so
+    that the reply slots left empty are deferred, never bounced."""
+    rset = replies.rset
+    if rset is not None and rset.code // 100 != 2 and rset.code != 421:
+        # The RSET owed by the previous transaction was refused: later replies may
+        # describe a server state we did not intend (a "503 nested MAIL").
+        return TransportFailure(Phase.RSET, FailureKind.PROTOCOL, f"RSET refused: {rset}")
+    command = proto.closing_command
+    phase = XFER[command][0] if command is not None else Phase.MAIL
+    return TransportFailure(phase, FailureKind.CLOSED, f"server closing: {proto.closing_reply}")
+
+
+class _HandshakeFailed(Exception):
+    """Opportunistic STARTTLS handshake failed: retry the MX in plaintext."""
+
+
+async def open_session(
+    address: str,
+    port: int,
+    *,
+    mx_host: str,
+    helo_name: str,
+    source_address: str | None,
+    tls: TlsPolicy,
+    timeouts: SmtpTimeouts,
+    ssl_context: ssl.SSLContext | None = None,
+    lifetime: float | None = None,
+) -> SmtpSession | ConnectFailure:
+    """Connect to one MX address and bring the session to READY.
+
+    Connect (`connect` timeout), greeting (`greeting`), EHLO with HELO fallback on 5xx
+    (`ehlo`), then STARTTLS when offered and `tls` is not DISABLED (`starttls`; EHLO again
+    afterwards, RFC 3207).  Certificates are not verified unless `ssl_context` says so.
+    `lifetime` bounds the connection's whole life, this opening included (engine.net.wire).
+    An OPPORTUNISTIC handshake failure reconnects once in plaintext; under REQUIRED a
+    missing, refused or failed STARTTLS is a `ConnectFailure` of kind TLS.
+
+    Returns:
+        The session, or a ConnectFailure carrying the server's refusal (`reply`: a 421
+        or 554 greeting, a refused EHLO+HELO) or what the transport did (`failure`).
+    """
+
+    async def attempt(starttls: bool) -> SmtpSession | ConnectFailure:
+        return await _open(
+            address,
+            port,
+            mx_host,
+            helo_name,
+            source_address,
+            tls,
+            timeouts,
+            ssl_context,
+            starttls,
+            lifetime,
+        )
+
+    try:
+        return await attempt(tls is not TlsPolicy.DISABLED)
+    except _HandshakeFailed:
+        return await attempt(False)  # RFC 3207 §4.1: the MTA may then go on in plaintext
+
+
+async def _open(
+    address: str,
+    port: int,
+    mx_host: str,
+    helo_name: str,
+    source_address: str | None,
+    tls: TlsPolicy,
+    timeouts: SmtpTimeouts,
+    ssl_context: ssl.SSLContext | None,
+    starttls: bool,
+    lifetime: float | None,
+) -> SmtpSession | ConnectFailure:
+    loop = asyncio.get_running_loop()
+    wire = Wire(loop, timeouts, lifetime)
+    proto = wire.proto
+    local_addr = (source_address, 0) if source_address else None
+    try:
+        async with asyncio.timeout(timeouts.connect):
+            await loop.create_connection(lambda: wire, address, port, local_addr=local_addr)
+    except TimeoutError:  # before OSError: TimeoutError is an OSError subclass
+        return _failure(mx_host, address, Phase.CONNECT, FailureKind.TIMEOUT, "connect timed out")
+    except OSError as exc:  # refused, unreachable, cannot bind source_address
+        return _failure(mx_host, address, Phase.CONNECT, FailureKind.REFUSED, str(exc))
+
+    # From here on the socket is open: every way out that is not a session closes it, and
+    # every failure is a ConnectFailure value.  A session that is not READY must never be
+    # returned: a dead one made the caller reconnect at once, 15 360 times in 2 s against
+    # a server that closed on accept (issue #14, finding 1).
+    try:
+        if not await _until_ready(wire, helo_name, wait_greeting=True):
+            return await _give_up(wire, mx_host, address)
+        tls_active = False
+        if starttls and proto.supports("STARTTLS"):
+            wire.write(proto.send_starttls())
+            await wire.wait()
+            if wire.failure is not None:
+                return await _give_up(wire, mx_host, address)
+            if proto.state is State.TLS_HANDSHAKE:
+                await _handshake(wire, mx_host, ssl_context or _opportunistic_context())
+                if wire.failure is not None:
+                    if tls is TlsPolicy.OPPORTUNISTIC and wire.failure.kind is FailureKind.TLS:
+                        raise _HandshakeFailed
+                    return ConnectFailure(mx_host, address, failure=wire.failure)
+                tls_active = True
+                if not await _until_ready(wire, helo_name, wait_greeting=False):
+                    return await _give_up(wire, mx_host, address)
+            elif not proto.is_reusable():  # 421 to STARTTLS
+                return await _give_up(wire, mx_host, address)
+            elif tls is TlsPolicy.REQUIRED:
+                return await _quit_tls_failure(
+                    wire, mx_host, address, f"STARTTLS refused: {proto.last_reply}"
+                )
+        elif tls is TlsPolicy.REQUIRED:
+            return await _quit_tls_failure(wire, mx_host, address, "STARTTLS not offered")
+    except asyncio.CancelledError:
+        wire.fail(FailureKind.CANCELLED, "open_session() cancelled")
+        raise
+    except _HandshakeFailed:
+        raise
+    except Exception as exc:
+        # Our own fault (e.g. an EHLO name encode refuses): still a value, and the socket
+        # closes; before, the socket leaked and "Too many open files" came within 2 s.
+        wire.fail(FailureKind.LOCAL, f"{type(exc).__name__}: {exc}")
+        await wire.closed(timeouts.quit)
+        assert wire.failure is not None
+        return ConnectFailure(mx_host, address, failure=wire.failure)
+    return SmtpSession(wire, address, port, mx_host, tls_active)
+
+
+async def _until_ready(wire: Wire, helo_name: str, *, wait_greeting: bool) -> bool:
+    """Greeting (optionally) and EHLO, HELO after a 5xx to EHLO; True when READY.
+
+    False: the session will not become ready; `wire.failure` says what the transport did
+    (closed, timed out, protocol error), else the server refused (`_give_up` reads which
+    reply).
+    """
+    proto = wire.proto
+    if wait_greeting:
+        await wire.wait()
+        if wire.failure is not None or proto.state is not State.GREETED:
+            return False
+    wire.write(proto.send_ehlo(helo_name))
+    await wire.wait()
+    if wire.failure is not None:
+        return False
+    if proto.state is State.GREETED:  # EHLO refused, no 421
+        reply = proto.last_reply
+        if reply is None or reply.code // 100 != 5:
+            return False  # 4xx: try later, not with HELO
+        wire.write(proto.send_helo(helo_name))
+        await wire.wait()
+        if wire.failure is not None:
+            return False
+    return proto.state is State.READY
+
+
+async def _handshake(wire: Wire, mx_host: str, context: ssl.SSLContext) -> None:
+    """Run the TLS handshake after 220 to STARTTLS; record a TLS failure on the wire."""
+    transport = wire.transport
+    assert transport is not None
+    try:
+        tls_transport = await wire.loop.start_tls(
+            transport,
+            wire,
+            context,
+            server_hostname=mx_host or None,
+            ssl_handshake_timeout=wire.timeouts.starttls,
+        )
+    except asyncio.CancelledError:
+        wire.detach()
+        raise
+    except Exception as exc:  # any failure here is "the handshake failed"
+        wire.detach()
+        wire.failure = wire.failure or TransportFailure(
+            Phase.STARTTLS, FailureKind.TLS, f"handshake: {exc!r}"
+        )
+        return
+    if tls_transport is None:  # typed Optional: the transport closed during the handshake
+        wire.detach()
+        wire.failure = wire.failure or TransportFailure(
+            Phase.STARTTLS, FailureKind.TLS, "closed in handshake"
+        )
+        return
+    wire.transport = tls_transport
+    wire.proto.tls_established()
+
+
+def _failure(
+    mx_host: str, address: str, phase: Phase, kind: FailureKind, detail: str
+) -> ConnectFailure:
+    return ConnectFailure(mx_host, address, failure=TransportFailure(phase, kind, detail))
+
+
+async def _give_up(wire: Wire, mx_host: str, address: str) -> ConnectFailure:
+    """Close the connection and report why the session did not become ready: the
+    transport failure if there was one, else the server's refusal."""
+    failure = wire.failure
+    proto = wire.proto
+    await wire.closed(wire.timeouts.quit)
+    if failure is not None:
+        return ConnectFailure(mx_host, address, failure=failure)
+    reply = proto.closing_reply or proto.last_reply
+    if reply is None:  # the peer closed while idle, before saying anything we can report
+        phase = Phase.GREETING if proto.greeting is None else Phase.EHLO
+        return _failure(mx_host, address, phase, FailureKind.CLOSED, "closed without a reply")
+    return ConnectFailure(mx_host, address, reply=reply)
+
+
+async def _quit_tls_failure(wire: Wire, mx_host: str, address: str, detail: str) -> ConnectFailure:
+    """TLS REQUIRED but unavailable: QUIT politely, report kind TLS."""
+    if wire.proto.is_reusable():
+        wire.write(wire.proto.send_quit())
+        await wire.wait()
+    await wire.closed(wire.timeouts.quit)
+    return _failure(mx_host, address, Phase.STARTTLS, FailureKind.TLS, detail)

@@ -1,0 +1,467 @@
+"""Delivery: one task per SMTP connection to a destination, reused for many messages.
+
+Responsible for: the life of one connection — take a lease (the destination's
+cross-process slot) before anything else, resolve the route (cached), try the MX hosts
+and their addresses in order until one gives a session, then send the destination's
+ready entries one after another over it (up to max_messages_per_connection), wait a
+little for more work when idle, QUIT, and give the lease back in `finally`.
+Not responsible for: what failures mean (engine.sched.classify), spool updates
+(engine.runtime.outcome), or how many connections a destination gets (engine.sched.queue).
+
+Whole-destination failures — no route, or no MX host would take a session while this
+domain had no other open connection — suspend the destination and defer its ready
+entries (Postfix's "dead destination"), so a broken domain is not hammered entry by entry.
+A connection failure while other connections to the domain are open only lowers that
+domain's concurrency window (the receiver is telling us it wants fewer connections).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+import traceback
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from engine.clock import Clock
+from engine.config import DomainPolicy, Settings
+from engine.model import (
+    ConnectFailure,
+    Disposition,
+    FailureKind,
+    Phase,
+    RecipientOutcome,
+    Transaction,
+    TransportFailure,
+)
+from engine.net.mx import Route, RouteFailure, RouteFailureKind
+from engine.net.session import SmtpSession, open_session
+from engine.net.targets import TargetRules, is_local_address, screen_route
+from engine.runtime.inflight import InflightJournal
+from engine.runtime.outcome import Attempt, Outcomes
+from engine.sched.backoff import retry_delay
+from engine.sched.classify import (
+    classify_connect_failure,
+    classify_route_failure,
+    classify_txn,
+    precheck,
+    refuse_unsendable,
+)
+from engine.sched.queue import WorkQueue
+from engine.smtp import LocalProtocolError
+from engine.smtp.encode import needs_smtputf8
+from engine.telemetry.metrics import CONNECTION_ERROR_KINDS, Tally, counter_key, reply_key
+from spool import CorruptEntry, EntryRef, ShardQueue
+
+__all__ = ["Deliverer"]
+
+# A window this large is no limit (max_connections decides); the cap keeps it an int
+# of fixed size however many sessions succeed.
+WINDOW_MAX = 1 << 16
+
+# Counted per message: keys built once (Tally.bump).
+_TRANSACTIONS = counter_key("volley_transactions")
+_REUSED = counter_key("volley_connections", "reused")
+
+
+class Resolver(Protocol):
+    async def resolve(self, domain: str) -> Route | RouteFailure: ...
+
+
+class Leases(Protocol):
+    async def acquire(self, domain: str, limit: int) -> None: ...
+
+    def release(self, domain: str) -> None: ...
+
+
+class Deliverer:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        shard: ShardQueue,
+        queue: WorkQueue,
+        resolver: Resolver,
+        leases: Leases,
+        outcomes: Outcomes,
+        tally: Tally,
+        clock: Clock,
+        rng: random.Random,
+        kick: Callable[[], None],
+        journal: InflightJournal | None = None,
+        open_session_fn: Callable[..., Awaitable[SmtpSession | ConnectFailure]] = open_session,
+    ) -> None:
+        self._s = settings
+        self._targets = TargetRules.from_settings(settings)
+        self._shard = shard
+        self._queue = queue
+        self._resolver = resolver
+        self._leases = leases
+        self._outcomes = outcomes
+        self._tally = tally
+        self._clock = clock
+        self._rng = rng
+        self._kick = kick
+        self._open = open_session_fn
+        self._journal = journal
+        self._work: dict[str, asyncio.Event] = {}
+        self._contended: dict[str, float] = {}
+        self.draining = False
+        self.open_sessions: Counter[str] = Counter()  # per destination domain
+        self.idle_sessions: Counter[str] = Counter()
+
+    def reconfigure(self, settings: Settings) -> None:
+        """A reload: connections opened from now on follow `settings`."""
+        self._s = settings
+        self._targets = TargetRules.from_settings(settings)
+
+    # -- signals from the worker ------------------------------------------------------
+    def work_arrived(self, domain: str) -> None:
+        ev = self._work.get(domain)
+        if ev is not None:
+            ev.set()
+
+    def contend(self, domain: str) -> None:
+        """Another worker waits for a slot of `domain`: idle connections close now."""
+        self._contended[domain] = self._clock.monotonic() + self._s.idle_timeout
+        self.work_arrived(domain)
+
+    def forget(self, domains: list[str]) -> None:
+        """The queue forgot these idle domains (no connection is open to them): so do we."""
+        for domain in domains:
+            self._work.pop(domain, None)
+            self._contended.pop(domain, None)
+            if not self.open_sessions.get(domain):
+                self.open_sessions.pop(domain, None)
+            if not self.idle_sessions.get(domain):
+                self.idle_sessions.pop(domain, None)
+
+    def drain(self) -> None:
+        self.draining = True
+        for ev in self._work.values():
+            ev.set()
+
+    # -- one connection ------------------------------------------------------------------
+    async def run_connection(self, domain: str) -> None:
+        """Caller has counted this task in queue.domain(domain).connections."""
+        policy = self._s.policy(domain)
+        state = self._queue.domain(domain)
+        leased = False
+        try:
+            await self._leases.acquire(domain, policy.max_connections)
+            leased = True
+            if not state.ready or self.draining:
+                return
+            route = await self._resolve(domain)
+            if isinstance(route, RouteFailure):
+                self._fail_destination(domain, policy, route=route)
+                return
+            session = await self._connect(route, policy)
+            if isinstance(session, ConnectFailure):
+                self._connection_failed(domain, policy, session)
+                return
+            self._tally.inc("volley_connections", "opened")
+            # Slow start: the window doubles with each session that reaches READY, so a
+            # destination that fails sees one connection per worker, not max_connections.
+            # Capped by a constant, not by the policy: max_connections applies where the
+            # window is used, so a reload that raises it takes effect at once.
+            state.window = min(WINDOW_MAX, state.window * 2)
+            self._kick()
+            self.open_sessions[domain] += 1
+            try:
+                broke = await self._serve(session, domain, policy)
+            finally:
+                self.open_sessions[domain] -= 1
+                self._count_error(session.failure)
+                await session.close()
+            if broke is not None:
+                self._connection_failed(domain, policy, broke)
+        finally:
+            state.connections -= 1
+            if leased:
+                self._leases.release(domain)
+            self._kick()
+
+    async def _resolve(self, domain: str) -> Route | RouteFailure:
+        try:
+            route = await self._resolver.resolve(domain)
+            if isinstance(route, RouteFailure):
+                return route
+            return screen_route(route, self._targets, is_local_address)
+        except Exception as exc:  # a bug of ours must defer the destination, not escape
+            self._internal_error(f"resolving {domain}", exc)
+            return RouteFailure(
+                domain, RouteFailureKind.TEMPORARY, f"local error: {type(exc).__name__}: {exc}"
+            )
+
+    async def _connect(self, route: Route, policy: DomainPolicy) -> SmtpSession | ConnectFailure:
+        last: ConnectFailure | None = None
+        # smtp.mx_session_limit counts addresses that answered the connect (Postfix's
+        # smtp_mx_session_limit): refused or unreachable ones cost nothing to skip.
+        sessions = self._s.mx_session_limit
+        for host in route.hosts:
+            for address in host.addresses:
+                if sessions <= 0:
+                    break
+                got = await self._open(
+                    address,
+                    self._s.smtp_port,
+                    mx_host=host.name,
+                    helo_name=self._s.helo_name,
+                    source_address=self._s.source_address,
+                    tls=policy.tls,
+                    timeouts=self._s.smtp_timeouts,
+                    lifetime=self._s.max_connection_lifetime,
+                )
+                if not isinstance(got, ConnectFailure):
+                    return got
+                last = got
+                failure = got.failure
+                self._count_error(failure)
+                if failure is None or failure.phase is not Phase.CONNECT:
+                    sessions -= 1
+        return last or ConnectFailure(
+            host=route.domain,
+            address="",
+            failure=TransportFailure(Phase.CONNECT, FailureKind.REFUSED, "no MX host address"),
+        )
+
+    def _connection_failed(
+        self, domain: str, policy: DomainPolicy, failure: ConnectFailure
+    ) -> None:
+        """Negative feedback (Postfix qmgr_queue_throttle): a connection that failed while
+        others of this worker to the domain live lowers the window; the last one failing
+        makes the destination dead for one retry step (every ready entry deferred)."""
+        self._tally.inc("volley_connections", "failed")
+        state = self._queue.domain(domain)
+        if state.connections > 1:
+            state.window = max(1, state.connections - 1)
+        else:
+            state.window = 1
+            self._fail_destination(domain, policy, connect=failure)
+
+    def _count_error(self, failure: TransportFailure | None) -> None:
+        """volley_connection_errors: what the peer or the network did to a connection
+        (each is also in the log, as the deferral's text)."""
+        if failure is not None and failure.kind.value in CONNECTION_ERROR_KINDS:
+            self._tally.inc("volley_connection_errors", failure.kind.value)
+
+    async def _serve(
+        self, session: SmtpSession, domain: str, policy: DomainPolicy
+    ) -> ConnectFailure | None:
+        """Send ready entries over `session`.  Returns the failure when the peer broke the
+        session before one transaction completed on it: that is a failed connection, the
+        same as one that never became ready (a server that closes at MAIL, or answers it
+        with 421, must not get a new connection per queued message)."""
+        attempt = Attempt(session.mx_host, session.address)  # the same for every message
+        sent = 0
+        while (
+            sent < policy.max_messages_per_connection
+            and session.is_reusable()
+            and not self.draining
+        ):
+            ref = self._queue.take(domain)
+            if ref is None:
+                if not await self._wait_for_work(domain):
+                    return None
+                continue
+            assert isinstance(ref, EntryRef)
+            if sent:
+                self._tally.bump(_REUSED)
+            sent += 1
+            await self._deliver(session, ref, policy, attempt)
+        failure = session.failure
+        if (
+            failure is None
+            or not sent  # e.g. a 421 while idle: the server's own time-out, not a refusal
+            or session.transactions
+            or failure.kind is FailureKind.CANCELLED
+        ):
+            return None
+        return ConnectFailure(session.mx_host, session.address, failure=failure)
+
+    async def _wait_for_work(self, domain: str) -> bool:
+        """Idle: wait up to idle_timeout for ready work; False means close."""
+        deadline = self._clock.monotonic() + self._s.idle_timeout
+        ev = self._work.get(domain)
+        if ev is None:  # not setdefault: that would build an Event on every idle wait
+            ev = self._work[domain] = asyncio.Event()
+        self.idle_sessions[domain] += 1
+        try:
+            while not self.draining:
+                if self._queue.domain(domain).ready:
+                    return True
+                now = self._clock.monotonic()
+                if now >= deadline or self._contended.get(domain, 0.0) > now:
+                    return False
+                ev.clear()
+                try:
+                    async with asyncio.timeout(deadline - now):  # not wait_for: gh-86296
+                        await ev.wait()
+                except TimeoutError:
+                    return bool(self._queue.domain(domain).ready)
+            return False
+        finally:
+            self.idle_sessions[domain] -= 1
+
+    async def _deliver(
+        self, session: SmtpSession, ref: EntryRef, policy: DomainPolicy, attempt: Attempt
+    ) -> None:
+        """One entry: its transactions (max_recipients_per_transaction recipients each),
+        then its outcome.  Whatever happens, every recipient gets a verdict."""
+        now = self._clock.wall()
+        loaded = self._load(ref, now)
+        if loaded is None:
+            return
+        meta, body = loaded
+        rcpts: list[str] = meta["rcpts"]
+        size = policy.max_recipients_per_transaction
+        journal = self._journal
+        if journal is not None:
+            journal.start(ref.name)
+        outcomes: list[RecipientOutcome] = []
+        try:
+            for i in range(0, len(rcpts), size):
+                batch = rcpts[i : i + size]
+                try:
+                    outcomes.extend(await self._transaction(session, meta, body, batch))
+                except Exception as exc:
+                    # A bug of ours: the session's state is unknown, so it goes; the
+                    # recipients are deferred with the reason (then retried, expired after
+                    # max_age), never handed straight back to the queue (issue #14, #3).
+                    session.abort(f"local error: {exc!r}")
+                    self._internal_error(f"delivering {ref.name}", exc)
+                    outcomes.extend(_local_error(batch, exc))
+        except BaseException:
+            # Cancelled (shutdown): the entry stays as it is on disk and is retried
+            # after restart; in memory it simply goes back.
+            self._queue.untake(ref)
+            raise
+        finished = self._apply(ref, meta, body, outcomes, attempt, self._clock.wall())
+        if journal is not None:
+            # An entry that left the queue needs no prompt "-" (engine.runtime.inflight).
+            journal.done(ref.name, lazy=finished)
+
+    async def _transaction(
+        self, session: SmtpSession, meta: dict[str, Any], body: bytes, rcpts: list[str]
+    ) -> list[RecipientOutcome]:
+        """One SMTP transaction for `rcpts`; a verdict per recipient."""
+        sender: str = meta["sender"]
+        smtputf8 = bool(meta.get("smtputf8"))
+        if smtputf8 and not session.supports("SMTPUTF8"):
+            # Entries queued before needs_smtputf8 existed say "smtputf8" for a non-ASCII
+            # domain too; only a non-ASCII local part really needs it (issue #14, #7).
+            smtputf8 = needs_smtputf8(sender) or any(map(needs_smtputf8, rcpts))
+        txn = Transaction(
+            sender=sender,
+            recipients=tuple(rcpts),
+            body=body,
+            body_8bit=bool(meta.get("8bit")),
+            smtputf8=smtputf8,
+        )
+        refused = precheck(
+            txn, smtputf8=session.supports("SMTPUTF8"), size_limit=session.size_limit
+        )
+        if refused is not None:
+            return refused
+        if not session.is_reusable():
+            detail = "connection closed before this transaction"
+            return [
+                RecipientOutcome(r, Disposition.DEFERRED, 451, "4.4.2", detail, False)
+                for r in rcpts
+            ]
+        started = time.perf_counter()
+        try:
+            result = await session.send(txn)
+        except LocalProtocolError:
+            # An address the encoder refuses (intake refuses those now: an entry from an
+            # older version).  Nothing was sent; fail those addresses, send the rest.
+            split = refuse_unsendable(txn)
+            if split is None:
+                raise
+            bad, rest = split
+            return bad + (await self._transaction(session, meta, body, list(rest)) if rest else [])
+        tally = self._tally
+        tally.bump(_TRANSACTIONS)
+        tally.observe("volley_smtp_transaction_seconds", time.perf_counter() - started)
+        for reply in (result.mail, result.data, result.final, *result.rcpts):
+            if reply is not None:
+                tally.bump(reply_key(reply.code, reply.enhanced))
+        return classify_txn(txn, result)
+
+    def _fail_destination(
+        self,
+        domain: str,
+        policy: DomainPolicy,
+        *,
+        route: RouteFailure | None = None,
+        connect: ConnectFailure | None = None,
+    ) -> None:
+        """Apply a whole-destination failure to every ready entry of the domain."""
+        now = self._clock.wall()
+        temporary = route is None or route.kind is RouteFailureKind.TEMPORARY
+        until = now + retry_delay(1, policy.retry_schedule, policy.retry_jitter, self._rng)
+        refs = self._queue.suspend(domain, until) if temporary else self._queue.take_all(domain)
+        attempt = Attempt(connect.host if connect else None, connect.address if connect else None)
+        for ref in refs:
+            assert isinstance(ref, EntryRef)
+            loaded = self._load(ref, now)
+            if loaded is None:
+                continue
+            meta, body = loaded
+            rcpts: list[str] = list(meta["rcpts"])
+            if route is not None:
+                outcomes = classify_route_failure(rcpts, route)
+            else:
+                assert connect is not None
+                outcomes = classify_connect_failure(rcpts, connect)
+            self._apply(ref, meta, body, outcomes, attempt, now)
+
+    def _apply(
+        self,
+        ref: EntryRef,
+        meta: dict[str, Any],
+        body: bytes,
+        outcomes: list[RecipientOutcome],
+        attempt: Attempt,
+        now: float,
+    ) -> bool:
+        """Outcomes.apply, and if it fails (a bug: spool errors are its own business), the
+        entry is still decided: retried after the first retry step, said in the log."""
+        try:
+            return self._outcomes.apply(ref, meta, body, outcomes, attempt, now)
+        except Exception as exc:
+            self._internal_error(f"recording the outcome of {ref.name}", exc)
+            policy = self._s.policy(ref.domain)
+            delay = retry_delay(1, policy.retry_schedule, policy.retry_jitter, self._rng)
+            self._queue.done(ref, retry_at=now + delay, now=now)
+            return False
+
+    def _internal_error(self, what: str, exc: BaseException) -> None:
+        """Say it loudly: a traceback on stderr (the supervisor's terminal or journal), a
+        log line and a count.  The caller decides the entries it holds."""
+        print(f"volley: internal error while {what}:", file=sys.stderr)
+        traceback.print_exception(exc, file=sys.stderr)
+        self._outcomes.log_internal_error(what, exc, self._clock.wall())
+        self._tally.inc("volley_internal_errors")
+
+    def _load(self, ref: EntryRef, now: float) -> tuple[dict[str, Any], bytes] | None:
+        """The entry's meta and body; None (and the entry done) if it is gone or corrupt."""
+        try:
+            meta, body = self._shard.load(ref)
+            if meta.get("dsn"):
+                self._outcomes.seal(ref.name)  # a bounce report gathers no more once sent
+            return meta, body
+        except FileNotFoundError:
+            self._queue.done(ref, retry_at=None, now=now)
+        except CorruptEntry as e:
+            self._outcomes.quarantine(ref, f"cannot decode spool entry: {e.reason}", "corrupt", now)
+        return None
+
+
+def _local_error(rcpts: list[str], exc: BaseException) -> list[RecipientOutcome]:
+    detail = f"local error: {type(exc).__name__}: {exc}"
+    return [RecipientOutcome(r, Disposition.DEFERRED, 451, "4.3.0", detail, False) for r in rcpts]

@@ -1,0 +1,76 @@
+"""The worker's ends of two services it uses: connection leases and MX resolution.
+
+Responsible for: `LeaseClient`, the worker side of the connection-slot protocol (the
+supervisor arbitrates slots across workers: engine.sched.leases, over engine.runtime.ipc),
+and `CountingResolver`, the MX resolver with each resolution counted for metrics (a cache
+hit, a query, or a failed query).
+Not responsible for: deciding grants (the supervisor), resolving (engine.net.mx), or what
+a worker does with either (engine.runtime.delivery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from engine.net.mx import MxResolver, Route, RouteFailure
+from engine.runtime.ipc import Channel
+from engine.telemetry.metrics import Tally
+
+__all__ = ["CountingResolver", "LeaseClient"]
+
+
+class LeaseClient:
+    """Worker side of the connection-slot protocol (see engine.sched.leases)."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+        self._waiting: dict[int, tuple[str, asyncio.Future[None]]] = {}
+        self._next = 0
+
+    async def acquire(self, domain: str, limit: int) -> None:
+        self._next += 1
+        req = self._next
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[req] = (domain, fut)
+        self._channel.send("acquire", req, domain, limit)
+        try:
+            await fut
+        except BaseException:
+            if self._waiting.pop(req, None) is not None:
+                self._channel.send("cancel", req, domain)
+            raise
+
+    def granted(self, req: int) -> None:
+        waiting = self._waiting.pop(req, None)
+        if waiting is None:
+            return
+        domain, fut = waiting
+        if fut.done():  # cancelled after the grant was sent: give the slot straight back
+            self._channel.send("release", domain)
+        else:
+            fut.set_result(None)
+
+    def release(self, domain: str) -> None:
+        self._channel.send("release", domain)
+
+
+class CountingResolver:
+    """MxResolver plus counting for metrics: a cache hit, a query (miss), or a query
+    that failed (SERVFAIL, timeout: the route is a temporary failure)."""
+
+    def __init__(self, inner: MxResolver, tally: Tally) -> None:
+        self._inner = inner
+        self._tally = tally
+
+    async def resolve(self, domain: str) -> Route | RouteFailure:
+        inner = self._inner
+        hits, failures = inner.hits, inner.failures
+        got = await inner.resolve(domain)
+        if inner.failures > failures:
+            result = "failure"  # was never counted: the dashboard's panel showed 0 always
+        elif inner.hits > hits:
+            result = "hit"
+        else:
+            result = "miss"
+        self._tally.inc("volley_dns_lookups", result)
+        return got

@@ -1,0 +1,469 @@
+"""One worker's in-memory queue state: deferred entries by time, ready entries by domain.
+
+Responsible for: the delay queue (KumoMTA's timeq: "what is due now, else how long to
+sleep"), a FIFO of due entries per destination domain, the count of entries taken by
+connections, and how many connections a domain should have for its backlog; and the
+operator's queue controls on that state: holding a destination (`hold`/`unhold`: an
+operator suspension), making deferred entries due now (`flush`), handing chosen entries
+to an operator action (`extract`, and `mark` for those in flight), and listing entries
+with their state (`entries`).
+Not responsible for: I/O, leases, or the meaning of failures.  Every method takes `now`
+instead of reading a clock, so thousands of entries over hundreds of domains are
+simulated in milliseconds (tests/unit/sched/test_queue.py).
+
+Invariants: an entry name is in exactly one place — the delay heap, one domain's ready
+FIFO, a held domain's parked FIFO, or "taken" (in flight on a connection, or handed to
+an operator action) — or nowhere once done.  A held domain's ready FIFO is empty.
+
+Two kinds of suspension, kept apart on purpose:
+  * automatic (`DomainState.suspended_until`, `suspend`): the delivery code's "dead
+    destination" after every MX host failed; its entries are deferred (rewritten) and
+    wait in the heap.  `flush` clears it: the operator says "try now".
+  * operator (`hold`): `volley suspend`.  Due entries are parked in memory as they are
+    (no spool write per entry) and come back in their order on `unhold` or when the
+    hold ends (`release_due` lifts expired holds: the only place that reads the clock
+    for them, so a hold is in effect from `hold` until then).  Kept outside DomainState
+    so that forgetting an idle domain's state can never lift one, and so that `unhold`
+    never lifts an automatic suspension (entries of a domain that is both go to the heap
+    until the automatic one ends).
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import math
+from collections import Counter, deque
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Entry(Protocol):
+    """What the queue needs to know of a spool entry (spool.EntryRef satisfies it).
+
+    Names end in "@<domain>" (spool entry names do), which refresh_oldest relies on.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def domain(self) -> str: ...
+
+
+class EntryState(enum.Enum):
+    """Where an entry is, as `volley queue --list` and `volley show` say it."""
+
+    READY = "queued"  # due, in its destination's ready FIFO
+    WAITING = "deferred"  # in the delay heap until its next attempt
+    HELD = "suspended"  # due, parked while an operator suspension holds its destination
+    TAKEN = "in flight"  # handed to a connection (or to an operator action)
+
+
+def ideal_connections(backlog: int, max_connections: int, per_connection: int) -> int:
+    """Connections a destination should have open for `backlog` messages.
+
+    Just enough that every connection carries a full `max_messages_per_connection`
+    (1 000 messages at 100 per connection -> 10), never above the destination's limit.
+    This maximises reuse (the peers' users complain of one connection per message)
+    while still sending a large backlog in parallel.
+    """
+    if backlog <= 0:
+        return 0
+    return min(max_connections, math.ceil(backlog / per_connection))
+
+
+@dataclass(slots=True)
+class DomainState:
+    domain: str
+    ready: deque[Entry] = field(default_factory=deque)
+    taken: int = 0  # entries handed to a connection, not yet done
+    connections: int = 0  # connection tasks alive (waiting for a lease, connecting, or open)
+    suspended_until: float = 0.0  # after a whole-destination failure (all MX hosts failed)
+    # Concurrency window: connections this worker may have to the domain now, under the
+    # policy's max_connections (applied where it is used, so a reload that changes the
+    # limit takes effect at once).  It starts at 1 and engine.runtime.delivery doubles it
+    # per session that reaches READY (slow start) and lowers it when a connection fails
+    # (Postfix qmgr_queue_throttle: negative feedback), so a broken destination sees one
+    # connection attempt per worker per retry step, never max_connections at once.
+    window: int = 1
+
+    @property
+    def backlog(self) -> int:
+        return len(self.ready) + self.taken
+
+
+class WorkQueue:
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Entry]] = []
+        self._seq = 0
+        self._domains: dict[str, DomainState] = {}
+        self._known: dict[str, float] = {}  # entry name -> when it was queued (drop time)
+        self._depth: Counter[str] = Counter()  # known entries per domain
+        self._oldest: dict[str, float] = {}  # per domain; may be stale-old until refreshed
+        # Domains that may have ready entries: every one that gained some since it was last
+        # found empty.  ready_domains() runs on every dispatch wake-up; iterating every
+        # known domain there made a 20 000-domain run ~8x slower (bench/soak_domains.py).
+        self._maybe_ready: set[str] = set()
+        self._holds: dict[str, float] = {}  # operator suspensions: domain -> until
+        self._parked: dict[str, deque[Entry]] = {}  # due entries of held domains
+        self._marks: dict[str, object] = {}  # taken entries an operator action waits for
+        self._claimed: list[tuple[Entry, object]] = []
+        # Called when a marked entry's attempt ends with something left to do (the entry
+        # is then in `claimed()`); the worker schedules the operator action from it.
+        self.on_claim: Callable[[], None] | None = None
+
+    # -- intake ------------------------------------------------------------------
+    def add(self, entry: Entry, due: float, now: float, born: float | None = None) -> bool:
+        """Queue an entry; returns False when it is already known (a re-taken drop or an
+        entry seen by both the startup scan and intake).  `born` is when the message
+        entered the queue (for the oldest-age gauge; default `now`)."""
+        if entry.name in self._known:
+            return False
+        born = now if born is None else born
+        self._known[entry.name] = born
+        domain = entry.domain
+        self._depth[domain] += 1
+        if born < self._oldest.get(domain, math.inf):
+            self._oldest[domain] = born
+        d = self.domain(domain)
+        if due <= now and d.suspended_until <= now:
+            self._make_ready(d, entry)
+        else:
+            self._push(max(due, d.suspended_until), entry)
+        return True
+
+    def _make_ready(self, d: DomainState, entry: Entry) -> bool:
+        """Append a due entry to its domain's ready FIFO, or park it if the domain is held;
+        True if it became ready."""
+        if d.domain in self._holds:
+            self._parked.setdefault(d.domain, deque()).append(entry)
+            return False
+        d.ready.append(entry)
+        self._maybe_ready.add(d.domain)
+        return True
+
+    def _push(self, due: float, entry: Entry) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, entry))
+
+    def domain(self, name: str) -> DomainState:
+        d = self._domains.get(name)
+        if d is None:
+            d = self._domains[name] = DomainState(name)
+        return d
+
+    # -- time ---------------------------------------------------------------------
+    def release_due(self, now: float) -> set[str]:
+        """Lift the operator holds that ended by `now`, then move every entry due at `now`
+        to its domain's ready FIFO (parked instead, if held); returns the domains that
+        gained work."""
+        woken: set[str] = set()
+        for domain in [d for d, until in self._holds.items() if until <= now]:
+            if self.unhold(domain, now):
+                woken.add(domain)
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, _, entry = heapq.heappop(heap)
+            if entry.name not in self._known:
+                continue  # removed while waiting
+            d = self.domain(entry.domain)
+            if d.suspended_until > now:
+                self._push(d.suspended_until, entry)
+                continue
+            if self._make_ready(d, entry):
+                woken.add(d.domain)
+        return woken
+
+    def next_due(self) -> float | None:
+        """When release_due next has something to do (None: nothing is waiting)."""
+        nxt = self._heap[0][0] if self._heap else None
+        if self._holds:
+            end = min(self._holds.values())
+            nxt = end if nxt is None else min(nxt, end)
+        return nxt
+
+    # -- connections ----------------------------------------------------------------
+    def take(self, domain: str) -> Entry | None:
+        """Hand the oldest ready entry of `domain` to a connection."""
+        d = self._domains.get(domain)
+        if d is None or not d.ready:
+            return None
+        d.taken += 1
+        return d.ready.popleft()
+
+    def done(self, entry: Entry, *, retry_at: float | None, now: float) -> None:
+        """A taken entry is finished: delivered/bounced (retry_at None) or deferred.
+
+        A deferred entry that an operator action marked (`mark`) is not rescheduled: it
+        stays taken, now by that action, and goes to `claimed()`."""
+        d = self.domain(entry.domain)
+        tag = self._marks.pop(entry.name, None) if self._marks else None
+        if retry_at is None:
+            d.taken -= 1
+            if self._known.pop(entry.name, None) is not None:
+                self._depth[entry.domain] -= 1
+                if not self._depth[entry.domain]:
+                    del self._depth[entry.domain]
+                    self._oldest.pop(entry.domain, None)
+        elif tag is not None:
+            self._claimed.append((entry, tag))
+            if self.on_claim is not None:
+                self.on_claim()
+        else:
+            d.taken -= 1
+            self._push(retry_at, entry)
+
+    def untake(self, entry: Entry) -> None:
+        """Give a taken entry back untouched (the connection closed before using it).
+        A mark stays: the operator action applies when its next attempt ends."""
+        d = self.domain(entry.domain)
+        d.taken -= 1
+        if d.domain in self._holds:
+            self._parked.setdefault(d.domain, deque()).appendleft(entry)
+        else:
+            d.ready.appendleft(entry)
+            self._maybe_ready.add(d.domain)
+
+    def suspend(self, domain: str, until: float) -> list[Entry]:
+        """The whole destination failed: stop handing out its entries until `until`.
+        Returns the ready entries, which the caller defers one by one."""
+        d = self.domain(domain)
+        d.suspended_until = max(d.suspended_until, until)
+        out = list(d.ready)
+        d.ready.clear()
+        d.taken += len(out)
+        return out
+
+    def take_all(self, domain: str) -> list[Entry]:
+        """Hand every ready entry of `domain` to the caller (a permanent route failure)."""
+        d = self.domain(domain)
+        out = list(d.ready)
+        d.ready.clear()
+        d.taken += len(out)
+        return out
+
+    def connections_wanted(self, domain: str, max_connections: int, per_connection: int) -> int:
+        """How many more connection tasks to start for `domain` now."""
+        d = self._domains.get(domain)
+        if d is None or not d.ready:
+            return 0
+        limit = min(d.window, max_connections)
+        return max(0, ideal_connections(d.backlog, limit, per_connection) - d.connections)
+
+    def ready_domains(self) -> Iterable[str]:
+        """Domains with ready entries: O(domains that gained work), not O(domains)."""
+        out: list[str] = []
+        domains = self._domains
+        for name in list(self._maybe_ready):
+            d = domains.get(name)
+            if d is not None and d.ready:
+                out.append(name)
+            else:
+                self._maybe_ready.discard(name)
+        return out
+
+    # -- operator controls ----------------------------------------------------------------
+    def hold(self, domain: str, until: float) -> int:
+        """Operator suspension of `domain` until `until` (replacing an earlier one): its
+        ready entries are parked and no entry becomes ready until it ends.  Returns how
+        many entries were parked now.  Open connections find no work and close; entries
+        already taken finish their attempt."""
+        self._holds[domain] = until
+        d = self._domains.get(domain)
+        if d is None or not d.ready:
+            return 0
+        parked = self._parked.setdefault(domain, deque())
+        n = len(d.ready)
+        parked.extend(d.ready)
+        d.ready.clear()
+        return n
+
+    def unhold(self, domain: str, now: float) -> bool:
+        """End the operator suspension of `domain`: parked entries become ready in their
+        order (or wait in the heap while an automatic suspension lasts).  True if the
+        domain gained ready work."""
+        if self._holds.pop(domain, None) is None:
+            return False
+        parked = self._parked.pop(domain, None)
+        if not parked:
+            return False
+        d = self.domain(domain)
+        if d.suspended_until > now:
+            for entry in parked:
+                self._push(d.suspended_until, entry)
+            return False
+        d.ready.extend(parked)
+        self._maybe_ready.add(domain)
+        return True
+
+    def set_holds(self, holds: Mapping[str, float], now: float) -> set[str]:
+        """Make the operator holds exactly `holds` (domain -> until), as the supervisor
+        sends them; returns the domains that gained ready work (holds lifted)."""
+        woken = {d for d in list(self._holds) if d not in holds and self.unhold(d, now)}
+        for domain, until in holds.items():
+            self.hold(domain, until)
+        return woken
+
+    @property
+    def holds(self) -> Mapping[str, float]:
+        return self._holds
+
+    def flush(self, domain: str | None, now: float) -> int:
+        """Make every deferred entry (of `domain`, or all) due at `now` and end automatic
+        suspensions ("retry now"); returns how many entries were deferred.  An operator
+        hold stays: a held domain's flushed entries are parked.  O(heap), an operator's
+        occasional action.  In memory only: the spool keeps each entry's next attempt
+        time until the attempt rewrites it (a restart before that restores the old time)."""
+        n = 0
+        heap: list[tuple[float, int, Entry]] = []
+        for due, seq, entry in self._heap:
+            if entry.name in self._known and (domain is None or entry.domain == domain):
+                n += 1
+                due = min(due, now)
+            heap.append((due, seq, entry))
+        heapq.heapify(heap)
+        self._heap = heap
+        for d in self._domains.values() if domain is None else [self.domain(domain)]:
+            d.suspended_until = 0.0
+        return n
+
+    def extract(self, names: Collection[str]) -> tuple[list[Entry], list[str]]:
+        """Hand the waiting entries among `names` (ready, parked or deferred) to the
+        caller, counted as taken (finish each with `done`); returns them and the names
+        that are in flight (taken already).  Names not queued are ignored."""
+        want = {n for n in names if n in self._known}
+        got: list[Entry] = []
+        if not want:
+            return got, []
+        seen: set[str] = set()
+
+        def keep(entry: Entry) -> bool:
+            if entry.name in want and entry.name not in seen:
+                seen.add(entry.name)
+                got.append(entry)
+                return False
+            return True
+
+        for d in self._domains.values():
+            if d.ready:
+                d.ready = deque(e for e in d.ready if keep(e))
+        for domain, parked in self._parked.items():
+            self._parked[domain] = deque(e for e in parked if keep(e))
+        # A stale heap item (its name already done) may share a name; keep() only takes
+        # live ones because `want` holds known names and each name is taken once.
+        heap = [item for item in self._heap if keep(item[2])]
+        if len(heap) != len(self._heap):
+            heapq.heapify(heap)
+            self._heap = heap
+        for entry in got:
+            self.domain(entry.domain).taken += 1
+        return got, sorted(want - seen)
+
+    def mark(self, name: str, tag: object) -> None:
+        """An operator action waits for the taken entry `name`: when its attempt ends
+        with recipients left, `done` hands it to `claimed()` with `tag` instead of
+        rescheduling it (a delivered entry just leaves: nothing is left to act on)."""
+        if name in self._known:
+            self._marks[name] = tag
+
+    def claimed(self) -> list[tuple[Entry, object]]:
+        """Marked entries whose attempt ended, with their tags (each returned once; they
+        are taken until the caller's `done`)."""
+        out, self._claimed = self._claimed, []
+        return out
+
+    def entries(
+        self,
+        domain: str | None = None,
+        match: Callable[[str], bool] | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, EntryState, float | None]]:
+        """(name, state, next attempt time for deferred entries) of the known entries of
+        `domain` (or all) whose name satisfies `match`, sorted by name (FIFO: names start
+        with a time-ordered id), the first `limit` only if given.  O(entries) on the
+        caller's thread: measured 0.14 s for the oldest 1 000 of 1 M entries and 0.17 s
+        for one destination's or one id's; operators' listings, not the delivery path."""
+        names: Iterable[str] = self._known
+        if domain is not None or match is not None:
+            names = self.names(domain, match)
+        chosen = set(sorted(names) if limit is None else heapq.nsmallest(limit, names))
+        out: dict[str, tuple[str, EntryState, float | None]] = {}
+        if not chosen:
+            return []
+        for due, _, entry in self._heap:
+            if entry.name in chosen:
+                out[entry.name] = (entry.name, EntryState.WAITING, due)
+        for state, fifos in (
+            (EntryState.READY, [s.ready for s in self._domains.values()]),
+            (EntryState.HELD, list(self._parked.values())),
+        ):
+            for fifo in fifos:
+                for entry in fifo:
+                    if entry.name in chosen:
+                        out[entry.name] = (entry.name, state, None)
+        for name in chosen:
+            if name not in out:
+                out[name] = (name, EntryState.TAKEN, None)
+        return [out[n] for n in sorted(out)]
+
+    def names(
+        self, domain: str | None = None, match: Callable[[str], bool] | None = None
+    ) -> list[str]:
+        """Names of the known entries of `domain` (or all) that satisfy `match`, unordered:
+        O(entries), no state lookups (~0.1 s per million)."""
+        suffix = None if domain is None else "@" + domain
+        return [
+            n
+            for n in self._known
+            if (suffix is None or n.endswith(suffix)) and (match is None or match(n))
+        ]
+
+    def count(self, domain: str | None = None) -> int:
+        """Entries known (of `domain`, or all): O(1)."""
+        return len(self._known) if domain is None else self._depth.get(domain, 0)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._known
+
+    # -- introspection (metrics, `volley queue`) -------------------------------------
+    def counts(self) -> tuple[int, int, int]:
+        """(ready, waiting for retry, in flight) entries."""
+        ready = sum(len(d.ready) for d in self._domains.values())
+        taken = sum(d.taken for d in self._domains.values())
+        return ready, len(self._known) - ready - taken, taken
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def depths(self) -> dict[str, tuple[int, float]]:
+        """Per domain: (entries known, when the oldest of them was queued).
+
+        The oldest time is kept as a running minimum, so after the oldest entry leaves it
+        overstates the age until `refresh_oldest` runs (O(entries); the worker calls it
+        every few seconds rather than per message)."""
+        return {d: (n, self._oldest.get(d, math.inf)) for d, n in self._depth.items()}
+
+    def refresh_oldest(self) -> None:
+        oldest: dict[str, float] = {}
+        for name, born in self._known.items():
+            domain = name.rpartition("@")[2]
+            if born < oldest.get(domain, math.inf):
+                oldest[domain] = born
+        self._oldest = oldest
+
+    def forget_idle_domains(self, now: float) -> list[str]:
+        """Drop the state of domains with nothing queued, nothing in flight, no connection
+        and no automatic suspension still running; returns their names.  A long-running
+        engine sending to hundreds of thousands of distinct domains must not keep a
+        DomainState (~300 bytes) for each forever.  What is lost is a concurrency window,
+        which slow start rebuilds."""
+        gone = [
+            name
+            for name, d in self._domains.items()
+            if not d.backlog and not d.connections and d.suspended_until <= now
+        ]
+        for name in gone:
+            del self._domains[name]
+        return gone
