@@ -10,6 +10,9 @@ callback on the event loop.  Messages are short lists whose first item names the
                          ["metrics", counters, gauges]     deltas since the last flush
                          ["reply", req, result]            answer to directive `req` (a dict;
                                                            {"error": text} if it failed)
+                         ["suppress", req, [entry, ...]]   add to the suppression list; req 0:
+                                                           no answer (engine.suppress.service)
+                         ["suppress_events", [event, ...]] delivery results for its rules
   supervisor -> worker   ["config", settings_dict]         first message, always
                          ["suspensions", [[domain, until, reason], ...]]
                                                            the whole set of operator suspensions
@@ -21,6 +24,7 @@ callback on the event loop.  Messages are short lists whose first item names the
                                                            limit}, show {id}
                                                            (engine.runtime.control)
                          ["grant", req]                    a slot for request `req`
+                         ["suppressed", req, error|None]   the answer to "suppress" (committed)
                          ["contend", domain]               someone waits for `domain`: close idle
                          ["drain"]                         stop taking work, finish, exit 0
 

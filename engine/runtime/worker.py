@@ -5,7 +5,8 @@ MX resolution (an aiodns resolver created here, inside this process's loop), con
 tasks, outcomes, the delivery log and metric flushes — and the process's life: lock the
 shard, recover, scan, run, drain on request, exit.
 Not responsible for: other shards, cross-process limits (asks the supervisor for leases),
-or restarting itself (the supervisor does).
+restarting itself (the supervisor does), or the suppression list (engine.suppress.agent:
+read here by intake, written by the supervisor).
 
 Started by the supervisor as `python -m engine.runtime.worker --shard K --fd FD`; the
 first message on the control socket is the configuration.  If that socket closes (the
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 import random
 import signal
@@ -41,6 +43,7 @@ from engine.runtime.outcome import Outcomes
 from engine.runtime.peers import CountingResolver, LeaseClient
 from engine.runtime.writebehind import WriteBehind
 from engine.sched.queue import WorkQueue
+from engine.suppress.agent import SuppressionAgent
 from engine.telemetry.eventlog import EventLog
 from engine.telemetry.metrics import Tally, reject_class
 from spool import CorruptEntry, EntryRef, ShardQueue, Spool, id_time
@@ -98,6 +101,9 @@ class Worker:
             self.dns, clock=clock.monotonic, rng=self.rng, negative_ttl=settings.dns_negative_ttl
         )
         shard = self.shard
+        self.suppression = SuppressionAgent(
+            settings, channel.send, self.log, self.tally, clock.wall
+        )
 
         def remove(ref: EntryRef) -> None:
             self.behind.submit(lambda: shard.remove(ref))
@@ -111,6 +117,7 @@ class Worker:
             self.rng,
             remove=remove,
             settle=self.behind.wait,
+            feed=self.suppression.feed.observe,
         )
         self.deliverer = Deliverer(
             settings=settings,
@@ -154,6 +161,8 @@ class Worker:
             self.control.on_message(msg)
         elif kind == "reload":
             self.reconfigure(from_dict(msg[1]))
+        elif kind == "suppressed":
+            self.suppression.on_message(msg)
 
     def reconfigure(self, settings: Settings) -> None:
         """SIGHUP (engine.runtime.reload decided what changes): policies, limits and SMTP
@@ -162,6 +171,7 @@ class Worker:
         self.s = settings
         self.deliverer.reconfigure(settings)
         self.outcomes.reconfigure(settings)
+        self.suppression.reconfigure(settings)
         self.log.flush()
         self.behind.wait()  # the write-behind thread still holds the old file
         self.log.reopen(settings.log_path)
@@ -188,8 +198,12 @@ class Worker:
         interrupted = interrupted_take(self.spool, self.k)
         if interrupted:
             # Before anything is delivered: see take_batch.
+            gate = self.suppression.gate
             self._apply_batch(
-                take_batch(self.spool, self.shard, self.k, self.s, now, noted=interrupted), now
+                take_batch(
+                    self.spool, self.shard, self.k, self.s, now, noted=interrupted, gate=gate
+                ),
+                now,
             )
         refs = self.shard.scan()
         if self.predecessor_crashed and self.crashed_in_flight:
@@ -205,7 +219,7 @@ class Worker:
         ]
         # Worker 0 also turns <spool>/feedback/ into log records (engine.feedback.service).
         args = (self.spool.root, self.log, self.tally, self.behind.submit, self.clock.wall)
-        if (feedback := feedback_task(self.k, *args)) is not None:
+        if (feedback := feedback_task(self.k, *args, self.suppression.on_report)) is not None:
             loops.append(asyncio.create_task(feedback, name="feedback"))
         await self._stop.wait()
         for t in loops:
@@ -221,6 +235,7 @@ class Worker:
         self.behind.close()
         self.shard.close()
         self.log.close()
+        self.suppression.close()
         self.journal.close()
         await self.dns.close()
 
@@ -262,7 +277,7 @@ class Worker:
             try:
                 batch: IntakeBatch = await loop.run_in_executor(
                     None,
-                    take_batch,
+                    functools.partial(take_batch, gate=self.suppression.gate),
                     self.spool,
                     self.shard,
                     self.k,
@@ -295,6 +310,7 @@ class Worker:
                 await asyncio.sleep(self.s.intake_interval)
 
     def _apply_batch(self, batch: IntakeBatch, now: float) -> None:
+        self.suppression.record(batch, now)
         for name, reason in batch.rejected:
             self.log.add("rejected", now, drop=name, reason=reason)
             self.tally.inc("volley_drops_rejected", reject_class(reason))
@@ -358,6 +374,7 @@ class Worker:
             self._domain_gauges()
         counts, gauges, histograms = t.drain()
         self.channel.send("metrics", counts, gauges, histograms)
+        self.suppression.flush()
         self.log.flush()
 
     def _domain_gauges(self) -> None:
