@@ -37,3 +37,9 @@ def test_stamp_results() -> None:
     off = IntakeGate(None)
     assert off.stamp(MSG, ["a@x.test"], s) == (MSG, "")
     assert {"added", "present", "several_recipients", "unusable"} == set(HEADER_RESULTS)
+
+
+def test_metric_labels_agree_with_the_results() -> None:
+    from engine.telemetry.metrics import UNSUBSCRIBE_HEADERS
+
+    assert UNSUBSCRIBE_HEADERS == HEADER_RESULTS

@@ -64,3 +64,9 @@ def test_rows_round_trip_and_reason_is_one_line() -> None:
     assert Entry("example.org").is_domain
     assert clean_reason("a\r\nb\tc") == "a b c"
     assert len(clean_reason("x" * 9999)) == 500
+
+
+def test_metric_labels_agree_with_the_sources() -> None:
+    from engine.telemetry.metrics import SUPPRESSION_SOURCES
+
+    assert SUPPRESSION_SOURCES == tuple(s.value for s in Source)
