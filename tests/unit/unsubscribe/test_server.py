@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from engine.config import UnsubscribeSettings
 from engine.unsubscribe.server import UnsubscribeServer, is_one_click
 from engine.unsubscribe.token import Claim, Keyring, make_token
+from tests.support.tls_certs import write_self_signed
 
 RING = Keyring((b"k" * 64,))
 FORM = "application/x-www-form-urlencoded"
@@ -140,3 +143,36 @@ def test_is_one_click() -> None:
     assert is_one_click(FORM + "; charset=utf-8", b"a=b&List-Unsubscribe=One-Click")
     assert not is_one_click(FORM, b"\xff\xfe")
     assert not is_one_click("multipart/form-data; boundary=b", b"--b\r\n\r\nOne-Click\r\n--b--")
+
+
+async def test_https_in_volley_itself(tmp_path: Path) -> None:
+    cert, key = write_self_signed("127.0.0.1", tmp_path)
+    acts = Acts()
+    s = UnsubscribeSettings(
+        url_base="https://u.example.com",
+        listen="127.0.0.1:0",
+        tls_cert=cert,
+        tls_key=key,
+    )
+    server = UnsubscribeServer(s, RING, acts.act, acts.results.append)
+    await server.start()
+    token = make_token(RING, "bob@x.test", "example.com")
+
+    def post() -> int:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        c = http.client.HTTPSConnection("127.0.0.1", server.port, timeout=10, context=ctx)
+        try:
+            c.request("POST", f"/u/{token}", b"List-Unsubscribe=One-Click", {"Content-Type": FORM})
+            return c.getresponse().status
+        finally:
+            c.close()
+
+    try:
+        assert await asyncio.to_thread(post) == 200
+        assert [c.recipient for c, _ in acts.claims] == ["bob@x.test"]
+        # Plain HTTP to the TLS port gets nothing suppressed.
+        with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+            await call(server.port, "POST", f"/u/{token}", b"List-Unsubscribe=One-Click", {})
+        assert len(acts.claims) == 1
+    finally:
+        await server.close()
