@@ -64,7 +64,7 @@ __all__ = [
 POSTFIX_DNS_NET = "127.53"
 _DNS_ATTEMPTS = 50
 REPO = Path(__file__).resolve().parents[1]  # locust's PYTHONPATH; `git` for the commit measured
-PHASES = ("volley", "postfix", "raw")
+PHASES = ("volley", "postfix", "raw", "listener")
 
 
 class Interrupted(Exception):

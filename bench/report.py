@@ -22,6 +22,8 @@ from bench.phases import PHASES, REPO
 
 __all__ = [
     "TARGET_CPU_US",
+    "TARGET_LISTENER_RATE",
+    "TARGET_LISTENER_VS_POSTFIX",
     "TARGET_RATE",
     "TARGET_SCALE_FIRST_S",
     "TARGET_SCALE_RSS_MB",
@@ -41,6 +43,8 @@ TARGET_VS_RAW = 0.40
 TARGET_SCALE_RSS_MB = 512.0
 TARGET_SCALE_FIRST_S = 20.0
 TARGET_WAN_FRACTION = 0.9
+TARGET_LISTENER_RATE = 3000.0  # issue #13: durable accepts, and ...
+TARGET_LISTENER_VS_POSTFIX = 2.0  # ... at least twice Postfix's smtpd + cleanup
 
 
 def machine() -> dict[str, Any]:
@@ -96,7 +100,7 @@ def summary(res: dict[str, Any]) -> str:
         lines.append(f"{'':<10}{'msg/s':>10}{'wall s':>9}{'CPU µs/msg':>12}{'peak RSS MB':>13}")
         for name in PHASES:
             r = res.get(name)
-            if r:
+            if r and name != "listener":
                 lines.append(
                     f"{name:<10}{_fmt(r.get('msgs_per_s')):>10}{_fmt(r.get('wall_s')):>9}"
                     f"{_fmt(r.get('cpu_us_per_msg')):>12}{_fmt(r.get('peak_rss_mb')):>13}"
@@ -114,6 +118,24 @@ def summary(res: dict[str, Any]) -> str:
             )
         for k, r in res.get("ratios", {}).items():
             lines.append(f"{k.replace('_', ' ')}: {r:.2f}x")
+        lst = res.get("listener")
+        if lst:
+            lines.append(
+                "listener (smtp-source, "
+                f"{lst['volley']['sessions']} sessions, to the last message durably queued):"
+            )
+            for who in ("volley", "postfix"):
+                r = lst.get(who)
+                if r:
+                    lines.append(
+                        f"  {who:<8}{_fmt(r['msgs_per_s']):>10} msg/s{_fmt(r['wall_s']):>9} s"
+                        f"{_fmt(r['cpu_us_per_msg']):>10} µs/msg CPU"
+                    )
+            if "volley_vs_postfix" in lst:
+                lines.append(
+                    f"  volley vs postfix: {lst['volley_vs_postfix']:.2f}x (target ≥ "
+                    f"{TARGET_LISTENER_VS_POSTFIX:.0f}x, ≥ {TARGET_LISTENER_RATE:,.0f} msg/s)"
+                )
         prof = v.get("profile")
         if prof:
             lines.append(f"profile ({prof['samples']} samples, {prof['kind']}), self time:")

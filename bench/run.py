@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.listener import run_listener
 from bench.modes import locust, scale, wan
 from bench.phases import (
     PHASES,
@@ -79,7 +80,7 @@ def compare(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         dns = start_dns(stack, "postfix" in phases)
         publish(dns, domains, ips)
         for phase in PHASES:
-            if phase not in phases:
+            if phase not in phases or phase == "listener":
                 continue
             log(f"{phase}: {len(mails)} messages ...")
             with SmtpSinks(ips, port, root / f"{phase}-sinks") as sinks:
@@ -101,12 +102,21 @@ def compare(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 res["sink_messages"] = sinks.messages
             out[phase] = res
             log(f"{phase}: {res['msgs_per_s']} msg/s")
+    if "listener" in phases:
+        n = args.listener_messages or len(mails)
+        log(f"listener: {n} messages over {args.listener_sessions} SMTP sessions ...")
+        # Postfix's side needs root (postfix start), as the relay phase does.
+        res = run_listener(args, root, mails[0], n, postfix=os.geteuid() == 0)
+        out["listener"] = res
+        log(f"listener: Volley {res['msgs_per_s']} msg/s")
     ratios: dict[str, float] = {}
     vr = out.get("volley", {}).get("msgs_per_s")
     for other in ("postfix", "raw"):
         o = out.get(other, {}).get("msgs_per_s")
         if vr and o:
             ratios[f"volley_vs_{other}"] = round(vr / o, 3)
+    if "volley_vs_postfix" in out.get("listener", {}):
+        ratios["listener_volley_vs_postfix"] = out["listener"]["volley_vs_postfix"]
     out["ratios"] = ratios
     return out
 
@@ -128,7 +138,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         default=",".join(PHASES),
-        help="comma-separated phases of the comparison: volley,postfix,raw (default all)",
+        help="comma-separated phases of the comparison: volley,postfix,raw,listener "
+        "(default all; listener: SMTP submission into Volley and, as root, Postfix)",
     )
     p.add_argument("--volley-config", help="TOML merged into Volley's config (try knobs)")
     p.add_argument(
@@ -138,6 +149,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--postfix-concurrency", type=int, default=20)
     p.add_argument("--raw-sessions", type=int, default=20, help="smtp-source connections")
+    p.add_argument(
+        "--listener-sessions", type=int, default=20, help="listener phase: SMTP sessions"
+    )
+    p.add_argument(
+        "--listener-messages", type=int, help="listener phase: messages (default --messages)"
+    )
     p.add_argument(
         "--profile",
         nargs="?",

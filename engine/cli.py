@@ -3,10 +3,10 @@
 Responsible for: argument parsing, turning flags into configuration overrides, printing
 configuration errors as one clear line (exit status 2), and formatting `volley queue`.
 Not responsible for: running anything itself (engine.runtime.supervisor), reading the
-spool's formats (spool.queue_summary reads names and mtimes only), or the operator
+spool's formats (spool.queue_summary reads names and mtimes only), the operator
 commands that talk to a running Volley (`suspend`, `resume`, `flush`, `bounce`, `delete`,
-`show`, `queue --list`: engine.admin.commands), or `volley suppress`
-(engine.suppress.commands).
+`show`, `queue --list`: engine.admin.commands), `volley passwd` (engine.smtpd.passwd)
+or `volley suppress` (engine.suppress.commands).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 from engine.admin import commands as admin
 from engine.auth import keygen as dkim_keygen
 from engine.config import ConfigError, Settings, load_settings
+from engine.smtpd import passwd
 from engine.suppress import commands as suppress
 
 __all__ = ["main"]
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     top.add_argument("--once", action="store_true", help="print one frame and exit")
     top.set_defaults(spool=None)
     admin.add_parsers(sub)
+    passwd.add_parser(sub)
     dkim_keygen.add_parser(sub)
     suppress.add_parser(sub)
     args = p.parse_args(argv)
@@ -152,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "queue":
         return cmd_queue(settings, args.json)
+    if args.command == "passwd":
+        return passwd.run(args, settings)
     if args.command == "top":
         return cmd_top(settings, args.url, args.interval, args.once)
     from engine.runtime.supervisor import run as run_supervisor

@@ -14,7 +14,7 @@ from spool.ids import entry_id, id_time, is_entry_id, random_salt
 from spool.layout import Layout, check_domain, domain_of_entry, entry_name
 from spool.record import decode, decode_meta, encode
 from spool.scan import read_shard
-from spool.shard import EntryRef, NewEntry, ShardQueue
+from spool.shard import EntryRef, NewEntry, ShardQueue, StagedAdd
 from spool.store import Spool
 from spool.summary import DomainSummary, queue_summary
 
@@ -28,6 +28,7 @@ __all__ = [
     "Spool",
     "SpoolError",
     "SpoolFull",
+    "StagedAdd",
     "check_domain",
     "decode",
     "decode_meta",

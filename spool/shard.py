@@ -6,7 +6,8 @@ Responsible for: the entries of queue/<k>, which exactly one worker (shard k) ow
     queue/<k>/removed      the removal journal: a line "<seq hex> <name>" per finished entry
     tmp/<k>/               segments being written (emptied at worker start)
 
-add (one segment and one fsync per batch), load (one pread), rewrite (the new version goes
+add (one segment and one fsync per batch; or stage + commit, its two halves, for a caller
+that must not wait for the disk on its event loop), load (one pread), rewrite (the new version goes
 into a new one-entry segment), remove (a journal line, or nothing when it empties its
 segment, which is then unlinked), quarantine, and rebuilding all of that from disk at start
 (the reading itself is spool.scan).
@@ -15,8 +16,8 @@ unless the journal has a line for the name whose seq is at least that segment's.
 none of whose entries is live is unlinked, so the disk holds about what is queued.
 
 Thread safety: the worker calls add from its intake thread, remove from its write-behind
-thread and the rest from its event loop, so every method takes one lock; file writes of
-add and rewrite happen outside it (an fsync must not stall loads).
+thread, commit from its listener's commit thread and the rest from its event loop, so every
+method takes one lock; file writes happen outside it (an fsync must not stall loads).
 
 Durability: add and rewrite are durable on return (tmp file, fsync, link, directory fsync:
 spool.atomic). remove is not fsynced: delivery is at-least-once, a power cut may bring a
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import sys
 import threading
 from collections import OrderedDict
@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from spool import atomic, record, segment
+from spool.atomic import empty_dir
 from spool.errors import SpoolFull
 from spool.ids import ID_LENGTH
 from spool.layout import (
@@ -62,6 +63,7 @@ __all__ = [
     "EntryRef",
     "NewEntry",
     "ShardQueue",
+    "StagedAdd",
     "empty_dir",
     "move_with_reason",
 ]
@@ -88,6 +90,16 @@ class EntryRef:
     @property
     def id(self) -> str:
         return self.name[:ID_LENGTH]
+
+
+@dataclass(slots=True)
+class StagedAdd:
+    """A batch between `ShardQueue.stage` and `commit` (see there)."""
+
+    refs: list[EntryRef]
+    seq: int
+    index: list[segment.IndexItem]
+    tmp: atomic.StagedTmp | None  # None: nothing to write (every entry already live)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +129,7 @@ class ShardQueue:
         self._next_seq = 1
         self._fds: OrderedDict[int, int] = OrderedDict()
         self._journal_fd = -1
+        self._dir_fd = -1  # queue/<k>, open for the directory fsync of `commit`
         self._journal_size = 0
         self._unwritten = b""  # journal lines a full disk refused, written with the next one
         self._unlink_later: list[int] = []  # emptied segments waiting for those lines
@@ -172,12 +185,16 @@ class ShardQueue:
     # -- the hot path --------------------------------------------------------------------
     def add(self, items: Sequence[NewEntry]) -> list[EntryRef]:
         """Durably add entries as one segment (one fsync); return a ref per item.
-
         An item whose name is already live is not written again (a drop re-taken after a
         crash gets the same id): its ref is returned with the item's `not_before`.
         Raises ValueError for a malformed id or domain (before anything is written) and
-        SpoolFull on ENOSPC/EDQUOT; on any error nothing of the batch stays.
-        """
+        SpoolFull on ENOSPC/EDQUOT; on any error nothing of the batch stays."""
+        return self.commit(self.stage(items))
+
+    def stage(self, items: Sequence[NewEntry]) -> StagedAdd:
+        """The first half of `add`, which does not wait for the disk: the names checked,
+        the segment built and written to tmp/<k> (page cache).  Then `commit` (blocking:
+        call it in a thread), which is the rest of `add`; or `discard`."""
         names = [entry_name(item.id, item.domain) for item in items]
         with self._lock:
             loc = self._state()
@@ -188,19 +205,35 @@ class ShardQueue:
                     seen.add(name)
                     fresh.append((item, name))
             seq = self._take_seq() if fresh else 0
-        if fresh:
-            data, index = segment.build(
-                [(n, i.not_before, record.encode(i.meta, i.body)) for i, n in fresh]
-            )
-            self._write_segment(seq, data)
-            with self._lock:
-                for it in index:
-                    loc[it.name] = pack(seq, it.offset, it.length)
-                self._live[seq] = len(index)
-        return [
-            EntryRef(name, sys.intern(item.domain), item.not_before)
-            for item, name in zip(items, names, strict=True)
-        ]
+        domains = [sys.intern(item.domain) for item in items]
+        refs = list(map(EntryRef, names, domains, (i.not_before for i in items)))
+        if not fresh:
+            return StagedAdd(refs, seq, [], None)
+        data, index = segment.build(
+            [(n, i.not_before, record.encode(i.meta, i.body)) for i, n in fresh]
+        )
+        return StagedAdd(refs, seq, index, self._stage_segment(seq, data))
+
+    def commit(self, staged: StagedAdd) -> list[EntryRef]:
+        """Make a staged segment durable and its entries live (tmp fsync, link, directory
+        fsync); the refs of `stage`.  Raises SpoolFull on ENOSPC/EDQUOT (nothing stays)."""
+        if staged.tmp is None:
+            return staged.refs
+        tmp, staged.tmp = staged.tmp, None
+        self._commit_segment(staged.seq, tmp)
+        with self._lock:
+            loc = self._state()
+            for it in staged.index:
+                loc[it.name] = pack(staged.seq, it.offset, it.length)
+            self._live[staged.seq] = len(staged.index)
+        return staged.refs
+
+    def discard(self, staged: StagedAdd) -> None:
+        """Give up a staged segment that will not be committed (its tmp file goes)."""
+        if staged.tmp is not None:
+            os.close(staged.tmp.fd)
+            atomic.unlink_quietly(staged.tmp.path)
+            staged.tmp = None
 
     def load(self, ref: EntryRef) -> tuple[dict[str, Any], bytes]:
         """Read and decode an entry. Raises CorruptEntry, or FileNotFoundError if it is
@@ -224,7 +257,7 @@ class ShardQueue:
         with self._lock:
             self._state()
             seq = self._take_seq()
-        self._write_segment(seq, data)
+        self._commit_segment(seq, self._stage_segment(seq, data))
         with self._lock:
             loc = self._state()
             old = loc.get(ref.name)
@@ -322,11 +355,22 @@ class ShardQueue:
         self._next_seq += 1
         return seq
 
-    def _write_segment(self, seq: int, data: bytes) -> None:
-        final = self._dir / segment.segment_name(seq)
+    def _stage_segment(self, seq: int, data: bytes) -> atomic.StagedTmp:
         try:
-            tmp = atomic.write_tmp(self._tmp, final.name, data)
-            (created,) = atomic.link_batch([(tmp.path, final)], self._dir)
+            return atomic.stage_tmp(self._tmp, segment.segment_name(seq), data)
+        except OSError as exc:
+            if exc.errno in _FULL_ERRNOS:
+                raise SpoolFull(f"queue/{self._k}: {exc.strerror}") from exc
+            raise
+
+    def _commit_segment(self, seq: int, tmp: atomic.StagedTmp) -> None:
+        final = self._dir / segment.segment_name(seq)
+        with self._lock:
+            if self._dir_fd < 0:
+                self._dir_fd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            dir_fd = self._dir_fd
+        try:
+            created = atomic.commit_tmp(tmp, final, dir_fd)
         except OSError as exc:
             if exc.errno in _FULL_ERRNOS:
                 raise SpoolFull(f"queue/{self._k}: {exc.strerror}") from exc
@@ -425,6 +469,9 @@ class ShardQueue:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
         if self._journal_fd >= 0:
             os.close(self._journal_fd)
             self._journal_fd = -1
@@ -441,21 +488,3 @@ def move_with_reason(
     if fsync_source:
         atomic.fsync_dir(src.parent)
     return final
-
-
-def empty_dir(path: Path) -> int:
-    """Remove everything inside `path` (files and subtrees); return how many top-level
-    names went. A missing `path` is empty."""
-    removed = 0
-    try:
-        it = os.scandir(path)
-    except FileNotFoundError:
-        return 0
-    with it:
-        for e in it:
-            if e.is_dir(follow_symlinks=False):
-                shutil.rmtree(e.path)
-            else:
-                os.unlink(e.path)
-            removed += 1
-    return removed

@@ -13,7 +13,11 @@ callback on the event loop.  Messages are short lists whose first item names the
                          ["suppress", req, [entry, ...]]   add to the suppression list; req 0:
                                                            no answer (engine.suppress.service)
                          ["suppress_events", [event, ...]] delivery results for its rules
-  supervisor -> worker   ["config", settings_dict]         first message, always
+                         ["smtpd_open", req, client, limit]  may one more listener session
+                                                           of `client` start (engine.smtpd.clients)
+                         ["smtpd_close", client]           a session `smtpd_open` let in ended
+  supervisor -> worker   ["config", settings_dict, info]   first message, always; info has
+                                                           the listener's socket fds ("smtpd")
                          ["suspensions", [[domain, until, reason], ...]]
                                                            the whole set of operator suspensions
                                                            in effect (right after config, and
@@ -24,6 +28,7 @@ callback on the event loop.  Messages are short lists whose first item names the
                                                            limit}, show {id}
                                                            (engine.runtime.control)
                          ["grant", req]                    a slot for request `req`
+                         ["smtpd_admit", req, ok]          the answer to `smtpd_open`
                          ["suppressed", req, error|None]   the answer to "suppress" (committed)
                          ["contend", domain]               someone waits for `domain`: close idle
                          ["drain"]                         stop taking work, finish, exit 0

@@ -1,7 +1,9 @@
 """The supervisor: the `volley run` process that starts, watches and stops the workers.
 
 Responsible for: preparing the spool (directories; moving entries of shards that no
-longer exist after a change of `workers`), starting N worker processes, restarting one
+longer exist after a change of `workers`), binding the SMTP listener's sockets and
+handing each worker its own (engine.smtpd.sockets), counting listener sessions per client
+address across workers (engine.smtpd.clients), starting N worker processes, restarting one
 that dies (with backoff), arbitrating per-destination connection slots across them
 (engine.sched.leases), exporting every worker's metrics on one /metrics endpoint, hosting
 queue control (engine.admin: the admin API, operator suspensions, directives routed to
@@ -42,9 +44,12 @@ from prometheus_client import start_http_server
 from engine.admin.runner import Admin, AdminStartError
 from engine.config import ConfigError, Settings, helo_name_warning, parse_address
 from engine.runtime.ipc import Channel, Message, open_channel
+from engine.runtime.listener import startup_problem
 from engine.runtime.reload import plan_reload
 from engine.runtime.spawn import StderrTail, relay, worker_argv
 from engine.sched.leases import LeaseTable
+from engine.smtpd.clients import ClientTable
+from engine.smtpd.sockets import ListenError, Listening, bind_all, close_all, for_worker
 from engine.suppress.runner import Suppression, SuppressStartError
 from engine.telemetry.eventlog import repair_tail
 from engine.telemetry.export import Exporter
@@ -100,6 +105,8 @@ class Supervisor:
         self._start_failure = asyncio.Event()
         self.admin: Admin | None = None
         self.suppression: Suppression | None = None
+        self.smtpd: list[Listening] = []  # the listener's sockets, per address and worker
+        self.clients = ClientTable()  # the listener's sessions per client address
 
     async def run(self) -> int:
         """Own the spool (one instance per spool), run until stopped; the exit status."""
@@ -111,6 +118,7 @@ class Supervisor:
         try:
             return await self._run()
         finally:
+            close_all(self.smtpd)
             os.close(lock)
 
     async def _run(self) -> int:
@@ -122,6 +130,15 @@ class Supervisor:
             start_http_server(port, addr=host, registry=self.exporter.registry)
         except OSError as e:
             print(f"volley: metrics.listen {self.s.metrics_listen}: {e.strerror}", file=sys.stderr)
+            return 2
+        problem = startup_problem(self.s)
+        if problem is not None:
+            print(f"volley: {problem}", file=sys.stderr)
+            return 2
+        try:
+            self.smtpd = bind_all(self.s.smtpd, self.s.workers)
+        except ListenError as e:
+            print(f"volley: {e}", file=sys.stderr)
             return 2
         self.spool.ensure(self.s.workers)
         cut = repair_tail(self.s.log_path)
@@ -160,9 +177,11 @@ class Supervisor:
             await self._close_services()
             return 1 if self.start_failed else 0
         self.starting = False
+        smtp = ", ".join(f"{b.address}{' (TLS)' if b.implicit_tls else ''}" for b in self.smtpd)
         print(
             f"volley: running {self.s.workers} workers; spool {self.s.spool_path}, "
-            f"metrics http://{self.s.metrics_listen}/metrics",
+            f"metrics http://{self.s.metrics_listen}/metrics"
+            + (f", SMTP on {smtp}" if smtp else ""),
             file=sys.stderr,
             flush=True,
         )
@@ -219,7 +238,15 @@ class Supervisor:
                 flush=True,
             )
             return
-        plan = plan_reload(self.s, new)
+        try:
+            plan = plan_reload(self.s, new)
+        except ConfigError as e:  # e.g. a certificate removed under implicit_tls_listen
+            print(
+                f"volley: SIGHUP: reload refused, the running configuration stays: {e}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
         self.s = plan.settings
         for h in self.workers.values():
             if h.channel is not None:
@@ -298,10 +325,11 @@ class Supervisor:
     # -- worker processes ------------------------------------------------------------
     async def _start(self, h: WorkerHandle, *, predecessor_crashed: bool = False) -> None:
         parent, child = socket.socketpair()
+        listen = for_worker(self.smtpd, h.k)
         try:
             h.proc = await asyncio.create_subprocess_exec(
                 *worker_argv(h.k, child.fileno()),
-                pass_fds=(child.fileno(),),
+                pass_fds=(child.fileno(), *(sock.fileno() for sock, _ in listen)),
                 start_new_session=True,  # Ctrl-C goes to us; we drain the workers
                 stderr=asyncio.subprocess.PIPE,  # relayed; its tail reports a failed start
             )
@@ -313,7 +341,11 @@ class Supervisor:
             relay(h.proc.stderr, h.stderr, getattr(sys.stderr, "buffer", None))
         )
         h.channel = await open_channel(parent, functools.partial(self._on_message, h.k), _nothing)
-        h.channel.send("config", self.s.to_dict(), {"predecessor_crashed": predecessor_crashed})
+        start_info = {
+            "predecessor_crashed": predecessor_crashed,
+            "smtpd": [[sock.fileno(), tls] for sock, tls in listen],
+        }
+        h.channel.send("config", self.s.to_dict(), start_info)
         if self.admin is not None:
             h.channel.send("suspensions", self.admin.service.suspension_message())
         h.started = time.monotonic()
@@ -356,6 +388,7 @@ class Supervisor:
             h.channel = None
         for _domain, holder, req in self.leases.drop_holder(h.k):
             self._send(holder, "grant", req)
+        self.clients.drop_worker(h.k)
         if self.admin is not None:
             self.admin.service.worker_gone(h.k)
         self.exporter.worker_gone(h.k)
@@ -417,6 +450,11 @@ class Supervisor:
             self.leases.cancel(msg[2], k, msg[1])
         elif kind == "metrics":
             self.exporter.apply(k, msg[1], msg[2], msg[3])
+        elif kind == "smtpd_open":
+            _, req, client, limit = msg
+            self._send(k, "smtpd_admit", req, self.clients.open(client, k, int(limit)))
+        elif kind == "smtpd_close":
+            self.clients.close(msg[1], k)
         elif kind == "ready":
             self.workers[k].ready.set()
         elif kind == "reply" and self.admin is not None:

@@ -1,6 +1,7 @@
 """One worker process: a uvloop event loop that owns spool shard k.
 
-Responsible for: wiring one shard's pipeline — intake (drops -> entries), the work queue,
+Responsible for: wiring one shard's pipeline — intake (drops -> entries; the SMTP
+listener's messages: engine.runtime.listener), the work queue,
 MX resolution (an aiodns resolver created here, inside this process's loop), connection
 tasks, outcomes, the delivery log and metric flushes — and the process's life: lock the
 shard, recover, scan, run, drain on request, exit.
@@ -26,7 +27,7 @@ import random
 import signal
 import socket
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from engine.clock import Clock, SystemClock
@@ -39,6 +40,7 @@ from engine.runtime.delivery import Deliverer
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.intake import IntakeBatch, Pickup, interrupted_take, take_batch
 from engine.runtime.ipc import Channel, Message, open_channel
+from engine.runtime.listener import SmtpListener
 from engine.runtime.outcome import Outcomes
 from engine.runtime.peers import CountingResolver, LeaseClient
 from engine.runtime.writebehind import WriteBehind
@@ -68,6 +70,7 @@ class Worker:
         clock: Clock,
         *,
         predecessor_crashed: bool = False,
+        listen: Sequence[tuple[socket.socket, bool]] = (),
     ) -> None:
         self.s = settings
         self.predecessor_crashed = predecessor_crashed
@@ -132,6 +135,9 @@ class Worker:
             kick=self._kick.set,
             journal=self.journal,
         )
+        self.smtpd = SmtpListener(
+            settings, shard, self.queue, self.log, self.tally, self._kick.set, channel, listen
+        )
         self.control = Control(
             shard_no=shard_no,
             queue=self.queue,
@@ -163,6 +169,8 @@ class Worker:
             self.reconfigure(from_dict(msg[1]))
         elif kind == "suppressed":
             self.suppression.on_message(msg)
+        elif kind == "smtpd_admit":
+            self.smtpd.on_message(msg)
 
     def reconfigure(self, settings: Settings) -> None:
         """SIGHUP (engine.runtime.reload decided what changes): policies, limits and SMTP
@@ -172,6 +180,7 @@ class Worker:
         self.deliverer.reconfigure(settings)
         self.outcomes.reconfigure(settings)
         self.suppression.reconfigure(settings)
+        self.smtpd.reconfigure(settings)
         self.log.flush()
         self.behind.wait()  # the write-behind thread still holds the old file
         self.log.reopen(settings.log_path)
@@ -210,6 +219,7 @@ class Worker:
             refs = self._count_crashes(refs, now)
         for ref in refs:
             self.queue.add(ref, ref.mtime, now, born=id_time(ref.id))
+        await self.smtpd.start()
         self.channel.send("ready")
         self.control.started()
         loops = [
@@ -222,6 +232,7 @@ class Worker:
         if (feedback := feedback_task(self.k, *args, self.suppression.on_report)) is not None:
             loops.append(asyncio.create_task(feedback, name="feedback"))
         await self._stop.wait()
+        await self.smtpd.close(self.s.drain_timeout)  # 421 to idle sessions, commits done
         for t in loops:
             t.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
@@ -451,7 +462,9 @@ async def amain(k: int, sock: socket.socket) -> int:
     crashed = bool(start_info.get("predecessor_crashed"))
     spool = Spool(settings.spool_path)
     lock_fd = await loop.run_in_executor(None, lock_shard, spool, k)
-    worker = Worker(settings, k, channel, SystemClock(), predecessor_crashed=crashed)
+    # The listener's sockets, bound by the supervisor (engine.smtpd.sockets): [fd, implicit TLS].
+    listen = [(socket.socket(fileno=fd), bool(tls)) for fd, tls in start_info.get("smtpd", [])]
+    worker = Worker(settings, k, channel, SystemClock(), predecessor_crashed=crashed, listen=listen)
     for msg in early:
         worker.on_message(msg)
     for sig in (signal.SIGTERM, signal.SIGINT):

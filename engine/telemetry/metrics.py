@@ -46,6 +46,7 @@ __all__ = [
     "OPERATOR_ACTIONS",
     "OTHER",
     "REJECT_CLASSES",
+    "SMTPD_REFUSALS",
     "SUPPRESSION_SOURCES",
     "UNSUBSCRIBE_HEADERS",
     "UNSUBSCRIBE_RESULTS",
@@ -118,13 +119,24 @@ UNSUBSCRIBE_HEADERS: tuple[str, ...] = ("added", "present", "several_recipients"
 # engine.model.FailureKind values the peer or the network can cause (not cancelled, local).
 CONNECTION_ERROR_KINDS: tuple[str, ...] = ("timeout", "refused", "closed", "protocol", "tls")
 
+# The listener's refusal reasons: engine.smtpd.replies.Refusal's values (a test holds
+# them equal; telemetry does not import the listener).
+SMTPD_REFUSALS: tuple[str, ...] = tuple(
+    "auth_required relay_denied bad_sender bad_recipient too_many_recipients too_big "
+    "bare_newline nul line_too_long syntax bad_sequence unknown_command too_many_errors "
+    "timeout tls_required auth_failed auth_limited connection_limit spool_full "
+    "local_error".split()
+)
+
 BY_DOMAIN = ("domain",)
 _OTHER_ONLY = ((OTHER,),)
 
 # Counters: prometheus-client appends "_total".
 COUNTERS: dict[str, CounterSpec] = {
     "volley_received": CounterSpec(
-        "Recipients taken from drop files into the queue.", BY_DOMAIN, _OTHER_ONLY
+        "Recipients taken into the queue, from drop files and the SMTP listener.",
+        BY_DOMAIN,
+        _OTHER_ONLY,
     ),
     "volley_delivered": CounterSpec(
         "Recipients the destination accepted (2xx after the data).", BY_DOMAIN, _OTHER_ONLY
@@ -183,6 +195,27 @@ COUNTERS: dict[str, CounterSpec] = {
         ("reason",),
         (("disk_full",),),
     ),
+    "volley_smtpd_sessions": CounterSpec(
+        "SMTP listener sessions: accepted (greeted), refused (421 at connect: the "
+        "per-client limit, or shutting down).",
+        ("result",),
+        (("accepted",), ("refused",)),
+    ),
+    "volley_smtpd_messages": CounterSpec(
+        "Messages the SMTP listener accepted (250): queued for delivery, or local (for a "
+        "bounce domain); a message with both kinds of recipient counts once in each.",
+        ("result",),
+        (("queued",), ("local",)),
+    ),
+    "volley_smtpd_rejected": CounterSpec(
+        "Commands, messages and sessions the SMTP listener refused, by reason.",
+        ("reason",),
+        tuple((r,) for r in SMTPD_REFUSALS),
+    ),
+    "volley_smtpd_auth_failures": CounterSpec(
+        "Failed SMTP AUTH attempts (wrong user or password)."
+    ),
+    "volley_smtpd_bytes": CounterSpec("Message bytes the SMTP listener accepted (as received)."),
     # Counted by the supervisor, one per admin API call that changes something.
     "volley_operator_actions": CounterSpec(
         "Operator queue actions through the admin API: suspend, resume, flush, bounce, delete.",
@@ -253,6 +286,7 @@ GAUGES: dict[str, GaugeSpec] = {
         Agg.SUM,
         _OTHER_ONLY,
     ),
+    "volley_smtpd_sessions_open": GaugeSpec("SMTP listener sessions open now.", (), Agg.SUM, ((),)),
     "volley_intake_paused": GaugeSpec(
         "1 while intake is paused, by reason (disk_full).",
         ("reason",),

@@ -50,6 +50,28 @@ def test_a_busy_metrics_listen_is_one_line_and_status_2(volley) -> None:
     assert f"metrics.listen 127.0.0.1:{port}: Address already in use" in line
 
 
+def test_the_smtp_listener_refuses_to_start_on_a_busy_port_or_a_missing_file(
+    volley, tmp_path
+) -> None:
+    port = free_port(["127.0.0.1"])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        v = volley(workers=2, config={"smtpd": {"listen": [f"127.0.0.1:{port}"]}}, start=False)
+        v.write_config()
+        got = v.cli("run", timeout=60)
+    assert got.returncode == 2, got.stderr
+    line = _one_line(got.stderr.replace("volley: warning", "").strip())
+    assert f"smtpd.listen 127.0.0.1:{port}: Address already in use" in line
+    users = tmp_path / "no-such-users-file"
+    config = {"smtpd": {"listen": ["127.0.0.1:0"], "users_file": str(users)}}
+    w = volley(workers=1, config=config, start=False)
+    w.write_config()
+    got = w.cli("run", timeout=60)
+    assert got.returncode == 2, got.stderr
+    assert f"smtpd.users_file: {users}: No such file" in _one_line(got.stderr)
+
+
 def test_volley_queue_on_a_missing_spool_is_an_error(volley, tmp_path) -> None:
     v = volley(workers=1, start=False)
     v.write_config()

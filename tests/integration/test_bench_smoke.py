@@ -96,6 +96,19 @@ def test_compare_volley_postfix_raw(tmp_path: Path) -> None:
         assert "volley_vs_postfix" in res["ratios"]
 
 
+def test_listener_phase_submits_to_volley_and_postfix(tmp_path: Path) -> None:
+    res = run_bench(tmp_path, "--messages", "300", "--only", "listener")
+    lst = res["listener"]
+    v = lst["volley"]
+    assert v["messages"] == v["queued"] == 300 and 1 <= v["segments"] <= 300
+    assert v["msgs_per_s"] > 0 and v["cpu_us_per_msg"] > 0
+    if os.geteuid() == 0:
+        p = lst["postfix"]
+        assert p["messages"] == 300 and p["msgs_per_s"] > 0
+        assert_nothing_left(Path(p["instance_dir"]))
+        assert res["ratios"]["listener_volley_vs_postfix"] == lst["volley_vs_postfix"]
+
+
 def test_wan_mode_measures_per_connection_rate(tmp_path: Path) -> None:
     res = run_bench(
         tmp_path, "--wan-rtt", "20ms", "--messages", "150", "--domains", "3",

@@ -47,3 +47,22 @@ def test_a_removed_domain_section_falls_back_to_the_default() -> None:
     plan = plan_reload(running, from_dict({}))
     assert plan.settings.policy("x.test") == plan.settings.default_policy
     assert "domains.x.test.max_connections" in plan.applied
+
+
+def test_listener_addresses_wait_for_a_restart_its_rules_apply_now() -> None:
+    running = from_dict({"smtpd": {"listen": ["127.0.0.1:2525"], "relay_networks": []}})
+    new = from_dict(
+        {
+            "smtpd": {
+                "listen": ["0.0.0.0:587"],
+                "relay_networks": ["10.0.0.0/8"],
+                "max_recipients": 50,
+            }
+        }
+    )
+    plan = plan_reload(running, new)
+    assert plan.settings.smtpd.listen == ("127.0.0.1:2525",)
+    assert plan.settings.smtpd.relay_networks == ("10.0.0.0/8",)
+    assert plan.settings.smtpd.max_recipients == 50
+    assert plan.at_restart == ("smtpd.listen",)
+    assert set(plan.applied) == {"smtpd.relay_networks", "smtpd.max_recipients"}
