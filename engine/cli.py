@@ -5,7 +5,8 @@ configuration errors as one clear line (exit status 2), and formatting `volley q
 Not responsible for: running anything itself (engine.runtime.supervisor), reading the
 spool's formats (spool.queue_summary reads names and mtimes only), the operator
 commands that talk to a running Volley (`suspend`, `resume`, `flush`, `bounce`, `delete`,
-`show`, `queue --list`: engine.admin.commands), or `volley passwd` (engine.smtpd.passwd).
+`show`, `queue --list`: engine.admin.commands), `volley passwd` (engine.smtpd.passwd)
+or `volley suppress` (engine.suppress.commands).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from engine.admin import commands as admin
 from engine.auth import keygen as dkim_keygen
 from engine.config import ConfigError, Settings, load_settings
 from engine.smtpd import passwd
+from engine.suppress import commands as suppress
 
 __all__ = ["main"]
 
@@ -134,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     admin.add_parsers(sub)
     passwd.add_parser(sub)
     dkim_keygen.add_parser(sub)
+    suppress.add_parser(sub)
     args = p.parse_args(argv)
     if args.command == "dkim":
         return dkim_keygen.run(args)
@@ -144,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command in admin.COMMANDS or (args.command == "queue" and args.list):
         return admin.run(args, settings)
+    if args.command == "suppress":
+        return suppress.run(args, settings)
     if args.command == "queue" and (args.domain or args.limit is not None):
         print("volley: queue: --domain and --limit go with --list", file=sys.stderr)
         return 2

@@ -14,6 +14,8 @@ bearer token before anything here runs) or doing the work (engine.admin.service)
   GET  /v1/queue?domain=D&limit=N          queued entries, oldest first
   GET  /v1/messages/<id>                   one message: entries, headers, state, history
 
+Other packages add routes of their own (`extra`: engine.suppress.api's /v1/suppressions).
+
 Named after the CLI commands (`volley suspend` is POST /v1/suspend) so that a tool can
 drive either.  `duration` is seconds or "1h"-style text; `by` names who asked (the
 CLI sends the login name) and goes into the log.
@@ -45,10 +47,15 @@ Query = Mapping[str, str]
 MESSAGES = "/v1/messages/"
 
 
+Handler = Callable[[Query, Body], Awaitable[Response]]
+
+
 class Api:
-    def __init__(self, service: AdminService) -> None:
+    def __init__(
+        self, service: AdminService, extra: Mapping[str, Mapping[str, Handler]] | None = None
+    ) -> None:
         self._s = service
-        self._routes: dict[str, dict[str, Callable[[Query, Body], Awaitable[Response]]]] = {
+        self._routes: dict[str, dict[str, Handler]] = {
             "/v1/suspensions": {"GET": self._suspensions},
             "/v1/suspend": {"POST": self._suspend},
             "/v1/resume": {"POST": self._resume},
@@ -57,6 +64,8 @@ class Api:
             "/v1/delete": {"POST": self._delete},
             "/v1/queue": {"GET": self._queue},
         }
+        for path, methods in (extra or {}).items():
+            self._routes[path] = dict(methods)
 
     async def handle(self, method: str, path: str, query: Query, body: Body) -> Response:
         """Answer one authenticated request; never raises for a bad request."""

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from engine.admin.api import Api
+from engine.admin.api import Api, Handler
 from engine.admin.server import AdminServer, is_loopback, split_listen
 from engine.admin.service import ACTION_TIMEOUT, AdminService
 from engine.admin.suspensions import SqliteSuspensionStore, StoreError
@@ -53,8 +53,10 @@ class Admin:
         *,
         send: Callable[..., None],
         live: Callable[[], list[int]],
+        routes: Mapping[str, Mapping[str, Handler]] | None = None,
     ) -> Admin:
-        """Open and start everything (on the event loop); raises AdminStartError."""
+        """Open and start everything (on the event loop); raises AdminStartError.
+        `routes`: other packages' API routes (engine.admin.api.Api's `extra`)."""
         try:
             store = SqliteSuspensionStore(settings.spool_path / STATE_DB)
         except StoreError as e:
@@ -71,7 +73,7 @@ class Admin:
         server: AdminServer | None = None
         try:
             if settings.admin_listen:
-                server = _server(settings, service)
+                server = _server(settings, service, routes)
             service.start()
         except BaseException as e:
             if server is not None:
@@ -91,7 +93,11 @@ class Admin:
         await self.service.close()
 
 
-def _server(settings: Settings, service: AdminService) -> AdminServer:
+def _server(
+    settings: Settings,
+    service: AdminService,
+    routes: Mapping[str, Mapping[str, Handler]] | None = None,
+) -> AdminServer:
     path = settings.admin_token_path
     try:
         token, created = ensure_token(path)
@@ -103,7 +109,7 @@ def _server(settings: Settings, service: AdminService) -> AdminServer:
         server = AdminServer(
             settings.admin_listen,
             token,
-            Api(service).handle,
+            Api(service, routes).handle,
             asyncio.get_running_loop(),
             timeout=SERVER_TIMEOUT,
         )

@@ -2,7 +2,7 @@
 
 The package's modules: `values` (the error type and shared parsers), `helo` (the EHLO
 name's checks), `policy` (per-destination limits), `smtpd` (the listener's section), `dkim`
-(signing domains) and
+(signing domains), `suppress` (`[suppression]`, `[unsubscribe]`) and
 `settings` (everything else, and loading).
 """
 
@@ -11,6 +11,7 @@ from engine.config.helo import helo_name_error, helo_name_warning
 from engine.config.policy import DomainPolicy
 from engine.config.settings import IGNORE_TARGET_HOSTS, Settings, from_dict, load_settings
 from engine.config.smtpd import SmtpdSettings
+from engine.config.suppress import SoftBounce, SuppressionSettings, UnsubscribeSettings
 from engine.config.values import ConfigError, parse_address, parse_duration
 
 __all__ = [
@@ -20,6 +21,9 @@ __all__ = [
     "DomainPolicy",
     "Settings",
     "SmtpdSettings",
+    "SoftBounce",
+    "SuppressionSettings",
+    "UnsubscribeSettings",
     "from_dict",
     "helo_name_error",
     "helo_name_warning",

@@ -23,6 +23,14 @@ from engine.config.dkim import DkimDomain, dkim_dict, read_dkim
 from engine.config.helo import helo_name_error
 from engine.config.policy import DomainPolicy, policy_dict, read_policy
 from engine.config.smtpd import SmtpdSettings, read_smtpd, smtpd_dict
+from engine.config.suppress import (
+    SuppressionSettings,
+    UnsubscribeSettings,
+    read_suppression,
+    read_unsubscribe,
+    suppression_dict,
+    unsubscribe_dict,
+)
 from engine.config.values import ConfigError, Table, check_listen, parse_address
 from engine.model import SmtpTimeouts
 
@@ -90,6 +98,8 @@ class Settings:
     drain_timeout: float = 30.0
     smtpd: SmtpdSettings = field(default_factory=SmtpdSettings)
     dkim: tuple[DkimDomain, ...] = ()
+    suppression: SuppressionSettings = field(default_factory=SuppressionSettings)
+    unsubscribe: UnsubscribeSettings | None = None  # None: [unsubscribe] is not configured
     default_policy: DomainPolicy = field(default_factory=DomainPolicy)
     domain_policies: Mapping[str, DomainPolicy] = field(default_factory=dict)
 
@@ -99,6 +109,11 @@ class Settings:
     @property
     def admin_token_path(self) -> Path:
         return self.admin_token_file or self.spool_path / "admin.token"
+
+    @property
+    def unsubscribe_secret_path(self) -> Path:
+        u = self.unsubscribe
+        return (u.secret_file if u else None) or self.spool_path / "unsubscribe.key"
 
     def to_dict(self) -> dict[str, Any]:
         """A plain TOML-shaped dict that `from_dict` reads back (sent to workers)."""
@@ -129,6 +144,8 @@ class Settings:
             "dsn": {"enabled": self.dsn_enabled, "hold": self.dsn_hold},
             "smtpd": smtpd_dict(self.smtpd),
             "dkim": dkim_dict(self.dkim),
+            "suppression": suppression_dict(self.suppression),
+            "unsubscribe": unsubscribe_dict(self.unsubscribe),
             "shutdown": {"drain_timeout": self.drain_timeout},
             "domains": {"default": policy_dict(self.default_policy)}
             | {name: policy_dict(p) for name, p in self.domain_policies.items()},
@@ -209,6 +226,8 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     ad.finish()
     smtpd = read_smtpd(root.table("smtpd"))
     dkim = read_dkim(root.table("dkim"))
+    suppression = read_suppression(root.table("suppression"))
+    unsubscribe = read_unsubscribe(root.table("unsubscribe"))
     ds = root.table("dsn")
     dsn_enabled = ds.boolean("enabled", d.dsn_enabled)
     dsn_hold = ds.duration("hold", d.dsn_hold)
@@ -251,6 +270,8 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         admin_token_file=None if token_raw is None else Path(token_raw),
         smtpd=smtpd,
         dkim=dkim,
+        suppression=suppression,
+        unsubscribe=unsubscribe,
         dsn_enabled=dsn_enabled,
         dsn_hold=dsn_hold,
         drain_timeout=drain,

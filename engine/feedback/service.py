@@ -9,8 +9,11 @@ removing the file (on the write-behind thread, FIFO after the log write).  A mes
 that is not a report is moved to feedback/rejected/ with the reason and logged as
 `feedback_rejected`: never lost, never retried.
 Not responsible for: receiving the messages (engine.smtpd calls engine.feedback.inbox.store),
-or which worker runs it (engine.runtime.worker starts it on shard 0 only, so each file
-is processed by one process).
+which worker runs it (engine.runtime.worker starts it on shard 0 only, so each file
+is processed by one process), or what a report means for the suppression list: the
+`on_report` hook (engine.suppress) is told of every parsed report and may return a
+future; the file is then removed only once it completed (a complaint is suppressed
+durably first), and kept, with a `feedback_error` record, if it failed.
 
 Crash safety: a kill -9 after the records were written but before the unlink leaves the
 file, which the next start processes again: the report is logged twice, never lost.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +42,9 @@ __all__ = ["BATCH", "FEEDBACK_SHARD", "INTERVAL", "FeedbackProcessor", "feedback
 FEEDBACK_SHARD = 0  # the one worker that processes feedback/
 INTERVAL = 1.0  # seconds between scans of an empty feedback/: reports are not urgent
 BATCH = 100  # messages per executor job (~0.5 ms each to parse: ~50 ms off the loop)
+
+# Told of each parsed report; a future it returns delays the file's removal until done.
+OnReport = Callable[[inbox.Stored, FeedbackReport], "asyncio.Future[None] | None"]
 
 
 @dataclass(slots=True)
@@ -85,6 +92,7 @@ class FeedbackProcessor:
         submit: Callable[[Callable[[], None]], None],
         wall: Callable[[], float],
         interval: float = INTERVAL,
+        on_report: OnReport | None = None,
     ) -> None:
         """`submit(fn)` runs fn after the log writes handed over before it (the worker's
         write-behind thread); `wall()` is the time of the records."""
@@ -94,6 +102,7 @@ class FeedbackProcessor:
         self.submit = submit
         self.wall = wall
         self.interval = interval
+        self.on_report = on_report
         self._done: set[str] = set()  # processed, removal pending
 
     async def run(self) -> None:
@@ -123,7 +132,22 @@ class FeedbackProcessor:
                 self.log.add(event, now, **fields)
             self.tally.inc("volley_feedback_reports", report.kind.value)
             self._done.add(stored.name)
-            self.log.then(self._remove_later, stored.name)
+            ack = self.on_report(stored, report) if self.on_report is not None else None
+            if ack is None:
+                self.log.then(self._remove_later, stored.name)
+            else:
+                ack.add_done_callback(functools.partial(self._acked, stored.name))
+        self.log.flush()
+
+    def _acked(self, name: str, ack: asyncio.Future[None]) -> None:
+        """The hook's work for report `name` is done: remove it, or keep it if it failed
+        (it is processed again at the next start: logged twice, never lost)."""
+        error = None if ack.cancelled() else ack.exception()
+        if ack.cancelled() or error is not None:
+            why = "cancelled" if error is None else f"{type(error).__name__}: {error}"
+            self.log.add("feedback_error", self.wall(), report=name, error=why)
+        else:
+            self.log.then(self._remove_later, name)
         self.log.flush()
 
     def _remove_later(self, name: str) -> None:
@@ -145,8 +169,9 @@ def feedback_task(
     tally: Tally,
     submit: Callable[[Callable[[], None]], None],
     wall: Callable[[], float],
+    on_report: OnReport | None = None,
 ) -> Coroutine[Any, Any, None] | None:
     """The processor's coroutine for worker `shard`, or None: only FEEDBACK_SHARD runs it."""
     if shard != FEEDBACK_SHARD:
         return None
-    return FeedbackProcessor(root, log, tally, submit=submit, wall=wall).run()
+    return FeedbackProcessor(root, log, tally, submit=submit, wall=wall, on_report=on_report).run()

@@ -4,7 +4,10 @@ Responsible for: choosing this shard's drops (a hash of the file name, so worker
 contend for a file and need no lock), reading and parsing them (engine.drop), splitting
 each message into one entry per destination domain, the group commit, and only then
 removing the drops; DKIM signing (engine.auth.dkim) of each message after the headers
-intake adds.  Rejections go to rejected/ with a reason beside them.
+intake adds; the suppression check and the List-Unsubscribe headers (engine.suppress.gate:
+a suppressed recipient is not queued, a drop whose recipients are all suppressed is
+consumed with its `suppressed` records; a message is signed per entry when an entry got
+its own List-Unsubscribe, else once).  Rejections go to rejected/ with a reason beside them.
 Not responsible for: scheduling (the worker hands the new entries to the queue), the
 file formats (spool), or what makes a drop acceptable (engine.drop).
 
@@ -31,6 +34,7 @@ import errno
 import os
 import zlib
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,9 @@ from engine.config import Settings
 from engine.drop import DropEnvelope, DropFile, DropRejection, domain_of, parse_drop, read_drop
 from engine.drop.cleanup import add_missing_headers, date_value, message_id_value
 from engine.smtp.encode import wire_body
+from engine.suppress.check import Hit
+from engine.suppress.gate import IntakeGate
+from engine.suppress.store import StoreError
 from spool import (
     EntryRef,
     NewEntry,
@@ -53,7 +60,15 @@ from spool import (
     random_salt,
 )
 
-__all__ = ["IntakeBatch", "Noted", "Taken", "interrupted_take", "shard_of", "take_batch"]
+__all__ = [
+    "IntakeBatch",
+    "Noted",
+    "Suppressed",
+    "Taken",
+    "interrupted_take",
+    "shard_of",
+    "take_batch",
+]
 
 
 def shard_of(name: str, shards: int) -> int:
@@ -70,12 +85,27 @@ class Taken:
     drop: str
 
 
+@dataclass(frozen=True, slots=True)
+class Suppressed:
+    """A recipient of a taken drop that was not queued (engine.suppress.gate)."""
+
+    hit: Hit
+    sender: str
+    sender_domain: str | None
+    message_id: str | None
+    drop: str
+
+
 @dataclass(slots=True)
 class IntakeBatch:
     taken: list[Taken] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (final name, reason)
     full: str | None = None  # set when the spool is out of space: intake paused
     more: bool = False  # the batch limit was reached: scan again at once
+    suppressed: list[Suppressed] = field(default_factory=list)
+    # List-Unsubscribe per entry: (result, msgid, domain, recipients) for every entry of
+    # the taken drops (engine.suppress.gate.HEADER_RESULTS), when [unsubscribe] is set.
+    headers: list[tuple[str, str | None, str, int]] = field(default_factory=list)
 
 
 def new_meta(
@@ -178,9 +208,13 @@ def take_batch(
     now: float,
     pickup: Pickup | None = None,
     noted: dict[str, Noted] | None = None,
+    gate: IntakeGate | None = None,
 ) -> IntakeBatch:
     """Take the next batch of this shard's drops (or exactly the `noted` ones: the
-    recovery of an interrupted take at worker start); see the module docstring."""
+    recovery of an interrupted take at worker start); see the module docstring.
+
+    Raises engine.suppress.store.StoreError when the suppression list cannot be read:
+    nothing of the batch is queued or consumed then (the drops wait in incoming/)."""
     batch = IntakeBatch()
     note = taking_path(spool, k)
     if noted is not None:
@@ -192,14 +226,25 @@ def take_batch(
     new: list[NewEntry] = []
     # drop, envelope, entries (id, recipients, Message-ID)
     pending: list[tuple[str, DropEnvelope, list[tuple[str, list[str], str]]]] = []
+    screened = IntakeBatch()  # what the drops of `pending` had suppressed, and headers
     notes: list[tuple[bytes, bytes, bytes]] = []  # what queue/<k>.taking records
     dir_fd = os.open(spool.incoming, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for name in names:
             try:
                 taken = _take_one(
-                    spool, dir_fd, name, settings, now, batch, noted.get(name) if noted else None
+                    spool,
+                    dir_fd,
+                    name,
+                    settings,
+                    now,
+                    batch,
+                    noted.get(name) if noted else None,
+                    gate,
+                    screened,
                 )
+            except StoreError:
+                raise  # the list is unreadable: nothing is taken (see the docstring)
             except Exception as e:  # a bug must cost one file (kept, with the reason), not intake
                 reason = f"internal error while taking the drop: {type(e).__name__}: {e}"
                 try:
@@ -214,24 +259,11 @@ def take_batch(
                 notes.append((os.fsencode(name), identity, salt))
     finally:
         os.close(dir_fd)
-    if not new:
+    if not pending:
         atomic.unlink_quietly(note)
         return batch
-    try:
-        # Durable before the entries are: after a crash between `add` and the unlink of
-        # the drops, the next worker takes exactly these drops again *before* it delivers
-        # anything, while their entries are surely still queued. Re-taken later, after the
-        # scanned entry was delivered and removed, a drop would be queued and sent again.
-        atomic.put_file(note.parent, note.name, msgpack.packb(notes, use_bin_type=True))
-        atomic.fsync_dir(note.parent)
-        refs = shard.add(new)
-    except SpoolFull as e:
-        batch.full = str(e)
-        return batch
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        batch.full = f"queue/{k}: {e.strerror}"
+    refs = _commit(spool, shard, k, note, notes, new, batch) if new else []
+    if batch.full:
         return batch
     spool.consume_drops([name for name, _, _ in pending])
     atomic.unlink_quietly(note)  # no fsync: a note that comes back names drops already gone
@@ -239,7 +271,38 @@ def take_batch(
     for name, env, entries in pending:
         for eid, rcpts, msgid in entries:
             batch.taken.append(Taken(by_id[eid], env.sender, tuple(rcpts), msgid, name))
+    batch.suppressed = screened.suppressed
+    batch.headers = screened.headers
     return batch
+
+
+def _commit(
+    spool: Spool,
+    shard: ShardQueue,
+    k: int,
+    note: Path,
+    notes: list[tuple[bytes, bytes, bytes]],
+    new: list[NewEntry],
+    batch: IntakeBatch,
+) -> list[EntryRef]:
+    """Note the drops, then write the entries durably; [] with `batch.full` set when the
+    spool is out of space."""
+    try:
+        # Durable before the entries are: after a crash between `add` and the unlink of
+        # the drops, the next worker takes exactly these drops again *before* it delivers
+        # anything, while their entries are surely still queued. Re-taken later, after the
+        # scanned entry was delivered and removed, a drop would be queued and sent again.
+        atomic.put_file(note.parent, note.name, msgpack.packb(notes, use_bin_type=True))
+        atomic.fsync_dir(note.parent)
+        return shard.add(new)
+    except SpoolFull as e:
+        batch.full = str(e)
+        return []
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        batch.full = f"queue/{k}: {e.strerror}"
+        return []
 
 
 def _take_one(
@@ -250,8 +313,12 @@ def _take_one(
     now: float,
     batch: IntakeBatch,
     noted: Noted | None,
+    gate: IntakeGate | None = None,
+    screened: IntakeBatch | None = None,
 ) -> tuple[DropEnvelope, list[tuple[str, list[str], str]], list[NewEntry], bytes, bytes] | None:
-    """Read and parse one drop; None when it was rejected or is not ready yet.
+    """Read and parse one drop; None when it was rejected or is not ready yet.  A drop
+    whose recipients are all suppressed comes back with no entries (it is consumed);
+    its `suppressed` records and the entries' List-Unsubscribe results go to `screened`.
 
     Its ids come from a random salt (see the module docstring), or from the `noted` one
     when it is the very drop noted (same identity).  The salt also names the message:
@@ -276,19 +343,41 @@ def _take_one(
         date=None if env.has_date else date_value(now),
         message_id=None if env.message_id else msgid,
     )
-    # Signed once, here, after every header Volley adds; retries send the stored bytes.
+    recipients: Sequence[str] = env.recipients
+    screen = None
+    if gate is not None:
+        screen = gate.screen(body, env.sender, recipients, now)
+        recipients = screen.keep
+    # Signed here, after every header Volley adds (List-Unsubscribe included: RFC 8058 §4);
+    # retries send the stored bytes.  Once for the message, or per entry that got its own
+    # List-Unsubscribe.
     signer = signer_for(settings.dkim)
-    if signer is not None:
-        try:
-            body = signer.sign(body)
-        except DkimError as e:
-            batch.rejected.append((spool.reject_drop(name, str(e)), str(e)))
-            return None
+    shared: bytes | None = None  # `body` signed
+    headers: list[tuple[str, str | None, str, int]] = []
     entries: list[tuple[str, list[str], str]] = []
     new: list[NewEntry] = []
-    for domain, rcpts in split_by_domain(env.recipients).items():
+    for domain, rcpts in split_by_domain(tuple(recipients)).items():
+        copy = body
+        if gate is not None and screen is not None:
+            copy, result = gate.stamp(body, rcpts, screen)
+            if result:
+                headers.append((result, msgid, domain, len(rcpts)))
+        if signer is not None:
+            try:
+                if copy is body:
+                    shared = copy = shared or signer.sign(body)
+                else:
+                    copy = signer.sign(copy)
+            except DkimError as e:
+                batch.rejected.append((spool.reject_drop(name, str(e)), str(e)))
+                return None
         eid = entry_id(got.mtime_ns, salt + domain.encode())
         entries.append((eid, rcpts, msgid))
         meta = new_meta(env, rcpts, domain, now, name, key=key, msgid=msgid)
-        new.append(NewEntry(eid, domain, meta, body, now))
+        new.append(NewEntry(eid, domain, meta, copy, now))
+    if screen is not None and screened is not None:
+        screened.suppressed.extend(
+            Suppressed(h, env.sender, screen.sender_domain, msgid, name) for h in screen.hits
+        )
+        screened.headers.extend(headers)
     return env, entries, new, got.identity, salt

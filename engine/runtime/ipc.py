@@ -10,6 +10,9 @@ callback on the event loop.  Messages are short lists whose first item names the
                          ["metrics", counters, gauges]     deltas since the last flush
                          ["reply", req, result]            answer to directive `req` (a dict;
                                                            {"error": text} if it failed)
+                         ["suppress", req, [entry, ...]]   add to the suppression list; req 0:
+                                                           no answer (engine.suppress.service)
+                         ["suppress_events", [event, ...]] delivery results for its rules
                          ["smtpd_open", req, client, limit]  may one more listener session
                                                            of `client` start (engine.smtpd.clients)
                          ["smtpd_close", client]           a session `smtpd_open` let in ended
@@ -26,6 +29,7 @@ callback on the event loop.  Messages are short lists whose first item names the
                                                            (engine.runtime.control)
                          ["grant", req]                    a slot for request `req`
                          ["smtpd_admit", req, ok]          the answer to `smtpd_open`
+                         ["suppressed", req, error|None]   the answer to "suppress" (committed)
                          ["contend", domain]               someone waits for `domain`: close idle
                          ["drain"]                         stop taking work, finish, exit 0
 

@@ -7,8 +7,9 @@ DSN per message), then removing the entry (nothing left to do; the removal follo
 log lines in the log's next batch, EventLog.then) or rewriting it with only the
 recipients still pending, its attempt count and its next attempt time (a restart never
 resends to recipients that accepted).
-Not responsible for: deciding verdicts (engine.sched.classify) or retry timing
-(engine.sched.backoff).
+Not responsible for: deciding verdicts (engine.sched.classify), retry timing
+(engine.sched.backoff), or what the suppression list makes of them (`feed`, once per
+attempt: engine.suppress.feed).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class Outcomes:
         rng: random.Random,
         remove: Callable[[EntryRef], None] | None = None,
         settle: Callable[[], None] | None = None,
+        feed: Callable[[dict[str, Any], Sequence[RecipientOutcome], float], None] | None = None,
     ) -> None:
         """`remove` finishes an entry (default: shard.remove; the worker passes one that
         queues it on its write-behind thread); it runs once the entry's log lines have
@@ -74,6 +76,7 @@ class Outcomes:
         self._rng = rng
         self._remove: Callable[[EntryRef], None] = remove or shard.remove
         self._settle: Callable[[], None] = settle or (lambda: None)
+        self._feed = feed  # the suppression rules' input (engine.suppress.feed)
         self._reports = BounceReports(settings, shard, queue, log, tally)
 
     def reconfigure(self, settings: Settings) -> None:
@@ -144,6 +147,8 @@ class Outcomes:
                 all_delivered = False
                 if disposition is Disposition.DEFERRED:
                     finished = False
+        if self._feed is not None:
+            self._feed(meta, outcomes, now)
         if all_delivered:
             # The common case, every recipient delivered: no synchronous spool change, so
             # the lines wait for the log's next batch and the entry's removal follows them

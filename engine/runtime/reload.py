@@ -3,10 +3,11 @@
 Responsible for: comparing the running settings with a freshly read and validated file
 and deciding which changes apply at once (domain policies and limits, SMTP settings and
 timeouts, DSNs, the delivery log, the drain timeout) and which only at the next start
-(the spool, the worker count, intake, DNS servers, the metrics and admin listeners, the
-SMTP listener's addresses: they are bound to processes, sockets and files opened at
-start; the rest of [smtpd] applies to new SMTP sessions at once).  The settings that run from
-then on keep the running values of the latter, so a reload never half-applies one.
+(the spool, the worker count, intake, DNS servers, the metrics, admin and unsubscribe
+listeners, the SMTP listener's addresses: they are bound to processes, sockets and files
+opened at start; the rest of [smtpd] applies to new SMTP sessions at once).  The settings
+that run from then on keep the running values of the latter, so a reload never
+half-applies one.
 Not responsible for: reading the file (engine.config), or telling the workers
 (engine.runtime.supervisor sends them the result; each worker applies it to the
 connections it opens from then on: open connections finish as they are).
@@ -25,7 +26,8 @@ from engine.config import Settings, from_dict
 __all__ = ["RESTART_ONLY", "RESTART_ONLY_KEYS", "Reload", "plan_reload"]
 
 # Top-level keys of the TOML file whose changes wait for a restart.
-RESTART_ONLY = frozenset({"spool", "workers", "intake", "dns", "metrics", "admin"})
+# [unsubscribe]: its endpoint is bound and its key read at start.
+RESTART_ONLY = frozenset({"spool", "workers", "intake", "dns", "metrics", "admin", "unsubscribe"})
 # Dotted keys inside sections that otherwise apply at once: the listener's sockets are
 # bound by the supervisor at start (engine.smtpd.sockets).
 RESTART_ONLY_KEYS = frozenset({"smtpd.listen", "smtpd.implicit_tls_listen"})

@@ -7,8 +7,9 @@ address across workers (engine.smtpd.clients), starting N worker processes, rest
 that dies (with backoff), arbitrating per-destination connection slots across them
 (engine.sched.leases), exporting every worker's metrics on one /metrics endpoint, hosting
 queue control (engine.admin: the admin API, operator suspensions, directives routed to
-the workers), and a clean stop on SIGTERM/SIGINT: workers drain, then the supervisor
-exits 0.
+the workers), the suppression list's one writer and the unsubscribe endpoint
+(engine.suppress.runner), and a clean stop on SIGTERM/SIGINT: workers drain, then the
+supervisor exits 0.
 Not responsible for: any mail handling; it never touches a message (Postfix master(8)).
 
 Workers are fresh interpreters (`python -P -m engine.runtime.worker`, engine.runtime.spawn:
@@ -49,6 +50,7 @@ from engine.runtime.spawn import StderrTail, relay, worker_argv
 from engine.sched.leases import LeaseTable
 from engine.smtpd.clients import ClientTable
 from engine.smtpd.sockets import ListenError, Listening, bind_all, close_all, for_worker
+from engine.suppress.runner import Suppression, SuppressStartError
 from engine.telemetry.eventlog import repair_tail
 from engine.telemetry.export import Exporter
 from spool import Spool
@@ -102,6 +104,7 @@ class Supervisor:
         self.start_failed: list[WorkerHandle] = []  # exited before "ready" during start-up
         self._start_failure = asyncio.Event()
         self.admin: Admin | None = None
+        self.suppression: Suppression | None = None
         self.smtpd: list[Listening] = []  # the listener's sockets, per address and worker
         self.clients = ClientTable()  # the listener's sessions per client address
 
@@ -148,9 +151,18 @@ class Supervisor:
         if moved:
             print(f"volley: moved {moved} entries from retired shards", file=sys.stderr)
         try:
-            self.admin = Admin.open(self.s, self.exporter, send=self._send, live=self._live)
-        except AdminStartError as e:
+            self.suppression = await Suppression.open(self.s, self.exporter.count)
+            self.admin = Admin.open(
+                self.s,
+                self.exporter,
+                send=self._send,
+                live=self._live,
+                routes=self.suppression.routes(),
+            )
+        except (AdminStartError, SuppressStartError) as e:
             print(f"volley: {e}", file=sys.stderr)
+            if self.suppression is not None:
+                await self.suppression.close()
             return 2
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -162,8 +174,7 @@ class Supervisor:
         if not await self._started():
             self.stopping.set()  # the other workers' exits are no crash to restart
             await self._stop_all()
-            if self.admin is not None:
-                await self.admin.close()
+            await self._close_services()
             return 1 if self.start_failed else 0
         self.starting = False
         smtp = ", ".join(f"{b.address}{' (TLS)' if b.implicit_tls else ''}" for b in self.smtpd)
@@ -178,12 +189,17 @@ class Supervisor:
         await self.stopping.wait()
         sampler.cancel()
         await self._stop_all()
-        if self.admin is not None:
-            await self.admin.close()
+        await self._close_services()
         if self._stop_asked:
             took = time.monotonic() - self._stop_asked
             print(f"volley: stopped ({took:.1f} s after the stop was asked)", file=sys.stderr)
         return 0
+
+    async def _close_services(self) -> None:
+        if self.admin is not None:
+            await self.admin.close()
+        if self.suppression is not None:
+            await self.suppression.close()
 
     # -- signals ---------------------------------------------------------------------------
     def _on_stop_signal(self, name: str) -> None:
@@ -237,6 +253,8 @@ class Supervisor:
                 h.channel.send("reload", self.s.to_dict())
         if self.admin is not None:
             self.admin.service.reopen_log(self.s.log_path)
+        if self.suppression is not None:
+            self.suppression.reconfigure(self.s)
         applied = ", ".join(plan.applied) if plan.applied else "nothing changed"
         print(f"volley: SIGHUP: configuration reloaded: {applied}", file=sys.stderr, flush=True)
         if plan.at_restart:
@@ -441,6 +459,8 @@ class Supervisor:
             self.workers[k].ready.set()
         elif kind == "reply" and self.admin is not None:
             self.admin.service.on_reply(k, msg[1], msg[2])
+        elif self.suppression is not None:
+            self.suppression.on_message(msg, functools.partial(self._send, k))
 
 
 def run(

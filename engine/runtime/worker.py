@@ -6,7 +6,8 @@ MX resolution (an aiodns resolver created here, inside this process's loop), con
 tasks, outcomes, the delivery log and metric flushes — and the process's life: lock the
 shard, recover, scan, run, drain on request, exit.
 Not responsible for: other shards, cross-process limits (asks the supervisor for leases),
-or restarting itself (the supervisor does).
+restarting itself (the supervisor does), or the suppression list (engine.suppress.agent:
+read here by intake, written by the supervisor).
 
 Started by the supervisor as `python -m engine.runtime.worker --shard K --fd FD`; the
 first message on the control socket is the configuration.  If that socket closes (the
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 import random
 import signal
@@ -43,6 +45,7 @@ from engine.runtime.outcome import Outcomes
 from engine.runtime.peers import CountingResolver, LeaseClient
 from engine.runtime.writebehind import WriteBehind
 from engine.sched.queue import WorkQueue
+from engine.suppress.agent import SuppressionAgent
 from engine.telemetry.eventlog import EventLog
 from engine.telemetry.metrics import Tally, reject_class
 from spool import CorruptEntry, EntryRef, ShardQueue, Spool, id_time
@@ -101,6 +104,9 @@ class Worker:
             self.dns, clock=clock.monotonic, rng=self.rng, negative_ttl=settings.dns_negative_ttl
         )
         shard = self.shard
+        self.suppression = SuppressionAgent(
+            settings, channel.send, self.log, self.tally, clock.wall
+        )
 
         def remove(ref: EntryRef) -> None:
             self.behind.submit(lambda: shard.remove(ref))
@@ -114,6 +120,7 @@ class Worker:
             self.rng,
             remove=remove,
             settle=self.behind.wait,
+            feed=self.suppression.feed.observe,
         )
         self.deliverer = Deliverer(
             settings=settings,
@@ -160,6 +167,8 @@ class Worker:
             self.control.on_message(msg)
         elif kind == "reload":
             self.reconfigure(from_dict(msg[1]))
+        elif kind == "suppressed":
+            self.suppression.on_message(msg)
         elif kind == "smtpd_admit":
             self.smtpd.on_message(msg)
 
@@ -170,6 +179,7 @@ class Worker:
         self.s = settings
         self.deliverer.reconfigure(settings)
         self.outcomes.reconfigure(settings)
+        self.suppression.reconfigure(settings)
         self.smtpd.reconfigure(settings)
         self.log.flush()
         self.behind.wait()  # the write-behind thread still holds the old file
@@ -197,8 +207,12 @@ class Worker:
         interrupted = interrupted_take(self.spool, self.k)
         if interrupted:
             # Before anything is delivered: see take_batch.
+            gate = self.suppression.gate
             self._apply_batch(
-                take_batch(self.spool, self.shard, self.k, self.s, now, noted=interrupted), now
+                take_batch(
+                    self.spool, self.shard, self.k, self.s, now, noted=interrupted, gate=gate
+                ),
+                now,
             )
         refs = self.shard.scan()
         if self.predecessor_crashed and self.crashed_in_flight:
@@ -215,7 +229,7 @@ class Worker:
         ]
         # Worker 0 also turns <spool>/feedback/ into log records (engine.feedback.service).
         args = (self.spool.root, self.log, self.tally, self.behind.submit, self.clock.wall)
-        if (feedback := feedback_task(self.k, *args)) is not None:
+        if (feedback := feedback_task(self.k, *args, self.suppression.on_report)) is not None:
             loops.append(asyncio.create_task(feedback, name="feedback"))
         await self._stop.wait()
         await self.smtpd.close(self.s.drain_timeout)  # 421 to idle sessions, commits done
@@ -232,6 +246,7 @@ class Worker:
         self.behind.close()
         self.shard.close()
         self.log.close()
+        self.suppression.close()
         self.journal.close()
         await self.dns.close()
 
@@ -273,7 +288,7 @@ class Worker:
             try:
                 batch: IntakeBatch = await loop.run_in_executor(
                     None,
-                    take_batch,
+                    functools.partial(take_batch, gate=self.suppression.gate),
                     self.spool,
                     self.shard,
                     self.k,
@@ -306,6 +321,7 @@ class Worker:
                 await asyncio.sleep(self.s.intake_interval)
 
     def _apply_batch(self, batch: IntakeBatch, now: float) -> None:
+        self.suppression.record(batch, now)
         for name, reason in batch.rejected:
             self.log.add("rejected", now, drop=name, reason=reason)
             self.tally.inc("volley_drops_rejected", reject_class(reason))
@@ -369,6 +385,7 @@ class Worker:
             self._domain_gauges()
         counts, gauges, histograms = t.drain()
         self.channel.send("metrics", counts, gauges, histograms)
+        self.suppression.flush()
         self.log.flush()
 
     def _domain_gauges(self) -> None:

@@ -47,6 +47,9 @@ __all__ = [
     "OTHER",
     "REJECT_CLASSES",
     "SMTPD_REFUSALS",
+    "SUPPRESSION_SOURCES",
+    "UNSUBSCRIBE_HEADERS",
+    "UNSUBSCRIBE_RESULTS",
     "Agg",
     "CheckedTally",
     "Tally",
@@ -98,6 +101,20 @@ REJECT_CLASSES: tuple[str, ...] = tuple(
 OPERATOR_ACTIONS: tuple[str, ...] = ("suspend", "resume", "flush", "bounce", "delete")
 # engine.feedback.report.FeedbackKind's values (a test checks they agree).
 FEEDBACK_KINDS: tuple[str, ...] = ("async_bounce", "delivery_notice", "complaint", "unparseable")
+
+# engine.suppress.model.Source's values (a test checks they agree).
+SUPPRESSION_SOURCES: tuple[str, ...] = ("manual", "bounce", "complaint", "unsubscribe", "import")
+# engine.unsubscribe.server's request results and engine.suppress.gate.HEADER_RESULTS.
+UNSUBSCRIBE_RESULTS: tuple[str, ...] = (
+    "unsubscribed",
+    "page",
+    "malformed",
+    "forged",
+    "not_found",
+    "bad_request",
+    "error",
+)
+UNSUBSCRIBE_HEADERS: tuple[str, ...] = ("added", "present", "several_recipients", "unusable")
 
 # engine.model.FailureKind values the peer or the network can cause (not cancelled, local).
 CONNECTION_ERROR_KINDS: tuple[str, ...] = ("timeout", "refused", "closed", "protocol", "tls")
@@ -210,6 +227,31 @@ COUNTERS: dict[str, CounterSpec] = {
         "recipient), delivery_notice (a DSN without one), complaint (ARF), unparseable.",
         ("kind",),
         tuple((k,) for k in FEEDBACK_KINDS),
+    ),
+    "volley_suppressed": CounterSpec(
+        "Recipients not queued because the suppression list holds them, by the source of the"
+        " entry that matched (manual, bounce, complaint, unsubscribe, import).",
+        ("source",),
+        tuple((s,) for s in SUPPRESSION_SOURCES),
+    ),
+    # Counted by the supervisor (the list's one writer).
+    "volley_suppressions_added": CounterSpec(
+        "Entries added to the suppression list (or made longer), by source.",
+        ("source",),
+        tuple((s,) for s in SUPPRESSION_SOURCES),
+    ),
+    "volley_unsubscribe_requests": CounterSpec(
+        "Requests to the one-click unsubscribe endpoint by result: unsubscribed (a valid"
+        " POST), page (a GET: confirmation page only), malformed / forged (bad token),"
+        " not_found, bad_request, error (the list could not be written).",
+        ("result",),
+        tuple((r,) for r in UNSUBSCRIBE_RESULTS),
+    ),
+    "volley_unsubscribe_headers": CounterSpec(
+        "Queue entries by what intake did about List-Unsubscribe: added, present (the sender"
+        " set one), several_recipients (none: a token names one recipient), unusable.",
+        ("result",),
+        tuple((r,) for r in UNSUBSCRIBE_HEADERS),
     ),
     "volley_operator_removed": CounterSpec(
         "Recipients removed from the queue by an operator's bounce (with a DSN) or delete.",

@@ -71,6 +71,29 @@ def test_records_are_written_before_the_file_goes(tmp_path: Path) -> None:
     assert h.proc._done == set()  # forgotten once gone
 
 
+async def test_a_hooks_future_holds_the_removal_until_it_completes(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    loop = asyncio.get_running_loop()
+    acks: list[asyncio.Future[None]] = []
+
+    def hook(stored: inbox.Stored, report: object) -> asyncio.Future[None]:
+        acks.append(loop.create_future())
+        return acks[-1]
+
+    h.proc.on_report = hook
+    h.store("yahoo_cfl.eml")
+    h.store("microsoft_jmrp.eml")
+    h.step()
+    assert len(acks) == 2 and h.jobs == []  # no removal is even scheduled yet
+    acks[0].set_result(None)
+    acks[1].set_exception(OSError("the supervisor is gone"))
+    await asyncio.sleep(0)  # the done callbacks
+    h.run_jobs()
+    assert len(inbox.pending(tmp_path)) == 1  # the failed one is kept for the next start
+    [err] = [r for r in h.records() if r["event"] == "feedback_error"]
+    assert "the supervisor is gone" in str(err["error"])
+
+
 def test_what_is_not_a_report_is_moved_aside_and_logged(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     h.store("vacation_reply.eml")

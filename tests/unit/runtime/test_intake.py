@@ -1,10 +1,19 @@
+import dataclasses
 import os
 from pathlib import Path
 
+import dkim
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from engine.config import Settings
+from engine.auth.dkim import signer_for, unstuff
+from engine.config import DkimDomain, Settings, UnsubscribeSettings
 from engine.runtime.intake import Noted, interrupted_take, shard_of, take_batch
+from engine.suppress.gate import IntakeGate
+from engine.suppress.model import GLOBAL, Entry, Source
+from engine.suppress.store import SqliteSuppressionStore, StoreError
+from engine.unsubscribe.token import Claim, ensure_secret, load_keyring, verify
 from spool import Spool, entry_id
 
 
@@ -162,3 +171,92 @@ def test_batch_limit_reports_more(tmp_path: Path) -> None:
     assert b.more and len({t.drop for t in b.taken}) == 3
     b = take_batch(sp, sp.shard(0), 0, s, now=1.0)
     assert not b.more and len({t.drop for t in b.taken}) == 2
+
+
+# -- the suppression list and List-Unsubscribe (engine.suppress.gate) --------------------
+def _gate(tmp_path: Path, entries: list[Entry], unsubscribe: bool = False) -> IntakeGate:
+    store = SqliteSuppressionStore(tmp_path / "suppression.db")
+    store.add(entries, replace=True)
+    store.close()
+    s = settings(tmp_path)
+    if unsubscribe:
+        ensure_secret(tmp_path / "unsubscribe.key")
+        u = UnsubscribeSettings(url_base="https://u.example.com", mailto="unsub@b.test")
+        s = dataclasses.replace(s, unsubscribe=u)
+    return IntakeGate.for_settings(s)
+
+
+def test_suppressed_recipients_are_not_queued_and_say_why(tmp_path: Path) -> None:
+    sp = Spool(tmp_path)
+    sp.ensure(1)
+    gone = Entry("z@one.test", GLOBAL, "InvalidRecipient: 550 5.1.1", Source.BOUNCE, 1.0)
+    unsub = Entry("y@two.test", "sender.test", "unsubscribed", Source.UNSUBSCRIBE, 1.0)
+    gate = _gate(tmp_path, [gone, unsub])
+    drop(sp, "m1.eml", MSG)
+    drop(sp, "m2.eml", b"From: a@sender.test\r\nTo: y@two.test\r\nSubject: s\r\n\r\nhi\r\n")
+    batch = take_batch(sp, sp.shard(0), 0, settings(tmp_path), now=1000.0, gate=gate)
+    assert {t.ref.domain: t.recipients for t in batch.taken} == {"one.test": ("x@one.test",)}
+    assert [(x.hit.recipient, x.hit.entry, x.drop) for x in batch.suppressed] == [
+        ("y@two.test", unsub, "m1.eml"),
+        ("z@one.test", gone, "m1.eml"),
+        ("y@two.test", unsub, "m2.eml"),
+    ]
+    assert batch.suppressed[0].sender_domain == "sender.test"
+    # Every recipient of m2 suppressed: consumed, not rejected, nothing queued for it.
+    assert batch.rejected == [] and sp.incoming_names() == [] and sp.shard(0).count() == 1
+    gate.close()
+
+
+def test_an_unreadable_list_leaves_the_drops_waiting(tmp_path: Path) -> None:
+    sp = Spool(tmp_path)
+    sp.ensure(1)
+    gate = _gate(tmp_path, [])
+    (tmp_path / "suppression.db").unlink()
+    (tmp_path / "suppression.db").write_bytes(b"not a database at all" * 100)
+    drop(sp, "m1.eml", MSG)
+    with pytest.raises(StoreError):
+        take_batch(sp, sp.shard(0), 0, settings(tmp_path), now=1000.0, gate=gate)
+    assert sp.incoming_names() == ["m1.eml"] and sp.shard(0).count() == 0
+    gate.close()
+
+
+def test_list_unsubscribe_per_single_recipient_entry_and_signed_after_it(tmp_path: Path) -> None:
+    sp = Spool(tmp_path)
+    sp.ensure(1)
+    gate = _gate(tmp_path, [], unsubscribe=True)
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = tmp_path / "ed.pem"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    s = dataclasses.replace(settings(tmp_path), dkim=(DkimDomain("sender.test", "s1", pem),))
+    drop(sp, "m1.eml", MSG.replace(b"Subject: s", b"List-Id: <weekly.sender.test>\r\nSubject: s"))
+    batch = take_batch(sp, sp.shard(0), 0, s, now=1000.0, gate=gate)
+    bodies = {t.ref.domain: sp.shard(0).load(t.ref)[1] for t in batch.taken}
+    # two.test's entry has one recipient: its own link; one.test's has two: none.
+    assert b"List-Unsubscribe" not in bodies["one.test"]
+    assert sorted(batch.headers) == [
+        ("added", batch.taken[0].message_id, "two.test", 1),
+        ("several_recipients", batch.taken[0].message_id, "one.test", 2),
+    ]
+    two = bodies["two.test"]
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in two
+    token = two.split(b"https://u.example.com/u/")[1].split(b">")[0].decode()
+    ring = load_keyring(tmp_path / "unsubscribe.key")
+    assert verify(ring, token) == Claim("y@two.test", "sender.test", "weekly.sender.test")
+    # Each copy signed, and the signature covers both fields (RFC 8058 §4).
+    signer = signer_for(s.dkim)
+    assert signer is not None
+    for body in bodies.values():
+        assert body.startswith(b"DKIM-Signature:")
+        message = unstuff(body)
+        public = signer.keys[0].public.encode()
+        record = b"v=DKIM1; k=ed25519; p=" + public
+        assert dkim.DKIM(message).verify(dnsfunc=lambda name, timeout=5, r=record: r)
+    h = two.split(b"h=")[1].split(b";")[0].replace(b"\r\n", b"").replace(b" ", b"")
+    assert b"list-unsubscribe:list-unsubscribe-post" in h
+    gate.close()
