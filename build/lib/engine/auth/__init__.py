@@ -1,1 +1,0 @@
-"""Authentication of outgoing mail: DKIM signing (engine.auth.dkim, engine.auth.keygen)."""
