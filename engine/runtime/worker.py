@@ -138,6 +138,7 @@ class Worker:
         self.smtpd = SmtpListener(
             settings, shard, self.queue, self.log, self.tally, self._kick.set, channel, listen
         )
+        self.smtpd.commit.gate = self.suppression.gate  # the suppression check, as for drops
         self.control = Control(
             shard_no=shard_no,
             queue=self.queue,

@@ -16,7 +16,8 @@ from engine.auth.keygen import keygen
 from engine.config import Settings, SmtpdSettings, from_dict
 from engine.drop import parse_drop
 from engine.runtime.intake import new_meta
-from engine.runtime.listener import ClientGate, GroupCommit, startup_problem
+from engine.runtime.listener import ClientGate, startup_problem
+from engine.runtime.smtp_commit import GroupCommit
 from engine.sched.queue import WorkQueue
 from engine.smtpd.auth import set_password
 from engine.smtpd.events import Envelope
