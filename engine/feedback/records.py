@@ -54,6 +54,9 @@ def records(stored: Stored, report: FeedbackReport) -> list[Record]:
         return [("complaint", {"rcpt": rcpt, **fields, **common}) for rcpt in rcpts]
     if report.kind is FeedbackKind.UNPARSEABLE:
         return [rejected_record(stored.name, report.reason or "unparseable", stored)]
+    if report.kind is FeedbackKind.UNSUBSCRIBE:
+        # Who it is for is the token's to say (engine.unsubscribe.mail), not the From's.
+        return [("unsubscribe_mail", {"to": list(stored.recipients), **common})]
     out: list[Record] = []
     for item in report.items:
         event = "async_bounce" if item.failed else "delivery_notice"

@@ -23,6 +23,7 @@ class FeedbackKind(enum.Enum):
     ASYNC_BOUNCE = "async_bounce"  # a DSN with at least one recipient whose Action is failed
     DELIVERY_NOTICE = "delivery_notice"  # a DSN without failures: delayed, relayed, ...
     COMPLAINT = "complaint"  # an ARF feedback report (abuse, fraud, ...)
+    UNSUBSCRIBE = "unsubscribe"  # mail to the List-Unsubscribe mailto: (RFC 2369) address
     UNPARSEABLE = "unparseable"  # none of those: `FeedbackReport.reason` says why
 
 

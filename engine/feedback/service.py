@@ -57,9 +57,10 @@ class Scan:
     more: bool = False  # the batch limit was hit
 
 
-def scan(root: Path, done: frozenset[str], limit: int = BATCH) -> Scan:
+def scan(root: Path, done: frozenset[str], limit: int = BATCH, mailto: str | None = None) -> Scan:
     """Blocking: read and parse up to `limit` waiting messages not in `done`; move the
-    unparseable ones to feedback/rejected/ (durably)."""
+    unparseable ones to feedback/rejected/ (durably).  A message to `mailto` (the
+    `[unsubscribe]` mailto address) is an unsubscribe request, not a report."""
     result = Scan()
     names = inbox.pending(root)
     result.present = set(names)
@@ -72,6 +73,9 @@ def scan(root: Path, done: frozenset[str], limit: int = BATCH) -> Scan:
             continue
         if isinstance(stored, str):
             result.rejected.append((inbox.reject(root, name, stored), stored, None))
+            continue
+        if mailto is not None and any(r.lower() == mailto for r in stored.recipients):
+            result.parsed.append((stored, FeedbackReport(FeedbackKind.UNSUBSCRIBE)))
             continue
         report = parse_report(stored.raw)
         if report.kind is FeedbackKind.UNPARSEABLE:
@@ -93,6 +97,7 @@ class FeedbackProcessor:
         wall: Callable[[], float],
         interval: float = INTERVAL,
         on_report: OnReport | None = None,
+        mailto: str | None = None,
     ) -> None:
         """`submit(fn)` runs fn after the log writes handed over before it (the worker's
         write-behind thread); `wall()` is the time of the records."""
@@ -103,6 +108,7 @@ class FeedbackProcessor:
         self.wall = wall
         self.interval = interval
         self.on_report = on_report
+        self.mailto = mailto.lower() if mailto else None
         self._done: set[str] = set()  # processed, removal pending
 
     async def run(self) -> None:
@@ -110,7 +116,7 @@ class FeedbackProcessor:
         while True:
             done = frozenset(self._done)
             try:
-                result = await loop.run_in_executor(None, scan, self.root, done, BATCH)
+                result = await loop.run_in_executor(None, scan, self.root, done, BATCH, self.mailto)
             except Exception as e:  # e.g. feedback/ unreadable: say so, keep trying
                 self.log.add("feedback_error", self.wall(), error=f"{type(e).__name__}: {e}")
                 self.log.flush()
@@ -170,8 +176,12 @@ def feedback_task(
     submit: Callable[[Callable[[], None]], None],
     wall: Callable[[], float],
     on_report: OnReport | None = None,
+    mailto: str | None = None,
 ) -> Coroutine[Any, Any, None] | None:
     """The processor's coroutine for worker `shard`, or None: only FEEDBACK_SHARD runs it."""
     if shard != FEEDBACK_SHARD:
         return None
-    return FeedbackProcessor(root, log, tally, submit=submit, wall=wall, on_report=on_report).run()
+    processor = FeedbackProcessor(
+        root, log, tally, submit=submit, wall=wall, on_report=on_report, mailto=mailto
+    )
+    return processor.run()

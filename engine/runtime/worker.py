@@ -230,7 +230,8 @@ class Worker:
         ]
         # Worker 0 also turns <spool>/feedback/ into log records (engine.feedback.service).
         args = (self.spool.root, self.log, self.tally, self.behind.submit, self.clock.wall)
-        if (feedback := feedback_task(self.k, *args, self.suppression.on_report)) is not None:
+        hooks = (self.suppression.on_report, self.suppression.gate.mailto)  # + mailto: route
+        if (feedback := feedback_task(self.k, *args, *hooks)) is not None:
             loops.append(asyncio.create_task(feedback, name="feedback"))
         await self._stop.wait()
         await self.smtpd.close(self.s.drain_timeout)  # 421 to idle sessions, commits done

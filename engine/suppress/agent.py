@@ -49,7 +49,7 @@ class SuppressionAgent:
         )
         self.feed = BounceFeed(settings, self.client, reader)
         self.on_report: Callable[[Stored, FeedbackReport], asyncio.Future[None] | None] = (
-            report_hook(self.client, self.feed, wall)
+            report_hook(self.client, self.feed, wall, self.gate.ring, tally)
         )
         self._log = log
         self._tally = tally

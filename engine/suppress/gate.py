@@ -75,6 +75,16 @@ class IntakeGate:
             SuppressionCheck(reader) if reader is not None else None, settings.unsubscribe, ring
         )
 
+    @property
+    def ring(self) -> Keyring | None:
+        """The `[unsubscribe]` keys (None when not configured): the mailto route
+        verifies its tokens with them too."""
+        return self._ring
+
+    @property
+    def mailto(self) -> str | None:
+        return self._unsub.mailto if self._unsub is not None else None
+
     def close(self) -> None:
         if self.check is not None:
             self.check.reader.close()

@@ -40,6 +40,10 @@ from engine.suppress.model import (
     clean_reason,
     domain_key,
 )
+from engine.suppress.service import unsubscribe_entry
+from engine.telemetry.metrics import Tally
+from engine.unsubscribe.mail import claim_from_mail
+from engine.unsubscribe.token import Keyring, TokenError
 
 __all__ = [
     "NOT_COMPLAINTS",
@@ -124,17 +128,40 @@ def failed_recipients(report: FeedbackReport) -> list[tuple[str, str, str]]:
 
 
 def report_hook(
-    client: SuppressClient, feed: BounceFeed, wall: Callable[[], float]
+    client: SuppressClient,
+    feed: BounceFeed,
+    wall: Callable[[], float],
+    ring: Keyring | None = None,
+    tally: Tally | None = None,
 ) -> Callable[[Stored, FeedbackReport], asyncio.Future[None] | None]:
     """engine.feedback.service's `on_report` for worker 0: async bounces go to the rules,
-    complaints to the supervisor, acknowledged (the report file waits for the commit)."""
+    complaints and `mailto:` unsubscribes (verified against `ring`, the keys of
+    `[unsubscribe]`) to the supervisor, acknowledged (the report file waits for the
+    commit)."""
 
     def on_report(stored: Stored, report: FeedbackReport) -> asyncio.Future[None] | None:
         now = wall()
+        if report.kind is FeedbackKind.UNSUBSCRIBE:
+            return _unsubscribe(stored, now)
         failed = failed_recipients(report)
         if failed:
             feed.observe_report(failed, report.original_message_id or stored.name, now)
         entries = complaint_entries(stored.raw, report, now)
         return client.add(entries) if entries else None
+
+    def _unsubscribe(stored: Stored, now: float) -> asyncio.Future[None] | None:
+        """The token in the Subject decides (engine.unsubscribe.mail); a forged or
+        missing one suppresses nothing, as for a one-click POST."""
+        if ring is None:
+            return None
+        try:
+            claim = claim_from_mail(stored.raw, ring)
+        except TokenError as e:
+            if tally is not None:
+                tally.inc("volley_unsubscribe_requests", e.kind)  # malformed / forged
+            return None
+        if tally is not None:
+            tally.inc("volley_unsubscribe_requests", "unsubscribed")
+        return client.add([unsubscribe_entry(claim, now, "mailto")])
 
     return on_report

@@ -100,7 +100,13 @@ REJECT_CLASSES: tuple[str, ...] = tuple(
 
 OPERATOR_ACTIONS: tuple[str, ...] = ("suspend", "resume", "flush", "bounce", "delete")
 # engine.feedback.report.FeedbackKind's values (a test checks they agree).
-FEEDBACK_KINDS: tuple[str, ...] = ("async_bounce", "delivery_notice", "complaint", "unparseable")
+FEEDBACK_KINDS: tuple[str, ...] = (
+    "async_bounce",
+    "delivery_notice",
+    "complaint",
+    "unsubscribe",
+    "unparseable",
+)
 
 # engine.suppress.model.Source's values (a test checks they agree).
 SUPPRESSION_SOURCES: tuple[str, ...] = ("manual", "bounce", "complaint", "unsubscribe", "import")

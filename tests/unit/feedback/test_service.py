@@ -161,3 +161,17 @@ def test_only_one_worker_runs_it(tmp_path: Path) -> None:
     coro = feedback_task(FEEDBACK_SHARD, *args)
     assert coro is not None
     coro.close()
+
+
+def test_mail_to_the_unsubscribe_mailto_is_a_request_not_a_rejected_report(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    raw = b"From: a@else.test\r\nTo: Unsub@b.test\r\nSubject: unsubscribe x\r\n\r\n"
+    inbox.store(tmp_path, raw, sender="a@else.test", recipients=["Unsub@B.test"], client="1.2.3.4")
+    assert scan(tmp_path, frozenset()).rejected  # without the mailto: not a report
+    inbox.store(tmp_path, raw, sender="a@else.test", recipients=["unsub@b.test"], client="1.2.3.4")
+    result = scan(tmp_path, frozenset(), mailto="unsub@b.test")
+    assert [r.kind.value for _, r in result.parsed] == ["unsubscribe"] and not result.rejected
+    h.proc.apply(result)
+    (rec,) = [r for r in h.records() if r["event"] == "unsubscribe_mail"]
+    assert rec["to"] == ["unsub@b.test"] and rec["report_from"] == "a@else.test"
+    assert h.counts() == {("unsubscribe",): 1}

@@ -13,6 +13,8 @@ from engine.suppress.client import SuppressClient
 from engine.suppress.feed import BounceFeed
 from engine.suppress.model import GLOBAL, Entry, Source
 from engine.suppress.reports import complaint_entries, failed_recipients, report_hook
+from engine.telemetry.metrics import CheckedTally
+from engine.unsubscribe.token import Keyring, make_token
 from tests.unit.suppress.test_feed import Reader
 
 SAMPLES = Path(__file__).resolve().parents[1] / "feedback" / "samples"
@@ -69,3 +71,30 @@ async def test_async_bounces_and_the_hook() -> None:
     assert sent[-1][0] == "suppress" and sent[-1][2][0][0] == "reader.one@yahoo.com"
     client.answered(sent[-1][1], None)
     await ack
+
+
+async def test_a_mailto_unsubscribe_is_verified_by_its_token_and_sent_for_commit() -> None:
+    ring = Keyring((b"k" * 64,))
+    sent: list[Any] = []
+    client = SuppressClient(lambda *m: sent.append(m))
+    tally = CheckedTally()
+    hook = report_hook(client, BounceFeed(Settings(), client, Reader([])), lambda: T, ring, tally)
+    token = make_token(ring, "reader@x.test", "sender.test", "weekly")
+
+    def mail(subject: str) -> Stored:
+        raw = f"From: anyone@else.test\r\nSubject: {subject}\r\n\r\n".encode()
+        return Stored("u1", raw, "anyone@else.test", ("unsub@b.test",), "127.0.0.1", T)
+
+    unsubscribe = FeedbackReport(FeedbackKind.UNSUBSCRIBE)
+    assert hook(mail("unsubscribe " + token[:-3] + "AAA"), unsubscribe) is None  # forged
+    assert hook(mail("hello"), unsubscribe) is None  # no token
+    assert sent == []
+    ack = hook(mail("Re: unsubscribe " + token), unsubscribe)
+    assert ack is not None
+    kind, req, entries = sent[-1]
+    assert kind == "suppress" and entries[0][:2] == ["reader@x.test", "sender.test"]
+    client.answered(req, None)
+    await ack
+    counts, _, _ = tally.drain()
+    got = {tuple(c[1]): c[2] for c in counts if c[0] == "volley_unsubscribe_requests"}
+    assert got == {("forged",): 1, ("malformed",): 1, ("unsubscribed",): 1}
