@@ -2,9 +2,10 @@
 
 Responsible for: every setting's name, type and default; rejecting unknown keys with
 the key's dotted name; per-destination policy lookup (`Settings.policy(domain)`).
-Sections with many keys of their own live beside it (engine.config.policy, .smtpd).
+Sections with many keys of their own live beside it (engine.config.policy, .smtpd,
+.bounce).
 Not responsible for: acting on settings (the runtime does), or reading any file but
-the one TOML file it is given.
+the one TOML file it is given (and the files it names: bounce.rules_file).
 
 Every key has a default, so `volley run` works with no file at all.
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from engine.config.bounce import BounceSettings, bounce_dict, read_bounce
 from engine.config.dkim import DkimDomain, dkim_dict, read_dkim
 from engine.config.helo import helo_name_error
 from engine.config.policy import DomainPolicy, policy_dict, read_policy
@@ -87,6 +89,7 @@ class Settings:
     # domains (one entry each), so the sender gets one report listing every failed
     # recipient; siblings usually fail within seconds of each other (engine.runtime.outcome).
     dsn_hold: float = 30.0
+    bounce: BounceSettings = field(default_factory=BounceSettings)
     drain_timeout: float = 30.0
     smtpd: SmtpdSettings = field(default_factory=SmtpdSettings)
     dkim: tuple[DkimDomain, ...] = ()
@@ -127,6 +130,7 @@ class Settings:
             "log": {"path": str(self.log_path)},
             "admin": {"listen": self.admin_listen},
             "dsn": {"enabled": self.dsn_enabled, "hold": self.dsn_hold},
+            "bounce": bounce_dict(self.bounce),
             "smtpd": smtpd_dict(self.smtpd),
             "dkim": dkim_dict(self.dkim),
             "shutdown": {"drain_timeout": self.drain_timeout},
@@ -213,6 +217,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     dsn_enabled = ds.boolean("enabled", d.dsn_enabled)
     dsn_hold = ds.duration("hold", d.dsn_hold)
     ds.finish()
+    bounce = read_bounce(root.table("bounce"))
     sh = root.table("shutdown")
     drain = sh.duration("drain_timeout", d.drain_timeout)
     sh.finish()
@@ -253,6 +258,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         dkim=dkim,
         dsn_enabled=dsn_enabled,
         dsn_hold=dsn_hold,
+        bounce=bounce,
         drain_timeout=drain,
         default_policy=default_policy,
         domain_policies=per_domain,

@@ -1,9 +1,10 @@
 """The delivery log: one JSON line per recipient outcome.
 
 Responsible for: formatting `received`, `delivered`, `deferred`, `bounced`, `expired`
-and `rejected` records, handing them to the writer in batches, and running the work that
-must follow a record (removing the spool entry it reports) only once the record has been
-handed over.
+(the last three with the failure's bounce `category` and the `category_rule` that chose
+it; null on deliveries) and `rejected` records, handing them to the writer in batches,
+and running the work that must follow a record (removing the spool entry it reports)
+only once the record has been handed over.
 Not responsible for: deciding outcomes, rotation (rename the file, then SIGHUP: `reopen`;
 or logrotate with copytruncate), or shipping logs anywhere.
 
@@ -88,6 +89,8 @@ class EventLog:
         code: int,
         enhanced: str,
         text: str,
+        category: str | None,
+        category_rule: str | None,
         attempt: int,
         queued_at: float,
         in_queue: float,
@@ -119,6 +122,8 @@ class EventLog:
                 _num(code),
                 enc(enhanced),
                 enc(text),
+                _str(category),
+                _str(category_rule),
                 _num(attempt),
                 _num(queued_at),
                 _num(in_queue),
@@ -175,8 +180,8 @@ class EventLog:
 
 _OUTCOME = (
     '{"ts":%s,"event":%s,"worker":%s,"id":%s,"msgid":%s,"sender":%s,"rcpt":%s,'
-    '"domain":%s,"mx":%s,"ip":%s,"code":%s,"enhanced":%s,"text":%s,"attempt":%s,'
-    '"queued_at":%s,"in_queue":%s}'
+    '"domain":%s,"mx":%s,"ip":%s,"code":%s,"enhanced":%s,"text":%s,"category":%s,'
+    '"category_rule":%s,"attempt":%s,"queued_at":%s,"in_queue":%s}'
 )
 _INF = float("inf")
 # What json.dumps(ensure_ascii=False, separators=(",", ":")) uses, built once: json.dumps
