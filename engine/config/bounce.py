@@ -29,7 +29,8 @@ __all__ = ["BounceSettings", "bounce_dict", "read_bounce"]
 
 @dataclass(frozen=True, slots=True)
 class BounceSettings:
-    rules_file: Path | None = None
+    # Not compared: settings sent to a worker carry the file's rules inline (bounce_dict).
+    rules_file: Path | None = field(default=None, compare=False)
     rules: tuple[Rule, ...] = ()  # the user's, in the order they are tried
     classifier: Classifier = field(default_factory=default_classifier, compare=False)
 

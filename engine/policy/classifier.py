@@ -73,6 +73,11 @@ class Classifier:
         """
         if len(text) > MAX_TEXT:
             text = text[:MAX_TEXT]
+        if enhanced and text.find(enhanced, 1) > 0:
+            # A multi-line reply repeats its code on every line and engine.smtp joins the
+            # lines with a space: Gmail's "... receiving mail at a rate that 4.2.1
+            # prevents ...".  Without the repeats the wording matches as written.
+            text = text.replace(f" {enhanced} ", " ")
         key = (origin, kind, code, enhanced, text)
         cache = self._cache
         found = cache.get(key)

@@ -60,24 +60,28 @@ class RuleError(ValueError):
         self.problem = problem
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True)
 class Rule:
-    """One rule, ready to match.  None for a condition means "any"."""
+    """One rule, ready to match.  None for a condition means "any".  Two rules are equal
+    when read from equal tables (the compiled fields follow from the table)."""
 
     id: str
-    category: Category
-    origins: frozenset[Origin] | None = None
-    kinds: frozenset[str] | None = None
-    codes: frozenset[int] | None = None  # every code the patterns stand for
-    enhanced_exact: frozenset[str] | None = None
-    enhanced_prefixes: tuple[str, ...] = ()
-    text: re.Pattern[str] | None = None
-    source: Mapping[str, Any] = field(default_factory=dict)  # the table it was read from
-    result: Classification = field(init=False)
+    category: Category = field(compare=False)
+    origins: frozenset[Origin] | None = field(default=None, compare=False)
+    kinds: frozenset[str] | None = field(default=None, compare=False)
+    codes: frozenset[int] | None = field(default=None, compare=False)  # every code meant
+    enhanced_exact: frozenset[str] | None = field(default=None, compare=False)
+    enhanced_prefixes: tuple[str, ...] = field(default=(), compare=False)
+    text: re.Pattern[str] | None = field(default=None, compare=False)
+    source: Mapping[str, Any] = field(default_factory=dict)  # its table, with its id
+    result: Classification = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         # Built once: a match hands out this value, never a new one.
         object.__setattr__(self, "result", Classification(self.category, self.id))
+
+    def __hash__(self) -> int:
+        return hash(self.id)
 
     def __repr__(self) -> str:
         return f"Rule({self.id!r}, {self.category.value})"
@@ -98,7 +102,7 @@ class Rule:
 
     def to_dict(self) -> dict[str, Any]:
         """The rule as a TOML table that parse_rule reads back (with its id)."""
-        return {"id": self.id, **{k: v for k, v in self.source.items() if k != "id"}}
+        return dict(self.source)
 
 
 def parse_rule(table: Any, key: str, default_id: str | None = None) -> Rule:
@@ -131,7 +135,7 @@ def parse_rule(table: Any, key: str, default_id: str | None = None) -> Rule:
         enhanced_exact=exact,
         enhanced_prefixes=prefixes,
         text=text,
-        source=dict(table),
+        source={"id": rule_id, **{k: v for k, v in table.items() if k != "id"}},
     )
 
 
