@@ -126,42 +126,28 @@ class Outcomes:
         in_queue = round(now - created, 3)
         finished = True  # no recipient left pending
         failures: list[RecipientOutcome] = []  # classified
-        classifier = self._settings.bounce.classifier
         for o in outcomes:
             disposition = o.disposition
-            category = rule = None
-            if disposition is not Disposition.DELIVERED:
-                o = classified(o, classifier)
-                failures.append(o)
-                assert o.classification is not None
-                category = o.classification.category.value
-                rule = o.classification.rule
-            log_outcome(
-                disposition.value,
-                now,
-                eid,
-                msgid,
-                sender,
-                o.recipient,
-                domain,
-                attempt.mx,
-                attempt.ip,
-                o.code,
-                o.enhanced,
-                o.text,
-                category,
-                rule,
-                attempts,
-                created,
-                in_queue,
-            )
-            if category is None:
+            if disposition is Disposition.DELIVERED:
+                log_outcome(
+                    "delivered", now, eid, msgid, sender, o.recipient, domain, attempt.mx,
+                    attempt.ip, o.code, o.enhanced, o.text, attempts, created, in_queue,
+                )  # fmt: skip
                 tally.inc("volley_delivered", domain)
                 tally.observe("volley_delivery_latency_seconds", now - created, domain)
-            else:
-                tally.inc(_COUNTER[disposition], domain, category)
-                if disposition is Disposition.DEFERRED:
-                    finished = False
+                continue
+            o = classified(o, self._settings.bounce.classifier)
+            failures.append(o)
+            c = o.classification
+            assert c is not None
+            log_outcome(
+                disposition.value, now, eid, msgid, sender, o.recipient, domain, attempt.mx,
+                attempt.ip, o.code, o.enhanced, o.text, attempts, created, in_queue,
+                c.category.value, c.rule,
+            )  # fmt: skip
+            tally.inc(_COUNTER[disposition], domain, c.category.value)
+            if disposition is Disposition.DEFERRED:
+                finished = False
         if not failures:
             # The common case, every recipient delivered: no synchronous spool change, so
             # the lines wait for the log's next batch and the entry's removal follows them

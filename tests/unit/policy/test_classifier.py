@@ -14,6 +14,7 @@ from engine.policy.classifier import (
     Classifier,
     classify_dsn,
     default_classifier,
+    text_shape,
 )
 from engine.policy.rules import parse_rule, shipped_rules
 
@@ -69,14 +70,35 @@ def test_repeated_codes_of_a_multi_line_reply_do_not_split_its_words() -> None:
     assert c.classify(R, "", 452, "4.2.1", text).category is Category.TransientFailure
 
 
-def test_results_are_cached_and_the_cache_stays_bounded() -> None:
-    c = Classifier([user("a", "SpamBlock", text="blocked")])
+def test_results_are_cached_and_the_caches_stay_bounded() -> None:
+    c = Classifier([user("a", "SpamBlock", text="blocked"), user("b", "SpamRelated", text="#")])
     first = c.classify(R, "", 550, "5.7.1", "blocked 1")
     assert c.classify(R, "", 550, "5.7.1", "blocked 1") is first
     for i in range(CACHE_SIZE + 10):
         c.classify(R, "", 550, "5.7.1", f"blocked {i}")
-    assert len(c._cache) <= CACHE_SIZE
+    assert len(c._exact) <= CACHE_SIZE and len(c._shapes) <= CACHE_SIZE
     assert c.classify(R, "", 550, "5.7.1", "blocked 1") == first  # recomputed, same answer
+
+
+def test_rules_see_the_shape_of_a_text_so_one_result_serves_every_recipient() -> None:
+    c = Classifier(
+        [user("ids", "SpamRelated", text="rejected at #$"), user("r", "SpamBlock", code=550)]
+    )
+    texts = [
+        "5.1.1 <bob@dest.test>: Recipient address rejected at 192.0.2.1",
+        "5.1.1 <ann.lee+x@dest.test>: Recipient address rejected at 10.11.12.13",
+        "5.1.1 <jo@dest.test>: Recipient address rejected at mx12.dest.test",
+    ]
+    assert text_shape(texts[0], "5.1.1") == "5.1.1 <#>: Recipient address rejected at #"
+    assert {text_shape(t, "5.1.1") for t in texts} == {text_shape(texts[0], "5.1.1")}
+    got = [c.classify(R, "", 550, "5.1.1", t) for t in texts]
+    assert got == [Classification(Category.SpamRelated, "ids")] * 3
+    assert len(c._shapes) == 1 and len(c._exact) == 3  # the rules were walked once
+    # Short codes are words of the text, not ids: they stay.
+    kept = "5.7.1 [BL21] (S3150) 554.30 5.7.515"
+    assert text_shape(kept, "5.7.1") == kept
+    gmail = "5.1.1 NoSuchUser 41be03b00d2f7-7e8b6e2b3f1si1234567a12.123 - gsmtp"
+    assert text_shape(gmail, "5.1.1") == "5.1.1 NoSuchUser # - gsmtp"
 
 
 def test_an_asynchronous_dsn_is_classified_from_its_fields() -> None:
@@ -107,20 +129,30 @@ def test_default_classifier_is_built_once() -> None:
 
 
 def test_cost_of_a_classification() -> None:
-    """What engine.policy.classifier's docstring quotes: a hit is a dict lookup, a miss
-    walks the rules.  Relative bounds only (the machine is shared): a hit costs less
-    than a tenth of a miss over the shipped rules."""
+    """What engine.policy.classifier's docstring quotes, as ratios (the machine is
+    shared): walking the shipped rules costs more than 3x a hit by shape, which costs
+    more than 3x a hit by the exact text.  Measured here: ~150 µs, ~15 µs, ~0.5 µs."""
     c = default_classifier()
-    text = "5.7.1 This text matches no rule of the shipped file at all, 192.0.2.1"
+    text = (
+        "5.1.1 The email account that you tried to reach does not exist. Please try "
+        "5.1.1 double-checking the recipient's email address for typos or unnecessary "
+        "5.1.1 spaces. https://support.google.com/mail/?p=NoSuchUser 41be03b00d2f7-7e8b6e2b3f1"
+    )
 
-    def miss() -> None:
-        c._cache.clear()
-        c.classify(R, "", 550, "5.9.9", text)
+    def walk() -> None:
+        c._exact.clear()
+        c._shapes.clear()
+        c.classify(R, "", 550, "5.1.1", text)
 
-    def hit() -> None:
-        c.classify(R, "", 550, "5.9.9", text)
+    def by_shape() -> None:
+        c._exact.clear()
+        c.classify(R, "", 550, "5.1.1", text)
 
-    n = 2000
-    miss_s = min(timeit.repeat(miss, number=n, repeat=3)) / n
-    hit_s = min(timeit.repeat(hit, number=n, repeat=3)) / n
-    assert hit_s < miss_s / 10, (hit_s, miss_s)
+    def exact() -> None:
+        c.classify(R, "", 550, "5.1.1", text)
+
+    n = 300
+    walk_s, shape_s, exact_s = (
+        min(timeit.repeat(f, number=n, repeat=3)) / n for f in (walk, by_shape, exact)
+    )
+    assert walk_s > 3 * shape_s > 9 * exact_s, (walk_s, shape_s, exact_s)
