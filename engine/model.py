@@ -2,7 +2,8 @@
 
 Responsible for: the frozen data that travels between stages — a transaction to send,
 the facts an SMTP exchange produced (`TxnResult`, `ConnectFailure`), and the per-recipient
-verdict (`Disposition`, `RecipientOutcome`) that engine.sched.classify derives from them.
+verdict (`Disposition`, `RecipientOutcome`, with the `Origin` of its code and text) that
+engine.sched.classify derives from them.
 Not responsible for: any I/O or decision.  Network code reports *facts* in these types;
 only engine.sched.classify turns facts into verdicts (Postfix smtp_trouble.c).
 """
