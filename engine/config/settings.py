@@ -3,9 +3,9 @@
 Responsible for: every setting's name, type and default; rejecting unknown keys with
 the key's dotted name; per-destination policy lookup (`Settings.policy(domain)`).
 Sections with many keys of their own live beside it (engine.config.policy, .smtpd,
-.bounce).
+.dkim, .bounce).
 Not responsible for: acting on settings (the runtime does), or reading any file but
-the one TOML file it is given (and the files it names: bounce.rules_file).
+the one TOML file it is given (and, through those sections, the files it names).
 
 Every key has a default, so `volley run` works with no file at all.
 """
