@@ -3,7 +3,8 @@
 Responsibilities:
   * `build_dsn`: the complete bytes (CRLF line endings) of a `multipart/report;
     report-type=delivery-status` message telling `original_sender` which recipients
-    failed and why: (1) a text/plain explanation, (2) message/delivery-status with the
+    failed and why: (1) a text/plain explanation (with each failure's bounce category,
+    KumoMTA's names), (2) message/delivery-status with the
     per-message and per-recipient fields, (3) text/rfc822-headers with the original
     header section, never the body;
   * keeping text that came from outside (remote replies, addresses, original headers)
@@ -76,6 +77,7 @@ class FailedRecipient:
     diagnostic: str | None  # e.g. "smtp; 550 5.1.1 no such user" (RFC 3464 §2.3.6)
     remote_mta: str | None  # MX host name that gave the diagnostic, if any
     action: str = "failed"  # RFC 3464 §2.3.3; Volley reports failures only (no delay warnings)
+    category: str | None = None  # bounce category (engine.policy), told in the human part
 
 
 def build_dsn(
@@ -158,6 +160,9 @@ def _human_part(mta: str, failed: Sequence[FailedRecipient], pol: policy.Policy)
         host = _hostname(rcpt.remote_mta)
         via = f" (host {host} said)" if host else ""
         lines.append(f"<{address}>{via}: {reason}")
+        category = _ascii(_clean(rcpt.category or "", 64))
+        if category:
+            lines.append(f"    Category: {category}")
     text = "\n".join(lines) + "\n"
     part = MIMEPart(policy=pol)
     if text.isascii():

@@ -2,7 +2,8 @@
 
 Responsible for: the frozen data that travels between stages — a transaction to send,
 the facts an SMTP exchange produced (`TxnResult`, `ConnectFailure`), and the per-recipient
-verdict (`Disposition`, `RecipientOutcome`) that engine.sched.classify derives from them.
+verdict (`Disposition`, `RecipientOutcome`, with the `Origin` of its code and text) that
+engine.sched.classify derives from them.
 Not responsible for: any I/O or decision.  Network code reports *facts* in these types;
 only engine.sched.classify turns facts into verdicts (Postfix smtp_trouble.c).
 """
@@ -12,12 +13,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from engine.policy.categories import Classification
 from engine.smtp.replies import Reply
 
 __all__ = [
     "ConnectFailure",
     "Disposition",
     "FailureKind",
+    "Origin",
     "Phase",
     "RecipientOutcome",
     "Reply",
@@ -146,16 +149,42 @@ class Disposition(enum.Enum):
     EXPIRED = "expired"
 
 
+class Origin(enum.Enum):
+    """Where a failure's code and text come from: what the bounce classifier
+    (engine.policy.classifier) matches a rule's `origin` against."""
+
+    REPLY = "reply"  # a remote server's reply to one of our commands (or its greeting)
+    CONNECTION = "connection"  # the transport failed; `kind` is a FailureKind value
+    ROUTE = "route"  # MX resolution gave no route; `kind` is a RouteFailureKind value
+    LOCAL = "local"  # Volley refused before sending (a limit the server announced, an
+    #                  address SMTP cannot carry) or failed itself (a bug)
+    OPERATOR = "operator"  # `volley bounce`
+    EXPIRY = "expiry"  # given up after max_age (only ever the classifier's input)
+    DSN = "dsn"  # a delivery report that came back later (asynchronous bounce)
+
+
 @dataclass(frozen=True, slots=True)
 class RecipientOutcome:
-    """Verdict for one recipient plus the reply that justified it (for log and DSN)."""
+    """Verdict for one recipient plus the reply that justified it (for log and DSN).
+
+    `origin` and `kind` say where `code` and `text` come from (a reply, or which
+    transport or route failure Volley described itself); `classification` is the bounce
+    category, set on every failure by engine.runtime.outcome (None on deliveries).
+    """
 
     recipient: str
     disposition: Disposition
     code: int  # SMTP basic code, or a synthesised one (e.g. 451 for a timeout)
     enhanced: str  # RFC 3463 code, e.g. "4.4.1"
     text: str
-    remote: bool = field(default=True)  # True when the text came from the remote server
+    origin: Origin = Origin.REPLY
+    kind: str = ""  # the FailureKind / RouteFailureKind value for CONNECTION / ROUTE
+    classification: Classification | None = field(default=None)
+
+    @property
+    def remote(self) -> bool:
+        """True when the code and text came from the remote server."""
+        return self.origin is Origin.REPLY
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,7 +213,8 @@ def _print_list(got: dict[str, Any]) -> None:
         print(f"    to   {', '.join(e['recipients'])}")
         if e.get("last"):
             last = e["last"]
-            print(f"    last {last.get('code')} {last.get('enhanced')} {last.get('text')}")
+            reply = f"{last.get('code')} {last.get('enhanced')} {last.get('text')}{_cat(last)}"
+            print(f"    last {reply}")
     shown, total = len(got["entries"]), got["total"]
     more = f" (showing the oldest {shown}; --limit for more)" if got.get("truncated") else ""
     print(f"{total} queued entries{more}")
@@ -243,7 +244,8 @@ def _print_show(got: dict[str, Any]) -> None:
             print(f"    next attempt  {_when(e['next_attempt'], now)}")
         if e.get("last"):
             last = e["last"]
-            print(f"    last reply    {last.get('code')} {last.get('enhanced')} {last.get('text')}")
+            reply = f"{last.get('code')} {last.get('enhanced')} {last.get('text')}{_cat(last)}"
+            print(f"    last reply    {reply}")
     if first is not None and first.get("headers"):
         print("headers:")
         for line in first["headers"].splitlines():
@@ -253,10 +255,17 @@ def _print_show(got: dict[str, Any]) -> None:
         stamp = datetime.fromtimestamp(rec["ts"]).strftime("%Y-%m-%d %H:%M:%S")
         parts = [rec.get("rcpt") or "", rec.get("domain") or ""]
         if rec.get("code"):
-            parts.append(f"{rec['code']} {rec.get('enhanced', '')} {rec.get('text', '')}".strip())
+            reply = f"{rec['code']} {rec.get('enhanced', '')} {rec.get('text', '')}{_cat(rec)}"
+            parts.append(reply.strip())
         if rec.get("mx"):
             parts.append(f"via {rec['mx']}")
         if rec.get("reason"):
             parts.append(str(rec["reason"]))
         print(f"    {stamp}  {rec['event']:<10} {'  '.join(p for p in parts if p)}")
     _warn_partial(got)
+
+
+def _cat(record: dict[str, Any]) -> str:
+    """The bounce category of a failure's record or last reply, as " [Category]"."""
+    category = record.get("category")
+    return f" [{category}]" if category else ""

@@ -2,10 +2,11 @@
 
 The package's modules: `values` (the error type and shared parsers), `helo` (the EHLO
 name's checks), `policy` (per-destination limits), `smtpd` (the listener's section), `dkim`
-(signing domains), `suppress` (`[suppression]`, `[unsubscribe]`) and
-`settings` (everything else, and loading).
+(signing domains), `suppress` (`[suppression]`, `[unsubscribe]`), `bounce` (the user's
+bounce classification rules) and `settings` (everything else, and loading).
 """
 
+from engine.config.bounce import BounceSettings
 from engine.config.dkim import DkimDomain
 from engine.config.helo import helo_name_error, helo_name_warning
 from engine.config.policy import DomainPolicy
@@ -16,6 +17,7 @@ from engine.config.values import ConfigError, parse_address, parse_duration
 
 __all__ = [
     "IGNORE_TARGET_HOSTS",
+    "BounceSettings",
     "ConfigError",
     "DkimDomain",
     "DomainPolicy",

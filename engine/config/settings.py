@@ -2,9 +2,10 @@
 
 Responsible for: every setting's name, type and default; rejecting unknown keys with
 the key's dotted name; per-destination policy lookup (`Settings.policy(domain)`).
-Sections with many keys of their own live beside it (engine.config.policy, .smtpd).
+Sections with many keys of their own live beside it (engine.config.policy, .smtpd,
+.dkim, .bounce).
 Not responsible for: acting on settings (the runtime does), or reading any file but
-the one TOML file it is given.
+the one TOML file it is given (and, through those sections, the files it names).
 
 Every key has a default, so `volley run` works with no file at all.
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from engine.config.bounce import BounceSettings, bounce_dict, read_bounce
 from engine.config.dkim import DkimDomain, dkim_dict, read_dkim
 from engine.config.helo import helo_name_error
 from engine.config.policy import DomainPolicy, policy_dict, read_policy
@@ -95,6 +97,7 @@ class Settings:
     # domains (one entry each), so the sender gets one report listing every failed
     # recipient; siblings usually fail within seconds of each other (engine.runtime.outcome).
     dsn_hold: float = 30.0
+    bounce: BounceSettings = field(default_factory=BounceSettings)
     drain_timeout: float = 30.0
     smtpd: SmtpdSettings = field(default_factory=SmtpdSettings)
     dkim: tuple[DkimDomain, ...] = ()
@@ -142,6 +145,7 @@ class Settings:
             "log": {"path": str(self.log_path)},
             "admin": {"listen": self.admin_listen},
             "dsn": {"enabled": self.dsn_enabled, "hold": self.dsn_hold},
+            "bounce": bounce_dict(self.bounce),
             "smtpd": smtpd_dict(self.smtpd),
             "dkim": dkim_dict(self.dkim),
             "suppression": suppression_dict(self.suppression),
@@ -232,6 +236,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     dsn_enabled = ds.boolean("enabled", d.dsn_enabled)
     dsn_hold = ds.duration("hold", d.dsn_hold)
     ds.finish()
+    bounce = read_bounce(root.table("bounce"))
     sh = root.table("shutdown")
     drain = sh.duration("drain_timeout", d.drain_timeout)
     sh.finish()
@@ -274,6 +279,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         unsubscribe=unsubscribe,
         dsn_enabled=dsn_enabled,
         dsn_hold=dsn_hold,
+        bounce=bounce,
         drain_timeout=drain,
         default_policy=default_policy,
         domain_policies=per_domain,

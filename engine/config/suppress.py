@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from engine.config.values import ConfigError, Table, check_listen
+from engine.policy.categories import Category
 
 __all__ = [
     "CATEGORIES",
@@ -46,16 +47,9 @@ __all__ = [
     "unsubscribe_dict",
 ]
 
-# KumoMTA's bounce category names (issue #12 part 2).  engine.policy.categories.Category
-# is the authority once the bounce-classification branch is merged; until then this list
-# keeps a misspelt category ("InvalidRecipients") from silently suppressing nothing.
-CATEGORIES = frozenset(
-    "InvalidRecipient DNSFailure SpamBlock SpamContent ProhibitedAttachment RelayDenied "
-    "AutoReply TransientFailure Subscribe Unsubscribe ChallengeResponse BadConfiguration "
-    "BadConnection BadDomain ContentRelated InactiveMailbox InvalidSender MessageExpired "
-    "NoAnswerFromHost PolicyRelated ProtocolErrors QuotaIssues RelayingIssues RoutingErrors "
-    "SpamRelated VirusRelated AuthenticationFailed TooManyRecipients Uncategorized".split()
-)
+# The bounce categories a rule may name (engine.policy.categories, KumoMTA's names): a
+# misspelt category ("InvalidRecipients") would otherwise silently suppress nothing.
+CATEGORIES = frozenset(c.value for c in Category)
 DAY = 86400.0
 _ADDRESS = re.compile(r"[^@\s<>]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+")
 

@@ -25,14 +25,19 @@ from typing import Any
 
 from engine.feedback.inbox import Stored
 from engine.feedback.report import FeedbackKind, FeedbackReport
+from engine.policy.classifier import Classifier, classify_dsn
 
 __all__ = ["Record", "records", "rejected_record"]
 
 Record = tuple[str, dict[str, Any]]
 
 
-def records(stored: Stored, report: FeedbackReport) -> list[Record]:
-    """The log records of `report`, parsed from `stored` (UNPARSEABLE: `rejected_record`)."""
+def records(
+    stored: Stored, report: FeedbackReport, classifier: Classifier | None = None
+) -> list[Record]:
+    """The log records of `report`, parsed from `stored` (UNPARSEABLE: `rejected_record`).
+    A failed recipient gets its bounce category (engine.policy: `classifier`, default the
+    shipped rules), as the failures Volley meets itself do."""
     common = {
         "msgid": report.original_message_id,
         "envid": report.original_envelope_id,
@@ -69,6 +74,9 @@ def records(stored: Stored, report: FeedbackReport) -> list[Record]:
             "remote_mta": item.remote_mta,
             "reporting_mta": report.reporting_mta,
         }
+        if item.failed:
+            found = classify_dsn(item.status, item.diagnostic, classifier)
+            fields.update(category=found.category.value, category_rule=found.rule)
         out.append((event, {**fields, **common}))
     return out
 

@@ -34,6 +34,7 @@ from engine.feedback import inbox
 from engine.feedback.parse import parse_report
 from engine.feedback.records import records, rejected_record
 from engine.feedback.report import FeedbackKind, FeedbackReport
+from engine.policy.classifier import Classifier
 from engine.telemetry.eventlog import EventLog
 from engine.telemetry.metrics import Tally
 
@@ -98,6 +99,7 @@ class FeedbackProcessor:
         interval: float = INTERVAL,
         on_report: OnReport | None = None,
         mailto: str | None = None,
+        classifier: Classifier | None = None,
     ) -> None:
         """`submit(fn)` runs fn after the log writes handed over before it (the worker's
         write-behind thread); `wall()` is the time of the records."""
@@ -109,6 +111,7 @@ class FeedbackProcessor:
         self.interval = interval
         self.on_report = on_report
         self.mailto = mailto.lower() if mailto else None
+        self.classifier = classifier  # the bounce rules in force (the user's included)
         self._done: set[str] = set()  # processed, removal pending
 
     async def run(self) -> None:
@@ -134,7 +137,7 @@ class FeedbackProcessor:
             self.log.add(event, now, **fields)
             self.tally.inc("volley_feedback_reports", FeedbackKind.UNPARSEABLE.value)
         for stored, report in result.parsed:
-            for event, fields in records(stored, report):
+            for event, fields in records(stored, report, self.classifier):
                 self.log.add(event, now, **fields)
             self.tally.inc("volley_feedback_reports", report.kind.value)
             self._done.add(stored.name)
@@ -177,11 +180,19 @@ def feedback_task(
     wall: Callable[[], float],
     on_report: OnReport | None = None,
     mailto: str | None = None,
+    classifier: Classifier | None = None,
 ) -> Coroutine[Any, Any, None] | None:
     """The processor's coroutine for worker `shard`, or None: only FEEDBACK_SHARD runs it."""
     if shard != FEEDBACK_SHARD:
         return None
     processor = FeedbackProcessor(
-        root, log, tally, submit=submit, wall=wall, on_report=on_report, mailto=mailto
+        root,
+        log,
+        tally,
+        submit=submit,
+        wall=wall,
+        on_report=on_report,
+        mailto=mailto,
+        classifier=classifier,
     )
     return processor.run()

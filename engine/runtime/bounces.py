@@ -191,6 +191,7 @@ def _failed(o: RecipientOutcome, mx: str | None) -> FailedRecipient:
         status="5.4.7" if expired else _permanent(o.enhanced),
         diagnostic=diagnostic_code(o),
         remote_mta=mx if o.remote else None,
+        category=o.classification.category.value if o.classification else None,
     )
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from engine.admin.requests import BadRequest, parse_selector
 from engine.clock import Clock
-from engine.model import Disposition, RecipientOutcome
+from engine.model import Disposition, Origin, RecipientOutcome
 from engine.runtime.outcome import Attempt, Outcomes
 from engine.sched.queue import Entry, EntryState, WorkQueue
 from engine.telemetry.eventlog import EventLog
@@ -202,7 +202,9 @@ class Control:
         if action == "bounce":
             text = "bounced by the operator" + (f": {reason}" if reason else "")
             verdicts = [
-                RecipientOutcome(r, Disposition.BOUNCED, BOUNCE_CODE, BOUNCE_STATUS, text, False)
+                RecipientOutcome(
+                    r, Disposition.BOUNCED, BOUNCE_CODE, BOUNCE_STATUS, text, Origin.OPERATOR
+                )
                 for r in rcpts
             ]
             if not self._outcomes.apply(entry, meta, body, verdicts, Attempt(), now):

@@ -32,6 +32,7 @@ from engine.model import (
     ConnectFailure,
     Disposition,
     FailureKind,
+    Origin,
     Phase,
     RecipientOutcome,
     Transaction,
@@ -370,7 +371,9 @@ class Deliverer:
         if not session.is_reusable():
             detail = "connection closed before this transaction"
             return [
-                RecipientOutcome(r, Disposition.DEFERRED, 451, "4.4.2", detail, False)
+                RecipientOutcome(
+                    r, Disposition.DEFERRED, 451, "4.4.2", detail, Origin.CONNECTION, "closed"
+                )
                 for r in rcpts
             ]
         started = time.perf_counter()
@@ -464,4 +467,6 @@ class Deliverer:
 
 def _local_error(rcpts: list[str], exc: BaseException) -> list[RecipientOutcome]:
     detail = f"local error: {type(exc).__name__}: {exc}"
-    return [RecipientOutcome(r, Disposition.DEFERRED, 451, "4.3.0", detail, False) for r in rcpts]
+    return [
+        RecipientOutcome(r, Disposition.DEFERRED, 451, "4.3.0", detail, Origin.LOCAL) for r in rcpts
+    ]

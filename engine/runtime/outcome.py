@@ -1,15 +1,23 @@
 """Outcome: apply one attempt's per-recipient verdicts to the spool, the log and metrics.
 
-Responsible for: expiring deferrals past max_age, logging one record per recipient
-(before the spool changes: write-ahead, so a delivered message is never missing from the
-log), reporting bounced/expired recipients to the sender (engine.runtime.bounces: one
-DSN per message), then removing the entry (nothing left to do; the removal follows its
-log lines in the log's next batch, EventLog.then) or rewriting it with only the
-recipients still pending, its attempt count and its next attempt time (a restart never
-resends to recipients that accepted).
+Responsible for: expiring deferrals past max_age, giving every failure its bounce
+category (engine.policy.classifier, with the rules of the settings in force: a reload
+applies to the next outcome), logging one record per recipient (before the spool
+changes: write-ahead, so a delivered message is never missing from the log), counting it
+(failures by category), reporting bounced/expired recipients to the sender
+(engine.runtime.bounces: one DSN per message), then removing the entry (nothing left to
+do; the removal follows its log lines in the log's next batch, EventLog.then) or
+rewriting it with only the recipients still pending, its attempt count and its next
+attempt time (a restart never resends to recipients that accepted).
 Not responsible for: deciding verdicts (engine.sched.classify), retry timing
 (engine.sched.backoff), or what the suppression list makes of them (`feed`, once per
-attempt: engine.suppress.feed).
+attempt, with the categories: engine.suppress.feed).
+
+Why the category is given here and not in engine.sched.classify: classify's functions
+are called from eight places (delivery, destination failures, operator bounces, the
+encoder's refusals) with no settings; here every outcome passes once, with the settings
+(and so the user's rules) in force, after expiry is known (an expired recipient is
+MessageExpired whatever its last error was).  Deliveries are not classified at all.
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.config import Settings
-from engine.model import Disposition, RecipientOutcome
+from engine.model import Disposition, Origin, RecipientOutcome
+from engine.policy.classifier import Classifier
 from engine.runtime.bounces import BounceReports
 from engine.sched.backoff import is_expired, plan_retry
 from engine.sched.classify import expire
@@ -29,12 +38,11 @@ from engine.telemetry.eventlog import EventLog
 from engine.telemetry.metrics import Tally
 from spool import EntryRef, ShardQueue, SpoolFull
 
-__all__ = ["Attempt", "Outcomes"]
+__all__ = ["Attempt", "Outcomes", "classified"]
 
 SPOOL_FULL_RETRY = 30.0  # seconds before an attempt whose outcome could not be written is redone
 
 _COUNTER = {
-    Disposition.DELIVERED: "volley_delivered",
     Disposition.DEFERRED: "volley_deferred",
     Disposition.BOUNCED: "volley_bounced",
     Disposition.EXPIRED: "volley_expired",
@@ -120,36 +128,33 @@ class Outcomes:
         sender = meta["sender"]
         in_queue = round(now - created, 3)
         finished = True  # no recipient left pending
-        all_delivered = True
+        failures: list[RecipientOutcome] = []  # classified
         for o in outcomes:
             disposition = o.disposition
-            log_outcome(
-                disposition.value,
-                now,
-                eid,
-                msgid,
-                sender,
-                o.recipient,
-                domain,
-                attempt.mx,
-                attempt.ip,
-                o.code,
-                o.enhanced,
-                o.text,
-                attempts,
-                created,
-                in_queue,
-            )
-            tally.inc(_COUNTER[disposition], domain)
             if disposition is Disposition.DELIVERED:
+                log_outcome(
+                    "delivered", now, eid, msgid, sender, o.recipient, domain, attempt.mx,
+                    attempt.ip, o.code, o.enhanced, o.text, attempts, created, in_queue,
+                )  # fmt: skip
+                tally.inc("volley_delivered", domain)
                 tally.observe("volley_delivery_latency_seconds", now - created, domain)
-            else:
-                all_delivered = False
-                if disposition is Disposition.DEFERRED:
-                    finished = False
-        if self._feed is not None:
-            self._feed(meta, outcomes, now)
-        if all_delivered:
+                continue
+            o = classified(o, self._settings.bounce.classifier)
+            failures.append(o)
+            c = o.classification
+            assert c is not None
+            log_outcome(
+                disposition.value, now, eid, msgid, sender, o.recipient, domain, attempt.mx,
+                attempt.ip, o.code, o.enhanced, o.text, attempts, created, in_queue,
+                c.category.value, c.rule,
+            )  # fmt: skip
+            tally.inc(_COUNTER[disposition], domain, c.category.value)
+            if disposition is Disposition.DEFERRED:
+                finished = False
+        if self._feed is not None:  # the suppression list's rules see categories
+            delivered = [o for o in outcomes if o.disposition is Disposition.DELIVERED]
+            self._feed(meta, [*delivered, *failures], now)
+        if not failures:
             # The common case, every recipient delivered: no synchronous spool change, so
             # the lines wait for the log's next batch and the entry's removal follows them
             # (EventLog.then); the queue forgets the entry now.
@@ -158,7 +163,7 @@ class Outcomes:
             return True
         self._log.flush()
         try:
-            self._record(ref, meta, body, outcomes, attempt, now, created, attempts)
+            self._record(ref, meta, body, failures, attempt, now, created, attempts)
         except (SpoolFull, OSError) as e:
             # Nothing could be written (a full disk, or an I/O error): keep the entry
             # exactly as it is on disk and try the whole attempt again later.  Recipients
@@ -182,20 +187,21 @@ class Outcomes:
         ref: EntryRef,
         meta: dict[str, Any],
         body: bytes,
-        outcomes: Sequence[RecipientOutcome],
+        failures: Sequence[RecipientOutcome],
         attempt: Attempt,
         now: float,
         created: float,
         attempts: int,
     ) -> None:
-        """Make the spool say what happened: DSN first (it must exist before the entry
-        that caused it goes), then remove the entry or rewrite it with what is pending.
+        """Make the spool say what happened to `failures` (the outcomes that were not
+        deliveries): DSN first (it must exist before the entry that caused it goes), then
+        remove the entry or rewrite it with what is pending.
         The caller has flushed the log; settle() waits until the lines are written."""
         policy = self._settings.policy(ref.domain)
         failed = [
-            o for o in outcomes if o.disposition in (Disposition.BOUNCED, Disposition.EXPIRED)
+            o for o in failures if o.disposition in (Disposition.BOUNCED, Disposition.EXPIRED)
         ]
-        pending = [o for o in outcomes if o.disposition is Disposition.DEFERRED]
+        pending = [o for o in failures if o.disposition is Disposition.DEFERRED]
         if pending or failed:
             self._settle()  # write-ahead: the log lines first, then the durable change
         if failed and meta["sender"] and not meta.get("dsn") and self._settings.dsn_enabled:
@@ -218,7 +224,12 @@ class Outcomes:
         new_meta.update(
             rcpts=[o.recipient for o in pending],
             attempts=attempts,
-            last={"code": last.code, "enhanced": last.enhanced, "text": last.text[:500]},
+            last={
+                "code": last.code,
+                "enhanced": last.enhanced,
+                "text": last.text[:500],
+                "category": last.classification.category.value if last.classification else None,
+            },
         )
         self._shard.rewrite(ref, new_meta, body, retry.at)
         self._queue.done(ref, retry_at=retry.at, now=now)
@@ -234,3 +245,15 @@ class Outcomes:
         self._log.add("quarantined", now, id=ref.id, domain=ref.domain, reason=reason, file=final)
         self._log.flush()
         self._tally.inc("volley_quarantined", kind)
+
+
+def classified(o: RecipientOutcome, classifier: Classifier) -> RecipientOutcome:
+    """`o` with its bounce category (kept if it already has one).  An expired recipient
+    is classified as an expiry (origin "expiry"), whatever its last error was."""
+    if o.classification is not None:
+        return o
+    origin = Origin.EXPIRY if o.disposition is Disposition.EXPIRED else o.origin
+    found = classifier.classify(origin, o.kind, o.code, o.enhanced, o.text)
+    return RecipientOutcome(
+        o.recipient, o.disposition, o.code, o.enhanced, o.text, o.origin, o.kind, found
+    )

@@ -230,7 +230,7 @@ class Worker:
         ]
         # Worker 0 also turns <spool>/feedback/ into log records (engine.feedback.service).
         args = (self.spool.root, self.log, self.tally, self.behind.submit, self.clock.wall)
-        hooks = (self.suppression.on_report, self.suppression.gate.mailto)  # + mailto: route
+        hooks = (self.suppression.on_report, self.suppression.gate.mailto, self.s.bounce.classifier)
         if (feedback := feedback_task(self.k, *args, *hooks)) is not None:
             loops.append(asyncio.create_task(feedback, name="feedback"))
         await self._stop.wait()

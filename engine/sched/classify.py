@@ -29,6 +29,7 @@ from engine.model import (
     ConnectFailure,
     Disposition,
     FailureKind,
+    Origin,
     Phase,
     RecipientOutcome,
     Reply,
@@ -89,9 +90,15 @@ _KIND_CODES: dict[FailureKind, tuple[str, str]] = {
 
 
 def _outcomes(
-    rcpts: Sequence[str], disp: Disposition, code: int, enhanced: str, text: str, remote: bool
+    rcpts: Sequence[str],
+    disp: Disposition,
+    code: int,
+    enhanced: str,
+    text: str,
+    origin: Origin,
+    kind: str = "",
 ) -> list[RecipientOutcome]:
-    return [RecipientOutcome(r, disp, code, enhanced, text, remote) for r in rcpts]
+    return [RecipientOutcome(r, disp, code, enhanced, text, origin, kind) for r in rcpts]
 
 
 def _from_reply(rcpt: str, reply: Reply) -> RecipientOutcome:
@@ -116,13 +123,16 @@ def _from_failure(rcpt: str, failure: TransportFailure) -> RecipientOutcome:
     text = f"{what} during {failure.phase.value}: {failure.detail}".rstrip(": ")
     if failure.phase is Phase.BODY:
         text += " (message may have been delivered; it will be sent again)"
-    return RecipientOutcome(rcpt, Disposition.DEFERRED, 451, enhanced, text, remote=False)
+    return RecipientOutcome(
+        rcpt, Disposition.DEFERRED, 451, enhanced, text, Origin.CONNECTION, failure.kind.value
+    )
 
 
 def classify_route_failure(rcpts: Sequence[str], failure: RouteFailure) -> list[RecipientOutcome]:
     """MX resolution failed: bounce only for the permanent kinds, defer the rest."""
     disp, code, enhanced, text = _ROUTE[failure.kind]
-    return _outcomes(rcpts, disp, code, enhanced, f"{text}: {failure.detail}".rstrip(": "), False)
+    text = f"{text}: {failure.detail}".rstrip(": ")
+    return _outcomes(rcpts, disp, code, enhanced, text, Origin.ROUTE, failure.kind.value)
 
 
 def classify_connect_failure(rcpts: Sequence[str], last: ConnectFailure) -> list[RecipientOutcome]:
@@ -159,7 +169,7 @@ def precheck(
             553,
             "5.6.7",
             "address needs SMTPUTF8 (RFC 6531) but the receiving server does not offer it",
-            False,
+            Origin.LOCAL,
         )
     if size_limit and len(txn.body) > size_limit:
         return _outcomes(
@@ -168,7 +178,7 @@ def precheck(
             552,
             "5.3.4",
             f"message size {len(txn.body)} exceeds the server's limit of {size_limit}",
-            False,
+            Origin.LOCAL,
         )
     return None
 
@@ -188,7 +198,8 @@ def refuse_unsendable(
             encode.check_address(txn.sender, txn.smtputf8)
     except LocalProtocolError as e:
         text = f"sender address cannot be sent over SMTP: {e}"
-        return _outcomes(txn.recipients, Disposition.BOUNCED, 553, "5.1.7", text, False), ()
+        bounced = _outcomes(txn.recipients, Disposition.BOUNCED, 553, "5.1.7", text, Origin.LOCAL)
+        return bounced, ()
     bad: list[RecipientOutcome] = []
     rest: list[str] = []
     for rcpt in txn.recipients:
@@ -196,7 +207,9 @@ def refuse_unsendable(
             encode.check_address(rcpt, txn.smtputf8)
         except LocalProtocolError as e:
             text = f"recipient address cannot be sent over SMTP: {e}"
-            bad.append(RecipientOutcome(rcpt, Disposition.BOUNCED, 553, "5.1.3", text, False))
+            bad.append(
+                RecipientOutcome(rcpt, Disposition.BOUNCED, 553, "5.1.3", text, Origin.LOCAL)
+            )
         else:
             rest.append(rcpt)
     return (bad, tuple(rest)) if bad else None
@@ -276,5 +289,6 @@ def expire(outcome: RecipientOutcome, max_age: float) -> RecipientOutcome:
         outcome.code,
         outcome.enhanced,
         f"delivery time expired after {age}; last error: {outcome.text}",
-        outcome.remote,
+        outcome.origin,
+        outcome.kind,
     )

@@ -110,6 +110,9 @@ class Exporter:
         self._clock = clock
         self._warned: set[str] = set()
         self._counters: dict[str, Counter] = {}
+        # The series of each destination in counters with labels besides `domain`
+        # (failures by category), so they can all go when it leaves the top set.
+        self._domain_series: dict[str, set[tuple[str, tuple[str, ...]]]] = {}
         for name, spec in COUNTERS.items():
             c = Counter(name, spec.help, spec.labels, registry=self.registry)
             for values in spec.initial:
@@ -243,7 +246,13 @@ class Exporter:
         if name == "volley_received":
             self.top.add_volume(labels[0], n)
         c = self._counters[name]
-        (c.labels(*self._mapped(spec.labels, labels)) if spec.labels else c).inc(n)
+        if not spec.labels:
+            c.inc(n)
+            return
+        mapped = self._mapped(spec.labels, labels)
+        c.labels(*mapped).inc(n)
+        if len(spec.labels) > 1 and spec.labels[0] == "domain" and mapped[0] != OTHER:
+            self._domain_series.setdefault(mapped[0], set()).add((name, tuple(mapped)))
 
     def _mapped(self, names: tuple[str, ...], labels: Sequence[str]) -> list[str]:
         out = list(labels)
@@ -264,14 +273,19 @@ class Exporter:
         """A domain's per-destination counters all exist (at 0) from its admission, so
         ratios like deferred / (delivered + deferred + bounced) match on every domain."""
         for name, spec in COUNTERS.items():
-            if spec.labels == BY_DOMAIN:
-                self._counters[name].labels(domain)
+            if spec.labels[:1] == BY_DOMAIN:
+                self._counters[name].labels(domain, *spec.admit)
+                if spec.admit:
+                    series = (name, (domain, *spec.admit))
+                    self._domain_series.setdefault(domain, set()).add(series)
 
     def _forget_domains(self, gone: set[str]) -> None:
         for domain in gone:
             for name, spec in COUNTERS.items():
                 if spec.labels == BY_DOMAIN:
                     self._counters[name].remove(domain)
+            for name, labels in self._domain_series.pop(domain, ()):
+                self._counters[name].remove(*labels)
         self._hists.forget_domains(gone)
 
     def _warn(self, problem: str, source: str) -> None:

@@ -39,6 +39,7 @@ from typing import Any
 __all__ = [
     "ALL",
     "BY_DOMAIN",
+    "BY_DOMAIN_CATEGORY",
     "COUNTERS",
     "FEEDBACK_KINDS",
     "GAUGES",
@@ -75,6 +76,9 @@ class CounterSpec:
     help: str
     labels: tuple[str, ...] = ()
     initial: tuple[tuple[str, ...], ...] = ()  # label values that exist (at 0) from start
+    # For a counter whose first label is `domain`: the values of the other labels of the
+    # series created (at 0) for a destination when it enters the top set.
+    admit: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +140,13 @@ SMTPD_REFUSALS: tuple[str, ...] = tuple(
 
 BY_DOMAIN = ("domain",)
 _OTHER_ONLY = ((OTHER,),)
+# Failures carry their bounce category (engine.policy.categories.Category: 29 names, a
+# fixed set).  Series exist only for the (domain, category) pairs that happened: a
+# destination fails in a handful of ways, so ~51 domains x a few categories, bounded by
+# 51 x 29 in the worst case.  A zero series per destination is "Uncategorized".
+BY_DOMAIN_CATEGORY = ("domain", "category")
+UNCATEGORIZED = "Uncategorized"
+_OTHER_UNCATEGORIZED = ((OTHER, UNCATEGORIZED),)
 
 # Counters: prometheus-client appends "_total".
 COUNTERS: dict[str, CounterSpec] = {
@@ -148,15 +159,22 @@ COUNTERS: dict[str, CounterSpec] = {
         "Recipients the destination accepted (2xx after the data).", BY_DOMAIN, _OTHER_ONLY
     ),
     "volley_deferred": CounterSpec(
-        "Delivery attempts that failed temporarily, per recipient.", BY_DOMAIN, _OTHER_ONLY
+        "Delivery attempts that failed temporarily, per recipient, by bounce category.",
+        BY_DOMAIN_CATEGORY,
+        _OTHER_UNCATEGORIZED,
+        (UNCATEGORIZED,),
     ),
     "volley_bounced": CounterSpec(
-        "Recipients that failed permanently (5xx, null MX, no such domain).",
-        BY_DOMAIN,
-        _OTHER_ONLY,
+        "Recipients that failed permanently (5xx, null MX, no such domain), by bounce category.",
+        BY_DOMAIN_CATEGORY,
+        _OTHER_UNCATEGORIZED,
+        (UNCATEGORIZED,),
     ),
     "volley_expired": CounterSpec(
-        "Recipients given up on after max_age of temporary failures.", BY_DOMAIN, _OTHER_ONLY
+        "Recipients given up on after max_age of temporary failures (category MessageExpired).",
+        BY_DOMAIN_CATEGORY,
+        _OTHER_UNCATEGORIZED,
+        (UNCATEGORIZED,),
     ),
     "volley_drops_rejected": CounterSpec(
         "Drop files moved to rejected/, by class of reason.",

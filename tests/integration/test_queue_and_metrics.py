@@ -64,7 +64,7 @@ def test_queue_view_and_metrics(net, volley) -> None:
         message=lambda: str(scrape(v.metrics_port)),
     )
     assert metric("volley_received_total", domain="ok.test") == 30
-    assert metric("volley_deferred_total", domain="slow.test") == 4
+    assert metric("volley_deferred_total", domain="slow.test", category="TransientFailure") == 4
     wait_for(lambda: metric("volley_queue_entries", state="waiting") == 4, timeout=10)
     assert metric("volley_workers_alive") == 2
     assert metric("volley_connections_total", result="opened") >= 2

@@ -94,7 +94,12 @@ def test_list_and_show(client: FakeClient, capsys: Any, tmp_path: Any) -> None:
         "recipients": ["a@d.test", "b@d.test"],
         "attempts": 2,
         "created": NOW_ISH - 60,
-        "last": {"code": 451, "enhanced": "4.3.0", "text": "try again"},
+        "last": {
+            "code": 451,
+            "enhanced": "4.3.0",
+            "text": "try again",
+            "category": "TransientFailure",
+        },
         "msgid": "<m@s.test>",
         "size": 1234,
         "headers": "From: news@s.test\r\nSubject: Hi\r\n",
@@ -104,17 +109,24 @@ def test_list_and_show(client: FakeClient, capsys: Any, tmp_path: Any) -> None:
     assert code == 0
     assert client.calls[-1] == ("GET", "/v1/queue", None, {"domain": "d.test", "limit": 1})
     assert f"{ID}  d.test  deferred  attempts 2  next " in out
-    assert "    to   a@d.test, b@d.test\n" in out and "last 451 4.3.0 try again" in out
+    assert "    to   a@d.test, b@d.test\n" in out
+    assert "last 451 4.3.0 try again [TransientFailure]" in out
     assert "5 queued entries (showing the oldest 1; --limit for more)" in out
     code, out, _ = run(["queue", "--list", "--json"], capsys, tmp_path)
     assert json.loads(out)["total"] == 5
     assert run(["queue", "--domain", "d.test"], capsys, tmp_path)[0] == 2  # needs --list
 
-    history = [{"ts": NOW_ISH - 60, "event": "received", "rcpt": "a@d.test", "domain": "d.test"}]
+    history = [
+        {"ts": NOW_ISH - 60, "event": "received", "rcpt": "a@d.test", "domain": "d.test"},
+        {"ts": NOW_ISH - 30, "event": "deferred", "rcpt": "a@d.test", "domain": "d.test",
+         "code": 451, "enhanced": "4.3.0", "text": "try again", "category": "TransientFailure"},
+    ]  # fmt: skip
     client.answers[f"/v1/messages/{ID}"] = {"id": ID, "entries": [entry], "history": history}
     code, out, _ = run(["show", ID], capsys, tmp_path)
     assert code == 0
     for part in ("sender   news@s.test", "d.test: deferred", "Subject: Hi", "received   a@d.test"):
         assert part in out
+    assert "last reply    451 4.3.0 try again [TransientFailure]" in out
+    assert "deferred   a@d.test  d.test  451 4.3.0 try again [TransientFailure]" in out
     code, _, err = run(["show", "0" * 29], capsys, tmp_path)
     assert code == 1 and err == "volley: show: no message (HTTP 404)\n"

@@ -105,6 +105,22 @@ def test_human_readable_part_lists_each_recipient() -> None:
     assert "<joe@example.net>: status 5.4.4" in text
 
 
+def test_human_readable_part_names_each_failures_category() -> None:
+    failed = [
+        FailedRecipient("jane@example.org", "5.1.1", "smtp; 550 no", "mx1.ex.org",
+                        category="InvalidRecipient"),
+        FailedRecipient("joe@example.net", "5.4.4", None, None),  # none known: no line
+        FailedRecipient("jim@example.net", "5.7.1", None, None, category="Spam\r\nBcc: x"),
+    ]  # fmt: skip
+    dsn = _build(failed=failed)
+    lines = _part(_parse(dsn), 0).get_content().splitlines()
+    i = lines.index("<jane@example.org> (host mx1.ex.org said): smtp; 550 no")
+    assert lines[i + 1] == "    Category: InvalidRecipient"
+    assert lines[i + 2] == "<joe@example.net>: status 5.4.4"
+    assert lines[i + 4] == "    Category: Spam Bcc: x"  # one line, whatever it holds
+    assert b"Category" not in dsn.split(b"message/delivery-status")[1]  # the human part only
+
+
 def test_per_message_and_per_recipient_fields() -> None:
     failed = [
         FailedRecipient(

@@ -45,6 +45,9 @@ def test_one_async_bounce_per_failed_recipient_linked_by_message_id() -> None:
         "report": "0001-aa.msg",
         "report_from": "",
         "client": "192.0.2.9",
+        # Classified like Volley's own failures (engine.policy): 5.2.2 is a full mailbox.
+        "category": "QuotaIssues",
+        "category_rule": first["category_rule"],
     }
     assert str(first["diagnostic"]).startswith("554 5.2.2 mailbox full;")
     assert recs[1][1]["rcpt"] == "left@contoso.example"

@@ -133,6 +133,10 @@ async def test_bounce_logs_queues_a_dsn_and_removes(rig: Rig) -> None:
     assert [b["rcpt"] for b in bounced] == ["x@d.test", "y@d.test"]
     assert {b["text"] for b in bounced} == {"bounced by the operator: oops"}
     assert {(b["code"], b["enhanced"]) for b in bounced} == {(550, BOUNCE_STATUS)}
+    # Says nothing about the addresses: never InvalidRecipient (nor suppressed for it).
+    assert {(b["category"], b["category_rule"]) for b in bounced} == {
+        ("Uncategorized", "volley-operator")
+    }
     (dsn,) = rig.records("dsn")
     assert dsn["about"] == gone.id and dsn["rcpt"] == "a@s.test"
     live = rig.live()

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from engine.config import Settings
-from engine.model import Disposition, RecipientOutcome
+from engine.config import Settings, from_dict
+from engine.model import Disposition, Origin, RecipientOutcome
 from engine.runtime.outcome import SPOOL_FULL_RETRY, Attempt, Outcomes
 from engine.sched.queue import WorkQueue
 from engine.telemetry.eventlog import EventLog, read_log
@@ -43,6 +43,7 @@ class FakeShard:
         self.t = timeline
         self.full = full
         self.rewritten: list[tuple[str, dict[str, Any], float]] = []
+        self.added: list[NewEntry] = []
 
     def remove(self, ref: EntryRef) -> None:
         self.t.events.append(("remove", ref.name))
@@ -56,6 +57,7 @@ class FakeShard:
 
     def add(self, items: list[NewEntry]) -> list[EntryRef]:
         self.t.events.append(("add", items[0].meta["rcpts"]))
+        self.added.extend(items)
         return [EntryRef(f"{i.id}@{i.domain}", i.domain, i.not_before) for i in items]
 
 
@@ -163,3 +165,68 @@ def test_spool_full_keeps_the_entry_and_retries_the_attempt(tmp_path: Path) -> N
     assert out.apply(ref, meta("x@d.test"), b"x\r\n", [later], Attempt(), NOW) is False
     assert t.events == [("log", ("deferred",)), ("settle", None), ("log", ("spool_full",))]
     assert queue.next_due() == pytest.approx(NOW + SPOOL_FULL_RETRY)
+
+
+def test_every_failure_is_classified_in_its_record_its_counter_and_the_dsn(
+    tmp_path: Path,
+) -> None:
+    _, shard, queue, log, tally, out = setup(tmp_path)
+    first, second = taken(queue, 2)
+    out.apply(first, meta("a@d.test"), b"x\r\n", [ok("a@d.test")], Attempt(), NOW)
+    no = RecipientOutcome("x@d.test", D.BOUNCED, 550, "5.1.1", "5.1.1 no such user")
+    busy = RecipientOutcome("y@d.test", D.DEFERRED, 450, "4.2.0", "4.2.0 mailbox busy")
+    refused = RecipientOutcome(
+        "z@d.test", D.DEFERRED, 451, "4.4.1", "connection refused", Origin.CONNECTION, "refused"
+    )
+    body = b"Subject: hi\r\n\r\nbody\r\n"
+    out.apply(second, meta("x@d.test", "y@d.test", "z@d.test"), body, [no, busy, refused],
+              Attempt("mx.d.test", "127.0.0.2"), NOW)  # fmt: skip
+    log.flush()
+    outcomes = ("delivered", "bounced", "deferred")
+    recs = [r for r in read_log(tmp_path / "delivery.jsonl") if r["event"] in outcomes]
+    assert [(r["rcpt"], r["event"], r.get("category"), r.get("category_rule")) for r in recs] == [
+        ("a@d.test", "delivered", None, None),
+        ("x@d.test", "bounced", "InvalidRecipient", "unknown-recipient"),
+        ("y@d.test", "deferred", "TransientFailure", "greylisted"),
+        ("z@d.test", "deferred", "NoAnswerFromHost", "volley-refused"),
+    ]
+    counts = {(n, tuple(lbl)): v for n, lbl, v in tally.drain()[0]}
+    assert counts[("volley_delivered", ("d.test",))] == 1
+    assert counts[("volley_bounced", ("d.test", "InvalidRecipient"))] == 1
+    assert counts[("volley_deferred", ("d.test", "TransientFailure"))] == 1
+    assert counts[("volley_deferred", ("d.test", "NoAnswerFromHost"))] == 1
+    (dsn,) = shard.added
+    assert b"<x@d.test> (host mx.d.test said): smtp; 550 5.1.1 no such user" in dsn.body
+    assert b"    Category: InvalidRecipient" in dsn.body
+    ((_, new_meta, _),) = shard.rewritten
+    assert new_meta["last"]["category"] == "NoAnswerFromHost"  # `volley queue --list` shows it
+
+
+def test_an_expired_recipient_is_message_expired_whatever_its_last_error(tmp_path: Path) -> None:
+    _, shard, queue, log, tally, out = setup(tmp_path)
+    (ref,) = taken(queue, 1)
+    old = meta("x@d.test") | {"created": NOW - 6 * 86400}  # past the default 5 days
+    busy = RecipientOutcome("x@d.test", D.DEFERRED, 450, "4.2.0", "4.2.0 mailbox busy")
+    assert out.apply(ref, old, b"Subject: hi\r\n\r\nbody\r\n", [busy], Attempt(), NOW)
+    log.flush()
+    (rec,) = [r for r in read_log(tmp_path / "delivery.jsonl") if r["event"] == "expired"]
+    assert (rec["category"], rec["category_rule"]) == ("MessageExpired", "volley-expired")
+    assert "last error: 4.2.0 mailbox busy" in rec["text"]
+    assert ["volley_expired", ["d.test", "MessageExpired"], 1] in tally.drain()[0]
+    assert b"Category: MessageExpired" in shard.added[0].body
+
+
+def test_a_reload_classifies_the_next_outcome_with_the_users_rules(tmp_path: Path) -> None:
+    _, _, queue, log, _, out = setup(tmp_path)
+    first, second = taken(queue, 2)
+    busy = RecipientOutcome("x@d.test", D.DEFERRED, 450, "4.2.0", "4.2.0 mailbox busy")
+    out.apply(first, meta("x@d.test"), b"x\r\n", [busy], Attempt(), NOW)
+    rule = {"id": "busy-is-quota", "category": "QuotaIssues", "text": "mailbox busy"}
+    out.reconfigure(from_dict({"bounce": {"rules": [rule]}, "smtp": {"helo_name": "mta.test"}}))
+    out.apply(second, meta("x@d.test"), b"x\r\n", [busy], Attempt(), NOW)
+    log.flush()
+    recs = [r for r in read_log(tmp_path / "delivery.jsonl") if r["event"] == "deferred"]
+    assert [(r["category"], r["category_rule"]) for r in recs] == [
+        ("TransientFailure", "greylisted"),
+        ("QuotaIssues", "busy-is-quota"),
+    ]

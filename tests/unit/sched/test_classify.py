@@ -8,6 +8,7 @@ from engine.model import (
     ConnectFailure,
     Disposition,
     FailureKind,
+    Origin,
     Phase,
     Reply,
     Transaction,
@@ -181,6 +182,23 @@ def test_expire_keeps_last_error() -> None:
     (o,) = classify_txn(Transaction("s@a", ("r@b",), b""), r)
     e = expire(o, 5 * 86400)
     assert e.disposition is D.EXPIRED and "5 days" in e.text and "busy" in e.text
+    assert (e.origin, e.remote) == (Origin.REPLY, True)  # the last error's origin stays
+
+
+def test_outcomes_say_where_their_code_and_text_come_from() -> None:
+    """The facts the bounce classifier (engine.policy) matches a rule's origin and kind on;
+    no category yet (engine.runtime.outcome gives it)."""
+    r = TxnResult(OK, (Reply(550, ("5.1.1 no",)),), GO, None)
+    (o,) = classify_txn(Transaction("s@a", ("r@b",), b""), r)
+    assert (o.origin, o.kind, o.remote, o.classification) == (Origin.REPLY, "", True, None)
+    (o,) = classify_route_failure(["r@b"], RouteFailure("b", RouteFailureKind.NULL_MX, ""))
+    assert (o.origin, o.kind, o.remote) == (Origin.ROUTE, "null_mx", False)
+    failure = TransportFailure(Phase.GREETING, FailureKind.TIMEOUT, "5m")
+    (o,) = classify_connect_failure(["r@b"], ConnectFailure("mx.b", "192.0.2.1", failure=failure))
+    assert (o.origin, o.kind, o.remote) == (Origin.CONNECTION, "timeout", False)
+    assert o.text.startswith("timed out during greeting")  # what volley-no-answer matches
+    refused = precheck(TXN, smtputf8=True, size_limit=1)
+    assert refused is not None and {(x.origin, x.kind) for x in refused} == {(Origin.LOCAL, "")}
 
 
 # -- the cached enhanced code and the one-recipient fast path ---------------------------------

@@ -50,11 +50,13 @@ OUTCOME_FIELDS = (
 
 
 def _outcome_line(log_path: Path, event: str, ts: float, *values: object) -> tuple[str, str]:
-    """(add_outcome's line, add's line) for the same record."""
+    """(add_outcome's line, add's line) for the same record; two values more than
+    OUTCOME_FIELDS are a failure's category and rule."""
     fast = EventLog(log_path, worker=7)
     fast.add_outcome(event, ts, *values)  # type: ignore[arg-type]
     slow = EventLog(log_path, worker=7)
-    slow.add(event, ts, **dict(zip(OUTCOME_FIELDS, values, strict=True)))
+    names = OUTCOME_FIELDS + ["category", "category_rule"][: len(values) - len(OUTCOME_FIELDS)]
+    slow.add(event, ts, **dict(zip(names, values, strict=True)))
     lines = fast._pending[0], slow._pending[0]
     fast.close()
     slow.close()
@@ -70,6 +72,16 @@ def test_outcome_record_is_exactly_what_add_writes(tmp_path: Path) -> None:
     fast, slow = _outcome_line(path, "delivered", 1764172000.6234567, *values)
     assert fast == slow
     assert json.loads(fast)["ts"] == 1764172000.623457
+    assert "category" not in json.loads(fast)  # a delivery has none: its line is unchanged
+    failed = (*values[:7], 550, "5.1.1", "5.1.1 no such user", *values[-3:],
+              "InvalidRecipient", "iana-invalid-recipient")  # fmt: skip
+    fast, slow = _outcome_line(path, "bounced", 1764172000.7, *failed)
+    assert fast == slow
+    record = json.loads(fast)
+    assert (record["category"], record["category_rule"]) == (
+        "InvalidRecipient",
+        "iana-invalid-recipient",
+    )
 
 
 _META = st.one_of(st.none(), st.text(), st.integers(), st.booleans())  # from the spool
@@ -82,6 +94,7 @@ _META = st.one_of(st.none(), st.text(), st.integers(), st.booleans())  # from th
     strs=st.lists(st.text(), min_size=5, max_size=5),
     meta=st.lists(_META, min_size=2, max_size=2),
     optional=st.lists(st.one_of(st.none(), st.text()), min_size=2, max_size=2),
+    category=st.one_of(st.none(), st.tuples(st.text(), st.text())),
     nums=st.lists(
         st.one_of(st.integers(-(2**70), 2**70), st.floats(allow_nan=True), st.booleans()),
         min_size=4,
@@ -96,6 +109,7 @@ def test_outcome_record_matches_json_dumps_for_any_values(
     optional: list[str | None],
     nums: list[object],
     ts: float,
+    category: tuple[str, str] | None,
 ) -> None:
     # Lone surrogates (undecodable drop names), quotes, control characters, NaN and
     # infinities, huge ints, bools where numbers belong, anything the spool's meta may
@@ -105,7 +119,7 @@ def test_outcome_record_matches_json_dumps_for_any_values(
     mx, ip = optional
     code, attempt, queued_at, in_queue = nums
     values = (eid, msgid, sender, rcpt, domain, mx, ip, code, enhanced, text, attempt,
-              queued_at, in_queue)  # fmt: skip
+              queued_at, in_queue, *(category or ()))  # fmt: skip
     fast, slow = _outcome_line(tmp_path / "log.jsonl", "deferred", ts, *values)
     assert fast == slow
 

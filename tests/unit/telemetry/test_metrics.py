@@ -222,8 +222,8 @@ def test_domains_beyond_the_top_n_are_counted_as_other() -> None:
     assert val(s, "volley_delivered_total", domain=OTHER) == 1
     assert val(s, "volley_connections_open", domain=OTHER) == 2
     # Admission creates every outcome series of the domain, so ratios always match.
-    assert val(s, "volley_bounced_total", domain="a.test") == 0
-    assert val(s, "volley_expired_total", domain="b.test") == 0
+    assert val(s, "volley_bounced_total", domain="a.test", category="Uncategorized") == 0
+    assert val(s, "volley_expired_total", domain="b.test", category="Uncategorized") == 0
 
 
 def test_rerank_moves_a_grown_domain_in_and_removes_the_loser() -> None:
@@ -235,15 +235,20 @@ def test_rerank_moves_a_grown_domain_in_and_removes_the_loser() -> None:
     clock.t += 29.0
     e.apply(0, [], [])
     assert e.top.members == {"a.test", "b.test"}  # not due yet
+    e.apply(0, [["volley_deferred", ["b.test", "SpamBlock"], 2]], [])  # b, before it leaves
     clock.t += 1.0
-    e.apply(0, [["volley_bounced", ["b.test"], 1], ["volley_bounced", ["c.test"], 1]], [])
+    e.apply(0, [["volley_bounced", ["b.test", "BadDomain"], 1],
+                ["volley_bounced", ["c.test", "InvalidRecipient"], 1]], [])  # fmt: skip
     assert e.top.members == {"a.test", "c.test"}
     s = scrape(e)
     assert names_with(s, "volley_received_total") == {"a.test", "c.test", OTHER}
     assert val(s, "volley_received_total", domain=OTHER) == 50  # c's, before it had a place
     assert val(s, "volley_received_total", domain="c.test") == 0  # a fresh series
-    assert val(s, "volley_bounced_total", domain="c.test") == 1
-    assert val(s, "volley_bounced_total", domain=OTHER) == 1  # b's, after it left
+    assert val(s, "volley_bounced_total", domain="c.test", category="InvalidRecipient") == 1
+    assert val(s, "volley_bounced_total", domain=OTHER, category="BadDomain") == 1  # b's, later
+    # Every series of b went, whatever its category (its SpamBlock deferrals included).
+    for name in ("volley_deferred_total", "volley_bounced_total", "volley_received_total"):
+        assert "b.test" not in names_with(s, name), name
     # b's gauge, sent before it left, is folded into "other" at scrape time.
     assert val(s, "volley_queue_depth", domain="b.test") is None
     assert val(s, "volley_queue_depth", domain=OTHER) == 9
@@ -274,11 +279,14 @@ def test_top_domains_ties_keep_the_incumbent() -> None:
     assert TopDomains(0).label("a.test") == OTHER
 
 
-def test_domain_labelled_counters_have_only_the_domain_label() -> None:
-    """remove() on a domain leaving the top set relies on it."""
+def test_domain_is_the_first_label_of_domain_labelled_counters() -> None:
+    """Admission and remove() on a domain leaving the top set rely on it; the other
+    labels of such a counter are bounded sets (a failure's bounce category)."""
     for name, spec in COUNTERS.items():
         if "domain" in spec.labels:
-            assert spec.labels == ("domain",), name
+            assert spec.labels[0] == "domain", name
+            assert spec.labels in (("domain",), ("domain", "category")), name
+            assert len(spec.admit) == len(spec.labels) - 1, name
 
 
 # -- the contract -----------------------------------------------------------------------------
