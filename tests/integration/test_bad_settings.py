@@ -26,6 +26,12 @@ def _one_line(text: str) -> str:
         ([], {"metrics": {"listen": "127.0.0.1:99999999"}}, "metrics.listen: "),
         ([], {"metrics": {"listen": "example.test:9108"}}, "metrics.listen: "),
         ([], {"smtp": {"helo_name": "mail_out.example.com"}}, "smtp.helo_name: "),
+        # A DKIM key that cannot be read is the configuration's fault, not each message's.
+        (
+            [],
+            {"dkim": {"sender.test": {"selector": "s1", "key": "/nonexistent/s1.pem"}}},
+            'dkim."sender.test" (selector s1): cannot read /nonexistent/s1.pem',
+        ),
     ],
 )
 def test_a_bad_setting_is_one_line_and_status_2(volley, args, config, expected) -> None:
