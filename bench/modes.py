@@ -39,7 +39,8 @@ from bench.phases import (
     wait_until,
 )
 from bench.report import TARGET_WAN_FRACTION, log
-from bench.sinks import SmtpSinks, WanSink
+from bench.sinks import SmtpSinks
+from bench.wan_sink import WanSink
 from bench.workload import Spec, domain_names, generate, queue_directly
 from tests.support.net import free_port
 from tests.support.volley import Volley

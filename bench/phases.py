@@ -32,7 +32,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.measure import PySpy, TreeSampler, hotspots
 from bench.postfix import PostfixRelay
-from bench.sinks import SmtpSinks, WanSink
+from bench.sinks import SmtpSinks
+from bench.wan_sink import WanSink
 from bench.workload import SENDER, Mail, drop_name, write_drop
 from engine.auth.keygen import keygen
 from engine.config import Settings
