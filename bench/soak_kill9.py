@@ -2,7 +2,7 @@
 
 Responsible for: the long version of tests/integration/test_crash_kill9_all.py (which
 runs 10 kills over 5 000 messages inside the suite's time budget). Same scenario, same
-checks (tests.support.crash.kill9_run): every (Message-ID, recipient) pair reaches the
+checks (tests.support.kill9_run): every (Message-ID, recipient) pair reaches the
 mini internet's receivers, the spool ends empty, every delivery is logged, the log has
 no torn line inside it, each duplicate is explained by a kill between its copies, and no
 drop is taken again after its message was delivered. Prints one JSON line with the
@@ -30,8 +30,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.crash import kill9_run  # noqa: E402
 from tests.support.internet import MiniInternet  # noqa: E402
+from tests.support.kill9_run import kill9_run  # noqa: E402
 from tests.support.volley import Volley  # noqa: E402
 
 

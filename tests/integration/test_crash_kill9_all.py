@@ -23,7 +23,7 @@ message between the same two kills, and no drop taken again after its delivery.
 
 from __future__ import annotations
 
-from tests.support.crash import kill9_run
+from tests.support.kill9_run import kill9_run
 
 MESSAGES = 5_000
 KILLS = 10
