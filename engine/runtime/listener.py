@@ -25,6 +25,7 @@ from engine.sched.queue import WorkQueue
 from engine.smtpd.auth import FailureLimiter, UsersFile, UsersFileError
 from engine.smtpd.events import ServerPolicy
 from engine.smtpd.server import Listener, ListenerConfig, tls_context
+from engine.suppress.gate import IntakeGate
 from engine.telemetry.eventlog import EventLog
 from engine.telemetry.metrics import Tally
 from spool import (
@@ -128,10 +129,13 @@ class SmtpListener:
         kick: Callable[[], None],
         channel: Channel,
         sockets: Sequence[tuple[socket.socket, bool]],
+        gate: IntakeGate | None = None,
     ) -> None:
+        """`gate`: the worker's suppression check and List-Unsubscribe stamping, the one
+        drop intake uses (engine.suppress.gate)."""
         self.sockets = list(sockets)
         self.log = log
-        self.commit = GroupCommit(settings, shard, queue, log, tally, kick)
+        self.commit = GroupCommit(settings, shard, queue, log, tally, kick, gate=gate)
         self.gate = ClientGate(channel)
         self.listener: Listener | None = None
         self._settings = settings

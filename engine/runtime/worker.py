@@ -37,6 +37,7 @@ from engine.net.dns import AiodnsClient
 from engine.net.mx import MxResolver
 from engine.runtime.control import Control
 from engine.runtime.delivery import Deliverer
+from engine.runtime.gauges import set_domain_gauges, set_entry_gauges
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.intake import IntakeBatch, Pickup, interrupted_take, take_batch
 from engine.runtime.ipc import Channel, Message, open_channel
@@ -136,9 +137,16 @@ class Worker:
             journal=self.journal,
         )
         self.smtpd = SmtpListener(
-            settings, shard, self.queue, self.log, self.tally, self._kick.set, channel, listen
+            settings,
+            shard,
+            self.queue,
+            self.log,
+            self.tally,
+            self._kick.set,
+            channel,
+            listen,
+            gate=self.suppression.gate,  # the suppression check and List-Unsubscribe, as for drops
         )
-        self.smtpd.commit.gate = self.suppression.gate  # the suppression check, as for drops
         self.control = Control(
             shard_no=shard_no,
             queue=self.queue,
@@ -228,10 +236,20 @@ class Worker:
             asyncio.create_task(self._dispatch_loop(), name="dispatch"),
             asyncio.create_task(self._flush_loop(), name="flush"),
         ]
-        # Worker 0 also turns <spool>/feedback/ into log records (engine.feedback.service).
-        args = (self.spool.root, self.log, self.tally, self.behind.submit, self.clock.wall)
-        hooks = (self.suppression.on_report, self.suppression.gate.mailto, self.s.bounce.classifier)
-        if (feedback := feedback_task(self.k, *args, *hooks)) is not None:
+        # Worker 0 also turns <spool>/feedback/ into log records (engine.feedback.service),
+        # and the mail to the unsubscribe mailto: address into suppressions.
+        feedback = feedback_task(
+            self.k,
+            self.spool.root,
+            self.log,
+            self.tally,
+            self.behind.submit,
+            self.clock.wall,
+            on_report=self.suppression.on_report,
+            mailto=self.suppression.gate.mailto,
+            classifier=self.s.bounce.classifier,
+        )
+        if feedback is not None:
             loops.append(asyncio.create_task(feedback, name="feedback"))
         await self._stop.wait()
         await self.smtpd.close(self.s.drain_timeout)  # 421 to idle sessions, commits done
@@ -378,44 +396,19 @@ class Worker:
 
     def _flush_metrics(self) -> None:
         t = self.tally
-        ready, waiting, inflight = self.queue.counts()
-        t.set("volley_queue_entries", ready, "ready")
-        t.set("volley_queue_entries", waiting, "waiting")
-        t.set("volley_queue_entries", inflight, "inflight")
+        set_entry_gauges(t, self.queue)
         self._flushes += 1
         if self._flushes % DOMAIN_GAUGES_EVERY == 1:
-            self._domain_gauges()
+            now = self.clock.wall()
+            if now - self._oldest_at >= OLDEST_REFRESH:
+                self.queue.refresh_oldest()
+                self._oldest_at = now
+            d = self.deliverer
+            set_domain_gauges(t, self.queue, d.open_sessions, d.idle_sessions, now)
         counts, gauges, histograms = t.drain()
         self.channel.send("metrics", counts, gauges, histograms)
         self.suppression.flush()
         self.log.flush()
-
-    def _domain_gauges(self) -> None:
-        """Per-destination gauges: a full snapshot (domains that emptied are dropped)."""
-        t = self.tally
-        now = self.clock.wall()
-        if now - self._oldest_at >= OLDEST_REFRESH:
-            self.queue.refresh_oldest()
-            self._oldest_at = now
-        t.clear_gauges(
-            "volley_queue_depth",
-            "volley_queue_oldest_age_seconds",
-            "volley_connections_open",
-            "volley_connections_idle",
-        )
-        oldest_all = 0.0
-        for domain, (depth, born) in self.queue.depths().items():
-            age = max(0.0, now - born)
-            oldest_all = max(oldest_all, age)
-            t.set("volley_queue_depth", depth, domain)
-            t.set("volley_queue_oldest_age_seconds", age, domain)
-        t.set("volley_queue_oldest_age_seconds", oldest_all, "_all")
-        for domain, n in self.deliverer.open_sessions.items():
-            if n:
-                t.set("volley_connections_open", n, domain)
-        for domain, n in self.deliverer.idle_sessions.items():
-            if n:
-                t.set("volley_connections_idle", n, domain)
 
 
 def lock_shard(spool: Spool, k: int) -> int:
