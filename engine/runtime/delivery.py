@@ -54,7 +54,8 @@ from engine.sched.classify import (
 from engine.sched.queue import WorkQueue
 from engine.smtp import LocalProtocolError
 from engine.smtp.encode import needs_smtputf8
-from engine.telemetry.metrics import CONNECTION_ERROR_KINDS, Tally, counter_key, reply_key
+from engine.telemetry.catalog import CONNECTION_ERROR_KINDS
+from engine.telemetry.metrics import Tally, counter_key, reply_key
 from spool import CorruptEntry, EntryRef, ShardQueue
 
 __all__ = ["Deliverer"]

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from engine.sched.queue import WorkQueue
-from engine.telemetry.metrics import ALL, Tally
+from engine.telemetry.catalog import ALL
+from engine.telemetry.metrics import Tally
 
 __all__ = ["set_domain_gauges", "set_entry_gauges"]
 

@@ -20,16 +20,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from engine.telemetry.metrics import (
-    ALL,
-    BY_DOMAIN,
-    COUNTERS,
-    GAUGES,
-    HISTOGRAMS,
-    OTHER,
-    Agg,
-    check,
-)
+from engine.telemetry.catalog import ALL, BY_DOMAIN, COUNTERS, GAUGES, HISTOGRAMS, OTHER, Agg
+from engine.telemetry.metrics import check
 
 __all__ = ["Exporter", "TopDomains"]
 

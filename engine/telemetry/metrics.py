@@ -34,44 +34,9 @@ import bisect
 from collections.abc import Sequence
 from typing import Any
 
-# The contract itself is data, in engine.telemetry.catalog; re-exported here, where the
-# callers count.
-from engine.telemetry.catalog import (
-    ALL,
-    BY_DOMAIN,
-    BY_DOMAIN_CATEGORY,
-    CONNECTION_ERROR_KINDS,
-    COUNTERS,
-    FEEDBACK_KINDS,
-    GAUGES,
-    HISTOGRAMS,
-    OPERATOR_ACTIONS,
-    OTHER,
-    REJECT_CLASSES,
-    SMTPD_REFUSALS,
-    SUPPRESSION_SOURCES,
-    UNSUBSCRIBE_HEADERS,
-    UNSUBSCRIBE_RESULTS,
-    Agg,
-)
+from engine.telemetry.catalog import COUNTERS, GAUGES, HISTOGRAMS
 
 __all__ = [
-    "ALL",
-    "BY_DOMAIN",
-    "BY_DOMAIN_CATEGORY",
-    "CONNECTION_ERROR_KINDS",
-    "COUNTERS",
-    "FEEDBACK_KINDS",
-    "GAUGES",
-    "HISTOGRAMS",
-    "OPERATOR_ACTIONS",
-    "OTHER",
-    "REJECT_CLASSES",
-    "SMTPD_REFUSALS",
-    "SUPPRESSION_SOURCES",
-    "UNSUBSCRIBE_HEADERS",
-    "UNSUBSCRIBE_RESULTS",
-    "Agg",
     "CheckedTally",
     "Tally",
     "counter_key",

@@ -13,7 +13,7 @@ from engine.feedback.report import (
     RecipientStatus,
     unparseable,
 )
-from engine.telemetry.metrics import COUNTERS, FEEDBACK_KINDS
+from engine.telemetry.catalog import COUNTERS, FEEDBACK_KINDS
 
 
 def _item(action: str, final: str | None, original: str | None = None) -> RecipientStatus:

@@ -6,7 +6,7 @@ import re
 
 from engine.smtpd import replies
 from engine.smtpd.replies import Refusal, greeting, hostname_line
-from engine.telemetry.metrics import SMTPD_REFUSALS
+from engine.telemetry.catalog import SMTPD_REFUSALS
 
 _LINE = re.compile(rb"[2345]\d\d( [2345]\.\d{1,3}\.\d{1,3} [ -~]+| [ -~]*)\r\n")
 

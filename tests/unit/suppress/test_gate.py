@@ -40,6 +40,6 @@ def test_stamp_results() -> None:
 
 
 def test_metric_labels_agree_with_the_results() -> None:
-    from engine.telemetry.metrics import UNSUBSCRIBE_HEADERS
+    from engine.telemetry.catalog import UNSUBSCRIBE_HEADERS
 
     assert UNSUBSCRIBE_HEADERS == HEADER_RESULTS

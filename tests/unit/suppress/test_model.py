@@ -67,6 +67,6 @@ def test_rows_round_trip_and_reason_is_one_line() -> None:
 
 
 def test_metric_labels_agree_with_the_sources() -> None:
-    from engine.telemetry.metrics import SUPPRESSION_SOURCES
+    from engine.telemetry.catalog import SUPPRESSION_SOURCES
 
     assert SUPPRESSION_SOURCES == tuple(s.value for s in Source)

@@ -12,13 +12,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.drop import DropRejection, parse_drop, read_drop
+from engine.telemetry.catalog import COUNTERS, GAUGES, HISTOGRAMS, OTHER, REJECT_CLASSES
 from engine.telemetry.export import Exporter, TopDomains
 from engine.telemetry.metrics import (
-    COUNTERS,
-    GAUGES,
-    HISTOGRAMS,
-    OTHER,
-    REJECT_CLASSES,
     CheckedTally,
     Tally,
     counter_key,
