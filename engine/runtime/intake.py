@@ -65,8 +65,11 @@ __all__ = [
     "Noted",
     "Suppressed",
     "Taken",
+    "entry_meta",
     "interrupted_take",
+    "new_meta",
     "shard_of",
+    "split_by_domain",
     "take_batch",
 ]
 
@@ -108,6 +111,38 @@ class IntakeBatch:
     headers: list[tuple[str, str | None, str, int]] = field(default_factory=list)
 
 
+def entry_meta(
+    *,
+    key: str | None,
+    sender: str,
+    rcpts: list[str],
+    domain: str,
+    now: float,
+    msgid: str | None,
+    smtputf8: bool,
+    body_8bit: bool,
+    **origin: Any,
+) -> dict[str, Any]:
+    """The spool metadata of one entry (msgpack-encoded by spool.record), whatever path
+    the message came in by: `key` names the message (the same in each of its entries,
+    one per destination domain), `origin` says where it came from (`drop`, or the SMTP
+    listener's `via`, `client`, `auth`)."""
+    return {
+        "v": 1,
+        "msg": key,
+        "sender": sender,
+        "rcpts": rcpts,
+        "domain": domain,
+        "created": now,
+        "attempts": 0,
+        "msgid": msgid,
+        "smtputf8": smtputf8,
+        "8bit": body_8bit,
+        "dsn": False,
+        **origin,
+    }
+
+
 def new_meta(
     env: DropEnvelope,
     rcpts: list[str],
@@ -118,24 +153,20 @@ def new_meta(
     key: str | None = None,
     msgid: str | None = None,
 ) -> dict[str, Any]:
-    """The spool metadata of one entry (msgpack-encoded by spool.record).  `key` names
-    the message (the same in each of its entries, one per destination domain); `msgid`
-    is its Message-ID (the drop's own, else the one intake added)."""
-    return {
-        "v": 1,
-        "msg": key,
-        "sender": env.sender,
-        "rcpts": rcpts,
-        "domain": domain,
-        "created": now,
-        "attempts": 0,
-        "msgid": msgid or env.message_id,
-        "smtputf8": env.smtputf8,
-        "8bit": env.body_8bit,
-        "dsn": False,
+    """`entry_meta` of a drop's entry; `msgid` is its Message-ID (the drop's own, else the
+    one intake added)."""
+    return entry_meta(
+        key=key,
+        sender=env.sender,
+        rcpts=rcpts,
+        domain=domain,
+        now=now,
+        msgid=msgid or env.message_id,
+        smtputf8=env.smtputf8,
+        body_8bit=env.body_8bit,
         # A name with invalid UTF-8 (a lone surrogate) cannot go into msgpack as str.
-        "drop": drop.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"),
-    }
+        drop=drop.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"),
+    )
 
 
 def split_by_domain(recipients: tuple[str, ...]) -> dict[str, list[str]]:

@@ -42,7 +42,7 @@ from engine.auth.dkim import DkimError, Signer, signer_for, unstuff
 from engine.config import Settings
 from engine.drop.cleanup import date_value
 from engine.feedback.inbox import store
-from engine.runtime.intake import split_by_domain
+from engine.runtime.intake import entry_meta, split_by_domain
 from engine.sched.queue import WorkQueue
 from engine.smtp.encode import needs_smtputf8
 from engine.smtpd import replies as R
@@ -78,25 +78,21 @@ class LocalStore(Protocol):
 def smtp_meta(
     env: Envelope, rcpts: list[str], domain: str, now: float, key: str, msg: Prepared
 ) -> dict[str, Any]:
-    """An entry's meta, as engine.runtime.intake.new_meta writes it for drops (the same
-    keys; a test holds them equal) with `drop` None and the submission's origin."""
-    return {
-        "v": 1,
-        "msg": key,
-        "sender": env.sender,
-        "rcpts": rcpts,
-        "domain": domain,
-        "created": now,
-        "attempts": 0,
-        "msgid": msg.message_id,
-        "smtputf8": needs_smtputf8(env.sender) or any(map(needs_smtputf8, env.recipients)),
-        "8bit": msg.body_8bit,
-        "dsn": False,
-        "drop": None,
-        "via": "smtp",
-        "client": env.client,
-        "auth": env.auth_user,
-    }
+    """`entry_meta` of a submission's entry: `drop` None and where it came from."""
+    return entry_meta(
+        key=key,
+        sender=env.sender,
+        rcpts=rcpts,
+        domain=domain,
+        now=now,
+        msgid=msg.message_id,
+        smtputf8=needs_smtputf8(env.sender) or any(map(needs_smtputf8, env.recipients)),
+        body_8bit=msg.body_8bit,
+        drop=None,
+        via="smtp",
+        client=env.client,
+        auth=env.auth_user,
+    )
 
 
 @dataclass(slots=True)
