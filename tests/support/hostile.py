@@ -20,7 +20,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,12 +53,30 @@ async def endless_ehlo(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     await _blast(writer, (b"250-" + b"x" * 70 + b"\r\n") * 1000)
 
 
+async def _drip(writer: asyncio.StreamWriter, data: Iterable[int], interval: float) -> None:
+    """Write `data` one byte per `interval` seconds, each from a timer (the peer's pace is
+    the behaviour under test); returns when it is written or the client has gone."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    rest = iter(data)
+
+    def tick() -> None:
+        if done.done():
+            return  # the server stopped
+        byte = next(rest, None)
+        if byte is None or writer.is_closing():
+            done.set_result(None)
+            return
+        writer.write(bytes((byte,)))
+        loop.call_later(interval, tick)
+
+    tick()
+    await done
+
+
 async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """A greeting of endless continuation lines, one byte every 100 ms."""
-    for byte in itertools.cycle(b"220-still greeting\r\n"):
-        writer.write(bytes((byte,)))
-        await writer.drain()
-        await asyncio.sleep(0.1)
+    await _drip(writer, itertools.cycle(b"220-still greeting\r\n"), 0.1)
 
 
 async def drip_rcpt_replies(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -70,10 +88,7 @@ async def drip_rcpt_replies(reader: asyncio.StreamReader, writer: asyncio.Stream
         if verb == b"EHLO":
             writer.write(_EHLO_OK)
         elif verb == b"RCPT":
-            for byte in b"250 2.1.5 ok\r\n":
-                writer.write(bytes((byte,)))
-                await writer.drain()
-                await asyncio.sleep(0.06)
+            await _drip(writer, b"250 2.1.5 ok\r\n", 0.06)
         elif verb == b"DATA":
             writer.write(b"354 go ahead\r\n")
             while await reader.readline() not in (b".\r\n", b""):
