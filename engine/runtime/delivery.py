@@ -1,10 +1,13 @@
 """Delivery: one task per SMTP connection to a destination, reused for many messages.
 
-Responsible for: the life of one connection — take a lease (the destination's
-cross-process slot) before anything else, resolve the route (cached), try the MX hosts
+Responsible for: the life of one connection — resolve the route (cached), take the
+leases of its site (the cross-process slots: engine.runtime.sites) before anything else
+that costs the receiver, wait for the site's connection-rate instant, try the MX hosts
 and their addresses in order until one gives a session, then send the destination's
-ready entries one after another over it (up to max_messages_per_connection), wait a
-little for more work when idle, QUIT, and give the lease back in `finally`.
+ready entries one after another over it (up to max_messages_per_connection, each at its
+message-rate instant), wait a little for more work when idle, QUIT, and give the leases
+back in `finally`.  A rate instant too far off pauses the destination instead of holding
+a connection open for it.
 Not responsible for: what failures mean (engine.sched.classify), spool updates
 (engine.runtime.outcome), or how many connections a destination gets (engine.sched.queue).
 
@@ -23,7 +26,7 @@ import sys
 import time
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from engine.clock import Clock
@@ -43,6 +46,8 @@ from engine.net.session import SmtpSession, open_session
 from engine.net.targets import TargetRules, is_local_address, screen_route
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.outcome import Attempt, Outcomes
+from engine.runtime.pacing import Pacer, RateGrants
+from engine.runtime.sites import Leases, SiteAccess
 from engine.sched.backoff import retry_delay
 from engine.sched.classify import (
     classify_connect_failure,
@@ -52,6 +57,9 @@ from engine.sched.classify import (
     refuse_unsendable,
 )
 from engine.sched.queue import WorkQueue
+from engine.shaping.gcra import Rate
+from engine.shaping.limits import SiteLimits
+from engine.shaping.rates import Grant
 from engine.smtp import LocalProtocolError
 from engine.smtp.encode import needs_smtputf8
 from engine.telemetry.catalog import CONNECTION_ERROR_KINDS
@@ -73,10 +81,14 @@ class Resolver(Protocol):
     async def resolve(self, domain: str) -> Route | RouteFailure: ...
 
 
-class Leases(Protocol):
-    async def acquire(self, domain: str, limit: int) -> None: ...
+class _NoRates:
+    """For a Deliverer made without a rate service: every instant is now."""
 
-    def release(self, domain: str) -> None: ...
+    async def grant(self, keys: list[str], rates: list[Rate], want: int) -> Grant:
+        return Grant((0.0,) * want, 0.0)
+
+    def give_back(self, keys: list[str], unused: list[float]) -> None:
+        pass
 
 
 class Deliverer:
@@ -94,6 +106,7 @@ class Deliverer:
         rng: random.Random,
         kick: Callable[[], None],
         journal: InflightJournal | None = None,
+        rates: RateGrants | None = None,
         open_session_fn: Callable[..., Awaitable[SmtpSession | ConnectFailure]] = open_session,
     ) -> None:
         self._s = settings
@@ -101,7 +114,7 @@ class Deliverer:
         self._shard = shard
         self._queue = queue
         self._resolver = resolver
-        self._leases = leases
+        self._sites = SiteAccess(settings, leases, rates or _NoRates(), clock, self._contend)
         self._outcomes = outcomes
         self._tally = tally
         self._clock = clock
@@ -114,11 +127,18 @@ class Deliverer:
         self.draining = False
         self.open_sessions: Counter[str] = Counter()  # per destination domain
         self.idle_sessions: Counter[str] = Counter()
+        self.rate_waits: Counter[str] = Counter()  # connections waiting for a rate instant
 
     def reconfigure(self, settings: Settings) -> None:
         """A reload: connections opened from now on follow `settings`."""
         self._s = settings
         self._targets = TargetRules.from_settings(settings)
+        self._sites.reconfigure(settings)
+
+    @property
+    def waiting_for_slot(self) -> Mapping[str, int]:
+        """Connection tasks per destination waiting for a site's connection slot."""
+        return self._sites.waiting
 
     # -- signals from the worker ------------------------------------------------------
     def work_arrived(self, domain: str) -> None:
@@ -126,20 +146,28 @@ class Deliverer:
         if ev is not None:
             ev.set()
 
-    def contend(self, domain: str) -> None:
-        """Another worker waits for a slot of `domain`: idle connections close now."""
+    def contend(self, key: str) -> None:
+        """Another worker waits for a slot of lease `key` (a site or a provider): this
+        worker's idle connections that hold one close now."""
+        for domain in list(self._sites.domains_of(key)):
+            self._contend(domain)
+
+    def _contend(self, domain: str) -> None:
         self._contended[domain] = self._clock.monotonic() + self._s.idle_timeout
         self.work_arrived(domain)
 
     def forget(self, domains: list[str]) -> None:
         """The queue forgot these idle domains (no connection is open to them): so do we."""
         for domain in domains:
+            self._sites.forget(domain)
             self._work.pop(domain, None)
             self._contended.pop(domain, None)
             if not self.open_sessions.get(domain):
                 self.open_sessions.pop(domain, None)
             if not self.idle_sessions.get(domain):
                 self.idle_sessions.pop(domain, None)
+            if not self.rate_waits.get(domain):
+                self.rate_waits.pop(domain, None)
 
     def drain(self) -> None:
         self.draining = True
@@ -151,17 +179,21 @@ class Deliverer:
         """Caller has counted this task in queue.domain(domain).connections."""
         policy = self._s.policy(domain)
         state = self._queue.domain(domain)
-        leased = False
+        held: list[str] = []
         try:
-            await self._leases.acquire(domain, policy.max_connections)
-            leased = True
-            if not state.ready or self.draining:
-                return
             route = await self._resolve(domain)
             if isinstance(route, RouteFailure):
                 self._fail_destination(domain, policy, route=route)
                 return
-            session = await self._connect(route, policy)
+            site, limits = self._sites.site(domain, route, policy)
+            await self._sites.acquire(domain, site, limits, held)
+            if not state.ready or self.draining:
+                return
+            later = await self._sites.connection_instant(site, limits)
+            if later is not None:
+                self._pause(domain, later, "rate")
+                return
+            session = await self._connect(route, limits)
             if isinstance(session, ConnectFailure):
                 self._connection_failed(domain, policy, session)
                 return
@@ -174,7 +206,7 @@ class Deliverer:
             self._kick()
             self.open_sessions[domain] += 1
             try:
-                broke = await self._serve(session, domain, policy)
+                broke = await self._serve(session, domain, limits, self._sites.pacer(site, limits))
             finally:
                 self.open_sessions[domain] -= 1
                 self._count_error(session.failure)
@@ -183,8 +215,7 @@ class Deliverer:
                 self._connection_failed(domain, policy, broke)
         finally:
             state.connections -= 1
-            if leased:
-                self._leases.release(domain)
+            self._sites.release(domain, held)
             self._kick()
 
     async def _resolve(self, domain: str) -> Route | RouteFailure:
@@ -199,7 +230,7 @@ class Deliverer:
                 domain, RouteFailureKind.TEMPORARY, f"local error: {type(exc).__name__}: {exc}"
             )
 
-    async def _connect(self, route: Route, policy: DomainPolicy) -> SmtpSession | ConnectFailure:
+    async def _connect(self, route: Route, limits: SiteLimits) -> SmtpSession | ConnectFailure:
         last: ConnectFailure | None = None
         # smtp.mx_session_limit counts addresses that answered the connect (Postfix's
         # smtp_mx_session_limit): refused or unreachable ones cost nothing to skip.
@@ -214,7 +245,7 @@ class Deliverer:
                     mx_host=host.name,
                     helo_name=self._s.helo_name,
                     source_address=self._s.source_address,
-                    tls=policy.tls,
+                    tls=limits.tls,
                     timeouts=self._s.smtp_timeouts,
                     lifetime=self._s.max_connection_lifetime,
                 )
@@ -252,29 +283,45 @@ class Deliverer:
             self._tally.inc("volley_connection_errors", failure.kind.value)
 
     async def _serve(
-        self, session: SmtpSession, domain: str, policy: DomainPolicy
+        self, session: SmtpSession, domain: str, limits: SiteLimits, pacer: Pacer | None
     ) -> ConnectFailure | None:
         """Send ready entries over `session`.  Returns the failure when the peer broke the
         session before one transaction completed on it: that is a failed connection, the
         same as one that never became ready (a server that closes at MAIL, or answers it
         with 421, must not get a new connection per queued message)."""
         attempt = Attempt(session.mx_host, session.address)  # the same for every message
+        policy = self._s.policy(domain)
+        state = self._queue.domain(domain)
+        most = limits.max_messages_per_connection
         sent = 0
-        while (
-            sent < policy.max_messages_per_connection
-            and session.is_reusable()
-            and not self.draining
-        ):
-            ref = self._queue.take(domain)
-            if ref is None:
-                if not await self._wait_for_work(domain):
-                    return None
-                continue
-            assert isinstance(ref, EntryRef)
-            if sent:
-                self._tally.bump(_REUSED)
-            sent += 1
-            await self._deliver(session, ref, policy, attempt)
+        try:
+            while sent < most and session.is_reusable() and not self.draining:
+                if not state.ready:
+                    if not await self._wait_for_work(domain):
+                        return None
+                    continue
+                if pacer is not None:
+                    self.rate_waits[domain] += 1
+                    try:
+                        later = await pacer.take(most - sent)
+                    finally:
+                        self.rate_waits[domain] -= 1
+                    if later is not None:
+                        self._pause(domain, later, "rate")
+                        break
+                ref = self._queue.take(domain)
+                if ref is None:  # another connection took it while this one waited
+                    if pacer is not None:
+                        pacer.undo()
+                    continue
+                assert isinstance(ref, EntryRef)
+                if sent:
+                    self._tally.bump(_REUSED)
+                sent += 1
+                await self._deliver(session, ref, policy, attempt)
+        finally:
+            if pacer is not None:
+                pacer.close()
         failure = session.failure
         if (
             failure is None
@@ -284,6 +331,13 @@ class Deliverer:
         ):
             return None
         return ConnectFailure(session.mx_host, session.address, failure=failure)
+
+    def _pause(self, domain: str, at: float, reason: str) -> None:
+        """Start no connection to `domain` until monotonic instant `at` (the queue keeps
+        wall time)."""
+        now = self._clock.monotonic()
+        self._queue.pause(domain, self._clock.wall() + max(0.0, at - now), reason)
+        self._kick()
 
     async def _wait_for_work(self, domain: str) -> bool:
         """Idle: wait up to idle_timeout for ready work; False means close."""
