@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sys
 import time
-import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -48,10 +46,8 @@ from engine.runtime.inflight import InflightJournal
 from engine.runtime.outcome import Attempt, Outcomes
 from engine.runtime.pacing import Pacer, RateGrants
 from engine.runtime.sites import Leases, SiteAccess
-from engine.sched.backoff import retry_delay
+from engine.runtime.verdicts import Verdicts
 from engine.sched.classify import (
-    classify_connect_failure,
-    classify_route_failure,
     classify_txn,
     precheck,
     refuse_unsendable,
@@ -64,7 +60,7 @@ from engine.smtp import LocalProtocolError
 from engine.smtp.encode import needs_smtputf8
 from engine.telemetry.catalog import CONNECTION_ERROR_KINDS
 from engine.telemetry.metrics import Tally, counter_key, reply_key
-from spool import CorruptEntry, EntryRef, ShardQueue
+from spool import EntryRef, ShardQueue
 
 __all__ = ["Deliverer"]
 
@@ -114,6 +110,7 @@ class Deliverer:
         self._shard = shard
         self._queue = queue
         self._resolver = resolver
+        self._verdicts = Verdicts(settings, shard, queue, outcomes, tally, clock, rng)
         self._sites = SiteAccess(settings, leases, rates or _NoRates(), clock, self._contend)
         self._outcomes = outcomes
         self._tally = tally
@@ -134,6 +131,7 @@ class Deliverer:
         self._s = settings
         self._targets = TargetRules.from_settings(settings)
         self._sites.reconfigure(settings)
+        self._verdicts.reconfigure(settings)
 
     @property
     def waiting_for_slot(self) -> Mapping[str, int]:
@@ -183,7 +181,7 @@ class Deliverer:
         try:
             route = await self._resolve(domain)
             if isinstance(route, RouteFailure):
-                self._fail_destination(domain, policy, route=route)
+                self._verdicts.fail_destination(domain, policy, route=route)
                 return
             site, limits = self._sites.site(domain, route, policy)
             await self._sites.acquire(domain, site, limits, held)
@@ -225,7 +223,7 @@ class Deliverer:
                 return route
             return screen_route(route, self._targets, is_local_address)
         except Exception as exc:  # a bug of ours must defer the destination, not escape
-            self._internal_error(f"resolving {domain}", exc)
+            self._verdicts.internal_error(f"resolving {domain}", exc)
             return RouteFailure(
                 domain, RouteFailureKind.TEMPORARY, f"local error: {type(exc).__name__}: {exc}"
             )
@@ -274,7 +272,7 @@ class Deliverer:
             state.window = max(1, state.connections - 1)
         else:
             state.window = 1
-            self._fail_destination(domain, policy, connect=failure)
+            self._verdicts.fail_destination(domain, policy, connect=failure)
 
     def _count_error(self, failure: TransportFailure | None) -> None:
         """volley_connection_errors: what the peer or the network did to a connection
@@ -369,7 +367,7 @@ class Deliverer:
         """One entry: its transactions (max_recipients_per_transaction recipients each),
         then its outcome.  Whatever happens, every recipient gets a verdict."""
         now = self._clock.wall()
-        loaded = self._load(ref, now)
+        loaded = self._verdicts.load(ref, now)
         if loaded is None:
             return
         meta, body = loaded
@@ -389,14 +387,14 @@ class Deliverer:
                     # recipients are deferred with the reason (then retried, expired after
                     # max_age), never handed straight back to the queue (issue #14, #3).
                     session.abort(f"local error: {exc!r}")
-                    self._internal_error(f"delivering {ref.name}", exc)
+                    self._verdicts.internal_error(f"delivering {ref.name}", exc)
                     outcomes.extend(_local_error(batch, exc))
         except BaseException:
             # Cancelled (shutdown): the entry stays as it is on disk and is retried
             # after restart; in memory it simply goes back.
             self._queue.untake(ref)
             raise
-        finished = self._apply(ref, meta, body, outcomes, attempt, self._clock.wall())
+        finished = self._verdicts.apply(ref, meta, body, outcomes, attempt, self._clock.wall())
         if journal is not None:
             # An entry that left the queue needs no prompt "-" (engine.runtime.inflight).
             journal.done(ref.name, lazy=finished)
@@ -449,75 +447,6 @@ class Deliverer:
             if reply is not None:
                 tally.bump(reply_key(reply.code, reply.enhanced))
         return classify_txn(txn, result)
-
-    def _fail_destination(
-        self,
-        domain: str,
-        policy: DomainPolicy,
-        *,
-        route: RouteFailure | None = None,
-        connect: ConnectFailure | None = None,
-    ) -> None:
-        """Apply a whole-destination failure to every ready entry of the domain."""
-        now = self._clock.wall()
-        temporary = route is None or route.kind is RouteFailureKind.TEMPORARY
-        until = now + retry_delay(1, policy.retry_schedule, policy.retry_jitter, self._rng)
-        refs = self._queue.suspend(domain, until) if temporary else self._queue.take_all(domain)
-        attempt = Attempt(connect.host if connect else None, connect.address if connect else None)
-        for ref in refs:
-            assert isinstance(ref, EntryRef)
-            loaded = self._load(ref, now)
-            if loaded is None:
-                continue
-            meta, body = loaded
-            rcpts: list[str] = list(meta["rcpts"])
-            if route is not None:
-                outcomes = classify_route_failure(rcpts, route)
-            else:
-                assert connect is not None
-                outcomes = classify_connect_failure(rcpts, connect)
-            self._apply(ref, meta, body, outcomes, attempt, now)
-
-    def _apply(
-        self,
-        ref: EntryRef,
-        meta: dict[str, Any],
-        body: bytes,
-        outcomes: list[RecipientOutcome],
-        attempt: Attempt,
-        now: float,
-    ) -> bool:
-        """Outcomes.apply, and if it fails (a bug: spool errors are its own business), the
-        entry is still decided: retried after the first retry step, said in the log."""
-        try:
-            return self._outcomes.apply(ref, meta, body, outcomes, attempt, now)
-        except Exception as exc:
-            self._internal_error(f"recording the outcome of {ref.name}", exc)
-            policy = self._s.policy(ref.domain)
-            delay = retry_delay(1, policy.retry_schedule, policy.retry_jitter, self._rng)
-            self._queue.done(ref, retry_at=now + delay, now=now)
-            return False
-
-    def _internal_error(self, what: str, exc: BaseException) -> None:
-        """Say it loudly: a traceback on stderr (the supervisor's terminal or journal), a
-        log line and a count.  The caller decides the entries it holds."""
-        print(f"volley: internal error while {what}:", file=sys.stderr)
-        traceback.print_exception(exc, file=sys.stderr)
-        self._outcomes.log_internal_error(what, exc, self._clock.wall())
-        self._tally.inc("volley_internal_errors")
-
-    def _load(self, ref: EntryRef, now: float) -> tuple[dict[str, Any], bytes] | None:
-        """The entry's meta and body; None (and the entry done) if it is gone or corrupt."""
-        try:
-            meta, body = self._shard.load(ref)
-            if meta.get("dsn"):
-                self._outcomes.seal(ref.name)  # a bounce report gathers no more once sent
-            return meta, body
-        except FileNotFoundError:
-            self._queue.done(ref, retry_at=None, now=now)
-        except CorruptEntry as e:
-            self._outcomes.quarantine(ref, f"cannot decode spool entry: {e.reason}", "corrupt", now)
-        return None
 
 
 def _local_error(rcpts: list[str], exc: BaseException) -> list[RecipientOutcome]:
