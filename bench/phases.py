@@ -136,6 +136,8 @@ _PER_RUN_KEYS = (
     ("spool", "path"),
     ("log", "path"),
     ("metrics", "listen"),
+    # A free port per run: the engine's default 9109 may be taken by another instance.
+    ("admin", "listen"),
     ("smtp", "port"),
     ("smtp", "helo_name"),
     ("dns", "nameservers"),

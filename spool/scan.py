@@ -8,15 +8,33 @@ which journal lines still matter. Changes nothing on disk: the owning worker
 while the worker runs.
 Not responsible for: writing, locking, or what an entry contains (only indexes are read,
 never a record).
+
+Memory matters here: a worker with 5 M entries queued holds this at its start. Entry
+names this spool makes (`<id>@<domain>`) become rows of a spool.compact.CompactIndex —
+packed arrays, no object per entry — streamed in segment by segment, then sorted (only if
+the segments were not already in name order: rewritten entries make them so) and resolved
+against the journal, which is read line by line (it may hold ~700 000 lines: COMPACT_AT).
+Names of any other shape (never written by the engine; tests use them) take the old road:
+a dict per name. Measured, bench/queue_memory.py: 100 000 entries, ~390 -> see
+bench/README.md for the figures.
 """
 
 from __future__ import annotations
 
+import operator
 import os
+import sys
+from array import array
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import compress, islice, pairwise
 from pathlib import Path
+from typing import Any
 
 from spool import segment
+from spool.compact import ID_AT, CompactIndex, split_name
 from spool.errors import CorruptEntry
 
 __all__ = [
@@ -34,6 +52,8 @@ __all__ = [
 JOURNAL = "removed"
 _OFF_BITS = 40  # offsets and lengths < 1 TiB
 SEQ_SHIFT = 2 * _OFF_BITS
+_HASH_MASK = (1 << 64) - 1
+_ROW_BITS = 32  # a sort key is (id time << 32 | row): fewer than 4 G rows per shard
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,21 +84,26 @@ def read_shard(directory: Path) -> ShardState:
 
     Safe while the owning worker runs (a segment unlinked meanwhile is skipped, a torn last
     journal line is ignored): `volley queue` uses it. Reads the indexes only, never a
-    record.
+    record. One object per live entry: for tools and tests; the worker uses scan_dir.
     """
     scan = scan_dir(directory)
-    live = [LiveEntry(name, scan.due[name], *unpack(packed)) for name, packed in scan.loc.items()]
+    ix = scan.index
+    live = [
+        LiveEntry(ix.name(r), ix.due[r], ix.seq[r], ix.off[r], ix.length[r]) for r in range(len(ix))
+    ]
+    live += [LiveEntry(name, scan.due[name], *unpack(p)) for name, p in scan.loc.items()]
     live.sort(key=lambda e: e.name)
     return ShardState(live, scan.segments, scan.dead, scan.corrupt, scan.removals, scan.max_seq)
 
 
 @dataclass(slots=True)
 class Scan:
-    """read_shard's result in the compact form the index keeps (see ShardQueue._load)."""
+    """scan_dir's result: the live entries in the compact form the worker keeps."""
 
-    loc: dict[str, int] = field(default_factory=dict)  # name -> packed (seq, offset, length)
-    due: dict[str, float] = field(default_factory=dict)  # name -> next attempt
-    segments: dict[int, int] = field(default_factory=dict)
+    index: CompactIndex  # the live entries with `<id>@<domain>` names, in name order
+    loc: dict[str, int] = field(default_factory=dict)  # any other name -> packed location
+    due: dict[str, float] = field(default_factory=dict)  # ... -> next attempt
+    segments: dict[int, int] = field(default_factory=dict)  # seq -> live entries (> 0)
     dead: list[int] = field(default_factory=list)
     corrupt: list[tuple[int, str]] = field(default_factory=list)
     removals: list[tuple[int, str]] = field(default_factory=list)
@@ -86,70 +111,270 @@ class Scan:
 
 
 def scan_dir(directory: Path) -> Scan:
-    """One pass over the segment indexes (in write order) and the journal.
-
-    Memory matters here: a worker with 500 000 entries queued holds this at its start, so
-    per entry it keeps one packed int and one float, not an object (measured: per-entry
-    LiveEntry objects made recovery cost ~370 bytes an entry, the 1 M scale bench
-    ~630 MB).
-    """
-    scan = Scan()
+    """One pass over the segment indexes (in write order), then the journal."""
+    rows = _Rows()
+    corrupt: list[tuple[int, str]] = []
     try:
         names = [e.name for e in os.scandir(directory) if e.is_file(follow_symlinks=False)]
     except FileNotFoundError:
-        return scan
+        return Scan(CompactIndex([], *rows.fields()))
     seqs = sorted(s for s in map(segment.parse_segment_name, names) if s is not None)
-    removed = _read_journal(directory / JOURNAL)
-    loc, due = scan.loc, scan.due
-    killed: list[tuple[int, str]] = []
     for seq in seqs:
-        scan.max_seq = max(scan.max_seq, seq)
         try:
             fd = os.open(directory / segment.segment_name(seq), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             continue
         try:
-            items = segment.read_index(fd)
+            base, items = segment.read_rows(fd)
         except CorruptEntry as exc:
-            scan.corrupt.append((seq, exc.reason))
+            corrupt.append((seq, exc.reason))
             continue
         finally:
             os.close(fd)
-        for it in items:
-            if removed.get(it.name, -1) >= seq:
-                killed.append((seq, it.name))
-            else:  # a later segment's version replaces an earlier one
-                loc[it.name] = pack(seq, it.offset, it.length)
-                due[it.name] = it.not_before
-    counts = scan.segments
-    shift = SEQ_SHIFT
+        rows.add_segment(seq, base, items)
+    rows.sort()
+    journal = directory / JOURNAL
+    odd_removed = rows.apply_journal(_journal_lines(journal))
+    rows.resolve()
+    # Names of other shapes: the latest version wins unless a removal line covers it.
+    loc: dict[str, int] = {}
+    due: dict[str, float] = {}
+    odd_killed: list[tuple[int, str]] = []
+    for name, nb, seq, off, length in rows.odd:
+        if odd_removed.get(name, -1) >= seq:
+            odd_killed.append((seq, name))
+        else:
+            loc[name] = pack(seq, off, length)
+            due[name] = nb
+    counts = Counter(compress(rows.seq, rows.alive))
     for packed in loc.values():
-        seq = packed >> shift
-        counts[seq] = counts.get(seq, 0) + 1
-    damaged = {seq for seq, _ in scan.corrupt}
-    scan.dead = [s for s in seqs if s not in counts and s not in damaged]
-    scan.removals = [(s, n) for s, n in killed if s in counts]
-    return scan
+        counts[packed >> SEQ_SHIFT] += 1
+    damaged = {seq for seq, _ in corrupt}
+    removals = rows.removals_to_keep(counts) + [(s, n) for s, n in odd_killed if s in counts]
+    return Scan(
+        index=rows.index(),
+        loc=loc,
+        due=due,
+        segments=dict(counts),
+        dead=[s for s in seqs if s not in counts and s not in damaged],
+        corrupt=corrupt,
+        removals=removals,
+        max_seq=max(seqs, default=0),
+    )
 
 
-def _read_journal(path: Path) -> dict[str, int]:
-    """name -> the highest segment seq its removal lines cover; a torn last line (a crash
+class _Rows:
+    """Every version read from the segments, as growing arrays (one row each), until
+    `resolve` keeps the live ones."""
+
+    def __init__(self) -> None:
+        self.domains: list[str] = []
+        self.dnum: dict[str, int] = {}
+        self.t = array("Q")
+        self.h = array("Q")
+        self.dom = array("I")
+        self.due = array("d")
+        self.seq = array("I")
+        self.off = array("I")
+        self.length = array("I")
+        self.alive = bytearray()  # 1: live; filled in by apply_journal and resolve
+        self.odd: list[tuple[str, float, int, int, int]] = []  # (name, due, seq, off, len)
+        self.killed = array("I")  # rows a journal line killed ...
+        self.killed_by = array("Q")  # ... and that line's seq
+
+    def add_segment(self, seq: int, base: int, items: list[list[Any]]) -> None:
+        ts: list[int] = []
+        hs: list[int] = []
+        ds: list[int] = []
+        dues: list[float] = []
+        offs: list[int] = []
+        lens: list[int] = []
+        dnum = self.dnum
+        match = ID_AT.match
+        for name, nb, off, length in items:
+            if match(name) is None or len(name) < 31:
+                self.odd.append((name, nb, seq, base + off, length))
+                continue
+            x = int(name[:29], 16)
+            domain = name[30:]
+            dno = dnum.get(domain)
+            if dno is None:
+                dno = dnum[domain] = len(self.domains)
+                self.domains.append(sys.intern(domain))
+            ts.append(x >> 64)
+            hs.append(x & _HASH_MASK)
+            ds.append(dno)
+            dues.append(nb)
+            offs.append(base + off)
+            lens.append(length)
+        if not ts:
+            return
+        self.t.extend(ts)
+        self.h.extend(hs)
+        self.dom.extend(ds)
+        self.due.extend(dues)
+        self.seq = _extend(self.seq, [seq] * len(ts))
+        self.off = _extend(self.off, offs)
+        self.length = _extend(self.length, lens)
+
+    def sort(self) -> None:
+        """Put the rows in id-time order (stable: equal times keep segment order).
+        Segments written by intake are in order already; rewritten entries are not."""
+        t = self.t
+        if all(map(operator.le, t, islice(t, 1, None))):
+            return
+        if len(t) >= 1 << _ROW_BITS:
+            raise ValueError(f"{len(t)} rows: too many for one shard's start-up index")
+        keys = [(v << _ROW_BITS) | i for i, v in enumerate(t)]  # ~44 bytes a row, briefly
+        keys.sort()
+        mask = (1 << _ROW_BITS) - 1
+        order = array("I", (k & mask for k in keys))
+        del keys
+        for name in ("t", "h", "dom", "due", "seq", "off", "length"):
+            old: array[Any] = getattr(self, name)
+            setattr(self, name, array(old.typecode, map(old.__getitem__, order)))
+
+    def rows_of(self, t: int, h: int, dno: int) -> Iterator[int]:
+        """Every row (version) of one name."""
+        times = self.t
+        i = bisect_left(times, t)
+        n = len(times)
+        while i < n and times[i] == t:
+            if self.h[i] == h and self.dom[i] == dno:
+                yield i
+            i += 1
+
+    def apply_journal(self, lines: Iterator[tuple[int, str]]) -> dict[str, int]:
+        """Kill every version a removal line covers (seq <= the line's); returns, for
+        names of other shapes, name -> the highest seq its lines cover."""
+        self.alive = bytearray(b"\x01") * len(self.t)
+        odd: dict[str, int] = {}
+        for line_seq, name in lines:
+            parts = split_name(name)
+            dno = None if parts is None else self.dnum.get(parts[2])
+            if parts is None:
+                if line_seq > odd.get(name, -1):
+                    odd[name] = line_seq
+                continue
+            if dno is None:
+                continue  # no segment holds any version of it
+            for row in self.rows_of(parts[0], parts[1], dno):
+                if self.seq[row] <= line_seq:
+                    self.alive[row] = 0
+                    self.killed.append(row)
+                    self.killed_by.append(line_seq)
+        return odd
+
+    def resolve(self) -> None:
+        """Of several versions of a name, only the one in the highest segment can be live
+        (and is, unless a journal line killed it); rows of one microsecond are put in
+        name order. Only rows sharing an id time need a look (the versions of a name, and
+        the entries of one drop for several domains, which share its id): a C-speed scan
+        for equal neighbours finds them."""
+        t = self.t
+        equal = compress(range(len(t)), map(operator.eq, t, islice(t, 1, None)))
+        moved: dict[int, int] = {}
+        start = end = -1
+        for i in equal:  # t[i] == t[i + 1]
+            if i >= end:
+                if end > start:
+                    self._resolve_run(start, end, moved)
+                start = i
+            end = i + 2
+        if end > start:
+            self._resolve_run(start, end, moved)
+        if moved:
+            killed = self.killed
+            for k, row in enumerate(killed):
+                killed[k] = moved.get(row, row)
+
+    def _resolve_run(self, start: int, end: int, moved: dict[int, int]) -> None:
+        rows = range(start, end)
+        keys = [(self.h[r], self.domains[self.dom[r]], self.seq[r]) for r in rows]
+        if all(a[:2] < b[:2] for a, b in pairwise(keys)):
+            return  # distinct names, in name order: nothing to resolve
+        order = sorted(rows, key=lambda r: keys[r - start])
+        newest: dict[tuple[int, str], int] = {}
+        for r in order:  # ascending seq within a name: the last one is the newest
+            newest[keys[r - start][:2]] = r
+        keep = set(newest.values())
+        fields: tuple[array[Any], ...] = (
+            self.h,
+            self.dom,
+            self.due,
+            self.seq,
+            self.off,
+            self.length,
+        )
+        values = [[f[r] for r in order] for f in fields]
+        alive = [bool(self.alive[r]) and r in keep for r in order]
+        for f, vals in zip(fields, values, strict=True):
+            for pos, v in zip(rows, vals, strict=True):
+                f[pos] = v
+        for pos, (old, a) in enumerate(zip(order, alive, strict=True), start):
+            self.alive[pos] = a
+            if old != pos:
+                moved[old] = pos
+
+    def removals_to_keep(self, counts: Counter[int]) -> list[tuple[int, str]]:
+        """The journal lines that still kill a version in a segment that stays."""
+        keep: set[tuple[int, str]] = set()
+        for row, line_seq in zip(self.killed, self.killed_by, strict=True):
+            if counts.get(self.seq[row], 0) > 0:
+                keep.add((line_seq, self._name(row)))
+        return sorted(keep)
+
+    def _name(self, row: int) -> str:
+        return f"{self.t[row]:013x}{self.h[row]:016x}@{self.domains[self.dom[row]]}"
+
+    def fields(self) -> tuple[array[Any], ...]:
+        return (self.t, self.h, self.dom, self.due, self.seq, self.off, self.length)
+
+    def index(self) -> CompactIndex:
+        """The live rows as a CompactIndex (the versions' arrays are given up)."""
+        alive = self.alive
+        fields: list[array[Any]] = [
+            self.t,
+            self.h,
+            self.dom,
+            self.due,
+            self.seq,
+            self.off,
+            self.length,
+        ]
+        if 0 in alive:
+            fields = [array(f.typecode, compress(f, alive)) for f in fields]
+        self.t = self.h = self.dom = self.seq = self.off = self.length = array("I")
+        self.due = array("d")
+        return CompactIndex(self.domains, *fields)
+
+
+def _extend(arr: array[int], values: list[int]) -> array[int]:
+    """`arr` extended by `values`, widened to 64 bits when a value needs it."""
+    try:
+        arr.extend(array(arr.typecode, values))
+    except OverflowError:
+        arr = array("Q", arr)
+        arr.extend(values)
+    return arr
+
+
+def _journal_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(seq, name) per removal line, read a line at a time; a torn last line (a crash
     mid-append) and lines that do not parse are ignored."""
     try:
-        data = path.read_bytes()
+        f = open(path, "rb")
     except FileNotFoundError:
-        return {}
-    removed: dict[str, int] = {}
-    for line in data.split(b"\n")[:-1]:
-        seq_hex, _, raw = line.partition(b" ")
-        try:
-            seq = int(seq_hex, 16)
-            name = raw.decode("ascii")
-        except ValueError:
-            continue
-        if seq > removed.get(name, -1):
-            removed[name] = seq
-    return removed
+        return
+    with f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            seq_hex, _, raw = line[:-1].partition(b" ")
+            try:
+                yield int(seq_hex, 16), raw.decode("ascii")
+            except ValueError:
+                continue
 
 
 def pack(seq: int, offset: int, length: int) -> int:

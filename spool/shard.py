@@ -46,11 +46,12 @@ from typing import Any
 
 from spool import atomic, record, segment
 from spool.atomic import empty_dir
+from spool.compact import CompactIndex
 from spool.errors import SpoolFull
-from spool.ids import ID_LENGTH
 from spool.layout import (
     NAME_MAX,
     REASON_SUFFIX,
+    EntryRef,
     Layout,
     check_plain_name,
     domain_of_entry,
@@ -75,21 +76,6 @@ _MOVED_NAME_MAX = NAME_MAX - len(REASON_SUFFIX)
 COMPACT_AT = 32 * 1024 * 1024
 # Open segment files kept for loads (LRU): well under the default 1 024 descriptors.
 MAX_OPEN_SEGMENTS = 64
-
-
-@dataclass(frozen=True, slots=True)
-class EntryRef:
-    """A queued entry: its name `<id>@<domain>`, its domain, and the next attempt time it
-    had when this ref was made (epoch seconds). `id` is derived from the name rather than
-    stored: with 1 M entries queued a second string per entry cost ~80 MB."""
-
-    name: str
-    domain: str
-    mtime: float
-
-    @property
-    def id(self) -> str:
-        return self.name[:ID_LENGTH]
 
 
 @dataclass(slots=True)
@@ -124,7 +110,11 @@ class ShardQueue:
         self._dir = layout.queue(k)
         self._tmp = layout.tmp(k)
         self._lock = threading.RLock()
-        self._loc: dict[str, int] | None = None  # name -> packed (seq, offset, length)
+        # The live entries: those found at start in `_cold` (spool.compact: ~41 bytes an
+        # entry), the rest (added or rewritten since) here, name -> packed (seq, offset,
+        # length). A name is live in at most one of the two.
+        self._loc: dict[str, int] | None = None
+        self._cold: CompactIndex | None = None
         self._live: dict[int, int] = {}  # seq -> live entries
         self._next_seq = 1
         self._fds: OrderedDict[int, int] = OrderedDict()
@@ -164,7 +154,17 @@ class ShardQueue:
         only segment indexes, never a record. Right after `recover` it uses what recover
         read instead: the entries live then and still live (entries added in between, e.g.
         by re-taking an interrupted intake batch, are their adder's to report). Meant for
-        start-up, before other threads use this queue."""
+        start-up, before other threads use this queue. An object per entry: for tools and
+        tests; a worker takes `scan_compact`."""
+        index, refs = self.scan_compact()
+        cold = [index.ref(row) for row in index.live_rows()]
+        return sorted(cold + refs, key=lambda r: r.name) if refs else cold
+
+    def scan_compact(self) -> tuple[CompactIndex, list[EntryRef]]:
+        """What `scan` returns, in the compact form: the start-up index (its live rows are
+        the entries found; the object is shared: this queue clears a row's `live` flag when
+        the entry is finished, rewritten or quarantined), and refs, sorted by name, for the
+        few entries whose names do not fit it (none that intake makes)."""
         with self._lock:
             state, self._fresh = self._fresh or self._load(), None
             due = state.due
@@ -174,13 +174,15 @@ class ShardQueue:
                 for name in sorted(due)
                 if name in loc
             ]
+            index = state.index
         due.clear()  # only the first scan needs it; the index keeps the locations only
-        return refs
+        return index, refs
 
     def count(self) -> int:
         """Number of live entries."""
         with self._lock:
-            return len(self._state())
+            cold = self._cold
+            return len(self._state()) + (cold.live_count if cold is not None else 0)
 
     # -- the hot path --------------------------------------------------------------------
     def add(self, items: Sequence[NewEntry]) -> list[EntryRef]:
@@ -200,8 +202,11 @@ class ShardQueue:
             loc = self._state()
             fresh: list[tuple[NewEntry, str]] = []
             seen: set[str] = set()
+            cold = self._cold
             for item, name in zip(items, names, strict=True):
-                if name not in loc and name not in seen:
+                if name in loc or name in seen:
+                    continue
+                if cold is None or cold.live_row(name) < 0:
                     seen.add(name)
                     fresh.append((item, name))
             seq = self._take_seq() if fresh else 0
@@ -239,7 +244,7 @@ class ShardQueue:
         """Read and decode an entry. Raises CorruptEntry, or FileNotFoundError if it is
         not live (finished, or its segment vanished)."""
         with self._lock:
-            packed = self._state().get(ref.name)
+            packed = self._get(ref.name)
             if packed is None:
                 raise FileNotFoundError(f"queue/{self._k}: no live entry {ref.name}")
             seq, offset, length = unpack(packed)
@@ -259,9 +264,8 @@ class ShardQueue:
             seq = self._take_seq()
         self._commit_segment(seq, self._stage_segment(seq, data))
         with self._lock:
-            loc = self._state()
-            old = loc.get(ref.name)
-            loc[ref.name] = pack(seq, item.offset, item.length)
+            old = self._pop(ref.name)
+            self._state()[ref.name] = pack(seq, item.offset, item.length)
             self._live[seq] = 1
             if old is not None:
                 self._release(old >> (SEQ_SHIFT))
@@ -281,7 +285,7 @@ class ShardQueue:
         the entry finished; on ext4 (data=ordered) a power cut keeps that order too,
         elsewhere it may bring the older version back: a duplicate, never a loss."""
         with self._lock:
-            packed = self._state().pop(ref.name, None)
+            packed = self._pop(ref.name)
             if packed is None:
                 return
             seq = packed >> (SEQ_SHIFT)
@@ -295,7 +299,7 @@ class ShardQueue:
         name = ref_or_name.name if isinstance(ref_or_name, EntryRef) else ref_or_name
         check_plain_name(name)
         with self._lock:
-            packed = self._state().get(name)
+            packed = self._get(name)
             if packed is None:
                 raise FileNotFoundError(f"queue/{self._k}: no live entry {name}")
             seq, offset, length = unpack(packed)
@@ -304,7 +308,7 @@ class ShardQueue:
         tmp = atomic.write_tmp(corrupt, "quarantine", data)
         final = move_with_reason(tmp.path, corrupt, name, reason, fsync_source=False)
         with self._lock:
-            if self._state().pop(name, None) is not None:
+            if self._pop(name) is not None:
                 self._journal_append(seq, name)
                 atomic.fsync_fd(self._journal_fd)
                 self._release(seq)
@@ -321,6 +325,29 @@ class ShardQueue:
             self._load()
         assert self._loc is not None
         return self._loc
+
+    def _get(self, name: str) -> int | None:
+        """The packed location of the live entry `name`, None if it is not live."""
+        packed = self._state().get(name)
+        if packed is None and self._cold is not None:
+            row = self._cold.live_row(name)
+            if row >= 0:
+                packed = pack(*self._cold.location(row))
+        return packed
+
+    def _pop(self, name: str) -> int | None:
+        """`_get`, and the entry is no longer live here (the caller journals it, or has
+        written its new version)."""
+        packed = self._state().pop(name, None)
+        cold = self._cold
+        if packed is None and cold is not None:
+            row = cold.live_row(name)
+            if row >= 0:
+                packed = pack(*cold.location(row))
+                cold.kill(row)
+                if not cold.live_count:
+                    self._cold = None  # every entry found at start is gone: free the arrays
+        return packed
 
     def _load(self) -> Scan:
         self._close_files()
@@ -345,6 +372,7 @@ class ShardQueue:
         for leftover in self._dir.glob(".*.put"):  # a journal rewrite cut short by a crash
             atomic.unlink_quietly(leftover)
         self._loc = state.loc
+        self._cold = state.index if state.index.live_count else None
         self._live = dict(state.segments)
         self._next_seq = max(self._next_seq, state.max_seq + 1)
         self._write_journal(state.removals)
@@ -434,12 +462,10 @@ class ShardQueue:
     def _compact(self) -> None:
         """Rewrite the journal with only the lines that still kill a version in a live
         segment (read from the live segments' indexes)."""
-        loc = self._state()
         keep: list[tuple[int, str]] = []
         for seq in sorted(self._live):
             for it in segment.read_index(self._fd(seq)):
-                packed = loc.get(it.name)
-                if packed is None:  # removed: its versions here must stay dead
+                if self._get(it.name) is None:  # removed: its versions here must stay dead
                     keep.append((seq, it.name))
         self._write_journal(keep)
 

@@ -17,8 +17,8 @@ Cost: one write(2) of ~60 bytes per message.  "+name" must reach the file before
 transaction starts; "-name" of an entry that left the queue (delivered or bounced:
 `done(name, lazy=True)`) rides along with the next write instead of costing a write(2)
 of its own (two per message were 1.3 % of a worker's GIL samples).  Losing it in a crash
-only makes that name look in flight, and the worker (engine.runtime.worker
-`_count_crashes`) counts crashes only against names still in the queue's scan: a name
+only makes that name look in flight, and the worker (engine.runtime.startup
+`count_crashes`) counts crashes only against names still in the queue's scan: a name
 that left the queue is ignored.  The one window where it counts is an entry whose
 removal was still on the write-behind thread at the crash: it is sent again anyway, and
 one extra crash on its counter (three quarantine it) needs three such crashes.  An entry

@@ -44,19 +44,19 @@ from engine.runtime.ipc import Channel, Message, open_channel
 from engine.runtime.listener import SmtpListener
 from engine.runtime.outcome import Outcomes
 from engine.runtime.peers import CountingResolver, LeaseClient, RateClient
+from engine.runtime.startup import load_queue
 from engine.runtime.writebehind import WriteBehind
 from engine.sched.queue import WorkQueue
 from engine.suppress.agent import SuppressionAgent
 from engine.telemetry.eventlog import EventLog
 from engine.telemetry.metrics import Tally, reject_class
-from spool import CorruptEntry, EntryRef, ShardQueue, Spool, id_time
+from spool import EntryRef, ShardQueue, Spool
 
 __all__ = ["main"]
 
 METRICS_INTERVAL = 0.25  # seconds: what a worker killed with -9 can lose of its counts
 DOMAIN_GAUGES_EVERY = 4  # per-domain gauges go out every 4th flush (1 s): they are big
 OLDEST_REFRESH = 5.0  # seconds between exact recomputations of the oldest-entry ages
-POISON_CRASHES = 3  # Mailman's MAX_BAK_COUNT: a third crash quarantines the entry
 # Metric flushes between two sweeps of idle per-destination state (40 x 250 ms = 10 s):
 # a sweep is O(known domains); what stays between sweeps is the domains of the last 10 s.
 FORGET_EVERY = 40
@@ -227,11 +227,15 @@ class Worker:
                 ),
                 now,
             )
-        refs = self.shard.scan()
-        if self.predecessor_crashed and self.crashed_in_flight:
-            refs = self._count_crashes(refs, now)
-        for ref in refs:
-            self.queue.add(ref, ref.mtime, now, born=id_time(ref.id))
+        crashed = self.crashed_in_flight if self.predecessor_crashed else set()
+        load_queue(
+            self.shard,
+            self.queue,
+            now,
+            crashed=crashed,
+            quarantine=functools.partial(self.outcomes.quarantine, queued=False),
+            log=self.log,
+        )
         await self.smtpd.start()
         self.channel.send("ready")
         self.control.started()
@@ -273,37 +277,6 @@ class Worker:
         self.suppression.close()
         self.journal.close()
         await self.dns.close()
-
-    def _count_crashes(self, refs: list[EntryRef], now: float) -> list[EntryRef]:
-        """The previous worker of this shard died: count a crash against every entry it
-        was delivering; the POISON_CRASHES-th crash quarantines the entry."""
-        keep: list[EntryRef] = []
-        for ref in refs:
-            if ref.name not in self.crashed_in_flight:
-                keep.append(ref)
-                continue
-            try:
-                meta, body = self.shard.load(ref)
-            except (CorruptEntry, FileNotFoundError) as e:
-                reason = getattr(e, "reason", "vanished")
-                self.outcomes.quarantine(
-                    ref, f"cannot decode spool entry: {reason}", "corrupt", now, queued=False
-                )
-                continue
-            crashes = int(meta.get("crashes", 0)) + 1
-            if crashes >= POISON_CRASHES:
-                self.outcomes.quarantine(
-                    ref,
-                    f"poison: the worker crashed {crashes} times while delivering this entry",
-                    "poison",
-                    now,
-                    queued=False,
-                )
-                continue
-            keep.append(self.shard.rewrite(ref, {**meta, "crashes": crashes}, body, ref.mtime))
-            self.log.add("crash_counted", now, id=ref.id, domain=ref.domain, crashes=crashes)
-        self.log.flush()
-        return keep
 
     async def _intake_loop(self) -> None:
         loop = asyncio.get_running_loop()
