@@ -48,6 +48,7 @@ def build(root: Path, entries: int, domains: int, deferred: bool, unsorted: bool
     spool.ensure(1)
     shard = spool.shard(0)
     now = time.time()
+    base_ns = time.time_ns() - 10**10
     body = b"Subject: x\r\n\r\n" + b"y" * 200 + b"\r\n"
     batch: list[NewEntry] = []
     order = list(range(entries))
@@ -58,7 +59,7 @@ def build(root: Path, entries: int, domains: int, deferred: bool, unsorted: bool
             domain = f"dom{i % domains:03d}.test"
             meta: dict[str, Any] = {"v": 1, "sender": "s@x.test", "rcpts": [f"u{i}@{domain}"]}
             due = now + (i * 86_400 / entries if deferred else -1.0)
-            eid = entry_id(int((now - 10 + i * 1e-6) * 1e9), b"m%d" % i)
+            eid = entry_id(base_ns + i * 1000, b"m%d" % i)  # distinct µs, as queue_directly
             batch.append(NewEntry(eid, domain, meta, body, due))
             if len(batch) >= ADD_BATCH:
                 shard.add(batch)

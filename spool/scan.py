@@ -23,18 +23,19 @@ from __future__ import annotations
 
 import operator
 import os
+import re
 import sys
 from array import array
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import compress, islice, pairwise
+from itertools import compress, islice, repeat
 from pathlib import Path
 from typing import Any
 
 from spool import segment
-from spool.compact import ID_AT, CompactIndex, split_name
+from spool.compact import CompactIndex, split_name
 from spool.errors import CorruptEntry
 
 __all__ = [
@@ -54,6 +55,12 @@ _OFF_BITS = 40  # offsets and lengths < 1 TiB
 SEQ_SHIFT = 2 * _OFF_BITS
 _HASH_MASK = (1 << 64) - 1
 _ROW_BITS = 32  # a sort key is (id time << 32 | row): fewer than 4 G rows per shard
+# Names joined by newlines, each of the row form `<29 hex digits>@<domain>` (what
+# spool.compact.split_name takes: a name with a newline in its domain still has its own
+# line start checked, and its domain is kept verbatim).
+_NAMES = re.compile(r"[0-9a-f]{29}@[^\n]+(?:\n[0-9a-f]{29}@[^\n]+)*")
+_ID_PART = operator.itemgetter(slice(0, 29))
+_DOMAIN_PART = operator.itemgetter(slice(30, None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +132,13 @@ def scan_dir(directory: Path) -> Scan:
         except FileNotFoundError:
             continue
         try:
-            base, items = segment.read_rows(fd)
+            base, size, items = segment.read_rows(fd)
+            rows.add_segment(seq, base, size, items)
         except CorruptEntry as exc:
             corrupt.append((seq, exc.reason))
             continue
         finally:
             os.close(fd)
-        rows.add_segment(seq, base, items)
     rows.sort()
     journal = directory / JOURNAL
     odd_removed = rows.apply_journal(_journal_lines(journal))
@@ -182,40 +189,65 @@ class _Rows:
         self.killed = array("I")  # rows a journal line killed ...
         self.killed_by = array("Q")  # ... and that line's seq
 
-    def add_segment(self, seq: int, base: int, items: list[list[Any]]) -> None:
-        ts: list[int] = []
-        hs: list[int] = []
-        ds: list[int] = []
-        dues: list[float] = []
-        offs: list[int] = []
-        lens: list[int] = []
-        dnum = self.dnum
-        match = ID_AT.match
+    def add_segment(self, seq: int, base: int, size: int, items: list[Any]) -> None:
+        """Append a segment's rows; CorruptEntry if its index is malformed (then nothing
+        of it is added)."""
+        try:
+            if self._add_fast(seq, base, size, items):
+                return
+        except (TypeError, ValueError, OverflowError):
+            pass
+        segment.check_rows(items, base, size)  # raises CorruptEntry with the reason
+        self._add_slow(seq, base, items)
+
+    def _add_fast(self, seq: int, base: int, size: int, items: list[Any]) -> bool:
+        """A segment whose every name has the row form, column by column at C speed
+        (~1 µs a row against ~4 for a Python loop over rows); False, having changed
+        nothing, if it is not that simple (the slow road decides)."""
+        if not items:
+            return True
+        if set(map(len, items)) != {4}:
+            return False
+        names, nbs, offs, lens = zip(*items, strict=True)
+        if _NAMES.fullmatch("\n".join(names)) is None:  # TypeError if one is not a str
+            return False
+        off = array("Q", offs)  # OverflowError if negative, TypeError if not an int
+        length = array("Q", lens)
+        if base + max(map(operator.add, off, length)) > size:
+            return False
+        due = array("d", nbs)
+        ids = list(map(int, map(_ID_PART, names), repeat(16)))
+        doms = list(map(_DOMAIN_PART, names))
+        for domain in set(doms).difference(self.dnum):
+            self.dnum[domain] = len(self.domains)
+            self.domains.append(sys.intern(domain))
+        self.t.extend(array("Q", map(operator.rshift, ids, repeat(64))))
+        self.h.extend(array("Q", map(operator.and_, ids, repeat(_HASH_MASK))))
+        self.dom.extend(array("I", map(self.dnum.__getitem__, doms)))
+        self.due.extend(due)
+        self.seq = _extend(self.seq, [seq] * len(names))
+        self.off = _extend(self.off, list(map(operator.add, off, repeat(base))))
+        self.length = _extend(self.length, list(length))
+        return True
+
+    def _add_slow(self, seq: int, base: int, items: list[Any]) -> None:
         for name, nb, off, length in items:
-            if match(name) is None or len(name) < 31:
+            parts = split_name(name)
+            if parts is None:
                 self.odd.append((name, nb, seq, base + off, length))
                 continue
-            x = int(name[:29], 16)
-            domain = name[30:]
-            dno = dnum.get(domain)
+            t, h, domain = parts
+            dno = self.dnum.get(domain)
             if dno is None:
-                dno = dnum[domain] = len(self.domains)
+                dno = self.dnum[domain] = len(self.domains)
                 self.domains.append(sys.intern(domain))
-            ts.append(x >> 64)
-            hs.append(x & _HASH_MASK)
-            ds.append(dno)
-            dues.append(nb)
-            offs.append(base + off)
-            lens.append(length)
-        if not ts:
-            return
-        self.t.extend(ts)
-        self.h.extend(hs)
-        self.dom.extend(ds)
-        self.due.extend(dues)
-        self.seq = _extend(self.seq, [seq] * len(ts))
-        self.off = _extend(self.off, offs)
-        self.length = _extend(self.length, lens)
+            self.t.append(t)
+            self.h.append(h)
+            self.dom.append(dno)
+            self.due.append(nb)
+            self.seq = _extend(self.seq, [seq])
+            self.off = _extend(self.off, [base + off])
+            self.length = _extend(self.length, [length])
 
     def sort(self) -> None:
         """Put the rows in id-time order (stable: equal times keep segment order).
@@ -270,19 +302,25 @@ class _Rows:
         (and is, unless a journal line killed it); rows of one microsecond are put in
         name order. Only rows sharing an id time need a look (the versions of a name, and
         the entries of one drop for several domains, which share its id): a C-speed scan
-        for equal neighbours finds them."""
-        t = self.t
-        equal = compress(range(len(t)), map(operator.eq, t, islice(t, 1, None)))
+        finds equal neighbours, and only a run with two neighbours out of name order (or
+        one name twice) is sorted out row by row."""
+        t, h, dom, domains = self.t, self.h, self.dom, self.domains
+        n = len(t)
         moved: dict[int, int] = {}
-        start = end = -1
-        for i in equal:  # t[i] == t[i + 1]
-            if i >= end:
-                if end > start:
-                    self._resolve_run(start, end, moved)
-                start = i
+        done_to = 0
+        for i in compress(range(n), map(operator.eq, t, islice(t, 1, None))):
+            if i < done_to:
+                continue  # inside a run already resolved
+            if h[i] < h[i + 1] or (h[i] == h[i + 1] and domains[dom[i]] < domains[dom[i + 1]]):
+                continue  # two distinct names in order
+            start = i
+            while start > 0 and t[start - 1] == t[i]:
+                start -= 1
             end = i + 2
-        if end > start:
+            while end < n and t[end] == t[i]:
+                end += 1
             self._resolve_run(start, end, moved)
+            done_to = end
         if moved:
             killed = self.killed
             for k, row in enumerate(killed):
@@ -291,8 +329,6 @@ class _Rows:
     def _resolve_run(self, start: int, end: int, moved: dict[int, int]) -> None:
         rows = range(start, end)
         keys = [(self.h[r], self.domains[self.dom[r]], self.seq[r]) for r in rows]
-        if all(a[:2] < b[:2] for a, b in pairwise(keys)):
-            return  # distinct names, in name order: nothing to resolve
         order = sorted(rows, key=lambda r: keys[r - start])
         newest: dict[tuple[int, str], int] = {}
         for r in order:  # ascending seq within a name: the last one is the newest

@@ -41,6 +41,7 @@ __all__ = [
     "MAGIC",
     "IndexItem",
     "build",
+    "check_rows",
     "parse_segment_name",
     "read_index",
     "read_rows",
@@ -100,15 +101,16 @@ def build(entries: Sequence[tuple[str, float, bytes]]) -> tuple[bytes, list[Inde
 def read_index(fd: int) -> list[IndexItem]:
     """The index of the segment open on `fd`. Raises CorruptEntry with a reason if the
     header, the index or the file size do not agree (a damaged or foreign file)."""
-    base, rows = read_rows(fd)
+    base, size, rows = read_rows(fd)
+    check_rows(rows, base, size)
     return [IndexItem(r[0], r[1], base + r[2], r[3]) for r in rows]
 
 
-def read_rows(fd: int) -> tuple[int, list[list[Any]]]:
-    """The index of the segment open on `fd` as its raw rows [name, not_before, offset,
-    length] (name a str, not_before a float, offset and length ints; offsets count from
-    the returned base), checked as read_index checks them: the start-up scan reads a
-    million rows this way without an object per row (spool.scan)."""
+def read_rows(fd: int) -> tuple[int, int, list[Any]]:
+    """The index of the segment open on `fd` as it decodes: (base, file size, rows), each
+    row [name, not_before, offset from base, length] if the segment is intact. Checks the
+    header, the CRC and the decoding, not the rows: `check_rows` does (read_index calls
+    it; the start-up scan checks a million rows in bulk instead, spool.scan)."""
     head = os.pread(fd, _FIRST_READ, 0)
     if len(head) < _HEADER.size:
         raise CorruptEntry(f"segment shorter than its header ({len(head)} bytes)")
@@ -127,15 +129,21 @@ def read_rows(fd: int) -> tuple[int, list[list[Any]]]:
         rows = msgpack.unpackb(raw, raw=False, use_list=True)
     except (ValueError, TypeError, msgpack.UnpackException) as e:
         raise CorruptEntry(f"segment index does not decode: {e}") from e
-    if not isinstance(rows, list) or not all(map(_good_row, rows)):
+    if not isinstance(rows, list):
+        raise CorruptEntry("segment index is not a list")
+    return end, os.fstat(fd).st_size, rows
+
+
+def check_rows(rows: list[Any], base: int, size: int) -> None:
+    """Raise CorruptEntry unless every row is [str, number, offset >= 0, length >= 0] and
+    every record ends within the file's `size`; not_before becomes a float."""
+    if not all(map(_good_row, rows)):
         raise CorruptEntry("segment index has malformed rows")
     for r in rows:
         if type(r[1]) is int:
             r[1] = float(r[1])
-    size = os.fstat(fd).st_size
-    if rows and end + max(r[2] + r[3] for r in rows) > size:
+    if rows and base + max(r[2] + r[3] for r in rows) > size:
         raise CorruptEntry(f"segment truncated: records end past its {size} bytes")
-    return end, rows
 
 
 def _good_row(r: Any) -> bool:

@@ -7,38 +7,21 @@ import pytest
 from spool.compact import CompactIndex, split_name
 from spool.ids import entry_id, id_time
 from spool.layout import EntryRef
-
-T0_NS = 1_795_704_371 * 10**9
-
-
-def name(n: int, domain: str = "a.test", *, same_time_as: int | None = None) -> str:
-    t = T0_NS + (n if same_time_as is None else same_time_as) * 1000
-    return f"{entry_id(t, b'%d' % n)}@{domain}"
+from tests.support.compact_rows import T0_NS, name
+from tests.support.compact_rows import index_of as rows_of
 
 
 def index_of(entries: list[tuple[str, float, int, int, int]]) -> CompactIndex:
     """An index of (name, due, seq, offset, length), sorted by name as spool.scan does."""
-    entries = sorted(entries)
-    domains: list[str] = []
-    cols: dict[str, list[int | float]] = {k: [] for k in ("t", "h", "d", "due", "s", "o", "l")}
-    for n, due, seq, off, length in entries:
-        parts = split_name(n)
-        assert parts is not None
-        t, h, domain = parts
-        if domain not in domains:
-            domains.append(domain)
-        for k, v in zip(cols, (t, h, domains.index(domain), due, seq, off, length), strict=True):
-            cols[k].append(v)
-    return CompactIndex(
-        domains,
-        array("Q", cols["t"]),  # type: ignore[arg-type]
-        array("Q", cols["h"]),  # type: ignore[arg-type]
-        array("I", cols["d"]),  # type: ignore[arg-type]
-        array("d", cols["due"]),
-        array("I", cols["s"]),  # type: ignore[arg-type]
-        array("I", cols["o"]),  # type: ignore[arg-type]
-        array("I", cols["l"]),  # type: ignore[arg-type]
-    )
+    ix = rows_of([(n, due) for n, due, *_ in entries])
+    where = {n: loc for n, _, *loc in entries}
+    seq, off, length = array("I"), array("I"), array("I")
+    for row in range(len(ix)):
+        s, o, ln = where[ix.name(row)]
+        seq.append(s)
+        off.append(o)
+        length.append(ln)
+    return CompactIndex(ix.domains, ix.t, ix.h, ix.dom, ix.due, seq, off, length)
 
 
 def test_split_name_takes_only_names_this_spool_makes() -> None:
@@ -68,7 +51,7 @@ def test_rows_answer_for_their_names_and_nothing_else() -> None:
 
 
 def test_names_of_one_microsecond_are_told_apart_by_hash_and_domain() -> None:
-    same = [name(i, d, same_time_as=5) for i in range(4) for d in ("a.test", "b.test")]
+    same = [name(i, d, at=5) for i in range(4) for d in ("a.test", "b.test")]
     ix = index_of([(n, 1.0, 1, i, 1) for i, n in enumerate(same)])
     assert sorted(ix.name(ix.row_of(n)) for n in same) == sorted(same)
     assert len({ix.row_of(n) for n in same}) == 8
