@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import heapq
+import math
 from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from itertools import compress
@@ -59,9 +60,15 @@ class RowState(enum.IntEnum):
     GONE = 0  # handed out (an entry object now), or never queued here
     QUEUED = 1  # due: in its domain's ready or parked FIFO, as part of a run
     WAITING = 2  # in a time bucket until its next attempt
+    FLUSHED = 3  # made due by an operator's flush: released by the next `release`
 
 
-_GONE, _QUEUED, _WAITING = RowState.GONE, RowState.QUEUED, RowState.WAITING
+_GONE, _QUEUED, _WAITING, _FLUSHED = (
+    RowState.GONE,
+    RowState.QUEUED,
+    RowState.WAITING,
+    RowState.FLUSHED,
+)
 
 
 class Backlog(Generic[E]):
@@ -86,6 +93,7 @@ class Backlog(Generic[E]):
         self._keys: list[int] = []
         self._head: array[int] = array("I")  # the next bucket, sorted by due
         self._head_at = 0
+        self._flushed: list[tuple[float, str, array[int]]] = []  # (when, domain, rows)
         by_domain = self.by_domain
         waiting: dict[int, int] = {}
         for row in compress(range(len(state)), state):
@@ -105,18 +113,16 @@ class Backlog(Generic[E]):
                     self._keys.append(key)
                 bucket.append(row)
         heapq.heapify(self._keys)
-        # The runs due at start, per domain: (rows, how many), for the queue's FIFOs.
-        self.ready: dict[str, tuple[array[int], int]] = {}
+        # The rows due at start, per domain, for the queue's FIFOs (runs: read only).
+        self.ready: dict[str, array[int]] = {}
         for d, of_d in by_domain.items():
             self._first[d] = 0
             self.count[d] = len(of_d)
             self.total += len(of_d)
-            queued = len(of_d) - waiting.get(d, 0)
             if not waiting.get(d):
-                self.ready[rows.domains[d]] = (of_d, queued)  # the run is the row list itself
-            elif queued:
-                run = array("I", (r for r in of_d if state[r] == _QUEUED))
-                self.ready[rows.domains[d]] = (run, queued)
+                self.ready[rows.domains[d]] = of_d  # the run is the row list itself
+            elif waiting[d] < len(of_d):
+                self.ready[rows.domains[d]] = array("I", (r for r in of_d if state[r] == _QUEUED))
 
     # -- lookups -------------------------------------------------------------------------
     def domain(self, row: int) -> str:
@@ -157,27 +163,48 @@ class Backlog(Generic[E]):
 
     # -- time ----------------------------------------------------------------------------
     def release(self, now: float, limit: int) -> dict[str, array[int]]:
-        """Up to `limit` WAITING rows due by `now`, by domain, each domain's in time order;
-        they are QUEUED now (the caller puts them in their domains' FIFOs)."""
+        """Up to `limit` rows due by `now` (waiting ones and flushed batches, in time
+        order), by domain, each domain's in that order; they are QUEUED now (the caller
+        puts them in their domains' FIFOs)."""
         out: dict[str, array[int]] = {}
+        state = self.state
         due = self.rows.due
-        for _ in range(limit):
+        released = 0
+        while released < limit:
             row = self._peek()
-            if row < 0 or due[row] > now:
+            at = math.inf if row < 0 else due[row]
+            flushed = self._flushed[0][0] if self._flushed else math.inf
+            if min(at, flushed) > now:
                 break
+            if flushed <= at:
+                _, domain, batch = self._flushed.pop(0)
+                for r in batch:
+                    if state[r] == _FLUSHED:
+                        state[r] = _QUEUED
+                        out.setdefault(domain, array("I")).append(r)
+                        released += 1
+                continue
             self._head_at += 1
-            self.state[row] = _QUEUED
-            domain = self.domain(row)
-            rows = out.get(domain)
-            if rows is None:
-                rows = out[domain] = array("I")
-            rows.append(row)
+            state[row] = _QUEUED
+            out.setdefault(self.domain(row), array("I")).append(row)
+            released += 1
         return out
 
     def next_due(self) -> float | None:
         """When the next WAITING row is due (None: none waits)."""
         row = self._peek()
-        return None if row < 0 else self.rows.due[row]
+        nxt = None if row < 0 else self.rows.due[row]
+        if self._flushed and (nxt is None or self._flushed[0][0] < nxt):
+            nxt = self._flushed[0][0]
+        return nxt
+
+    def due_of(self, row: int) -> float:
+        """When a row still waiting is due (a flushed one: when it was flushed)."""
+        if self.state[row] == _FLUSHED:
+            for when, _, rows in self._flushed:
+                if row in rows:
+                    return when
+        return self.rows.due[row]
 
     def _peek(self) -> int:
         state = self.state
@@ -194,22 +221,29 @@ class Backlog(Generic[E]):
             self._head = array("I", sorted(bucket, key=self.rows.due.__getitem__))
             self._head_at = 0
 
-    def flush(self, domain: str | None) -> Iterator[tuple[str, array[int]]]:
-        """Make the WAITING rows (of `domain`, or all) QUEUED; yields (domain, its rows in
-        name order) for the caller's FIFOs. The buckets keep them until their time comes
-        and then skip them."""
-        wanted = self.by_domain if domain is None else {}
+    def flush(self, domain: str | None, now: float) -> int:
+        """Make the WAITING rows (of `domain`, or all) due at `now`, as an operator's
+        "retry now": the next `release` by `now` gives them, in name order per domain.
+        Returns how many. The time buckets keep them and skip them when their time comes."""
+        wanted = self.by_domain
         if domain is not None:
             d = self.domain_no(domain)
-            if d in self.by_domain:
-                wanted = {d: self.by_domain[d]}
+            wanted = {d: self.by_domain[d]} if d in self.by_domain else {}
         state = self.state
+        n = 0
         for d, rows in wanted.items():
-            due_now = array("I", (r for r in rows[self._first[d] :] if state[r] == _WAITING))
-            for r in due_now:
-                state[r] = _QUEUED
+            due_now = array("I")
+            for r in rows[self._first[d] :]:
+                if state[r] == _WAITING:
+                    state[r] = _FLUSHED
+                    due_now.append(r)
+                elif state[r] == _FLUSHED:
+                    n += 1  # flushed before, not released yet: still deferred, due already
             if due_now:
-                yield self.rows.domains[d], due_now
+                self._flushed.append((now, self.rows.domains[d], due_now))
+                n += len(due_now)
+        self._flushed.sort(key=lambda batch: batch[0])
+        return n
 
     # -- listings and gauges ---------------------------------------------------------------
     def oldest(self, domain: str) -> float | None:

@@ -104,8 +104,8 @@ def list_entries(
         row = backlog.find(name) if backlog is not None else -1
         if row < 0 or backlog is None:
             out[name] = (name, EntryState.TAKEN, None)
-        elif backlog.state[row] == RowState.WAITING:
-            out[name] = (name, EntryState.WAITING, backlog.rows.due[row])
+        elif backlog.state[row] in (RowState.WAITING, RowState.FLUSHED):
+            out[name] = (name, EntryState.WAITING, backlog.due_of(row))
         elif backlog.domain(row) in view.holds:
             out[name] = (name, EntryState.HELD, None)
         else:

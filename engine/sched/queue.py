@@ -63,9 +63,7 @@ class WorkQueue:
         # instant, a shaping suspension): domain -> (until, reason).  Nothing is deferred.
         self._pauses: dict[str, tuple[float, str]] = {}
         self._parked: dict[str, EntryFifo[Entry]] = {}  # due entries of held domains
-        # The entries found at start, as rows (engine.sched.backlog) until handed out; None
-        # once every one of them was.
-        self._backlog: Backlog[Entry] | None = None
+        self._backlog: Backlog[Entry] | None = None  # entries found at start, as rows
         self._marks: dict[str, object] = {}  # taken entries an operator action waits for
         self._claimed: list[tuple[Entry, object]] = []
         # Called when a marked entry's attempt ends with something left to do (the entry
@@ -108,20 +106,21 @@ class WorkQueue:
             self._depth[domain] += n
         for domain, born in backlog.oldests():
             self._oldest[domain] = min(born, self._oldest.get(domain, math.inf))
-        for domain, (run, n) in backlog.ready.items():
-            self._rows_due(domain, run, n, now)
+        queued = backlog.total
+        for domain, run in backlog.ready.items():
+            self._rows_due(domain, run, now)
         backlog.ready.clear()
-        return backlog.total
+        return queued
 
-    def _rows_due(self, domain: str, rows: array[int], n: int, now: float) -> bool:
-        """`n` backlog rows of `domain` are due: to its FIFO (parked while held), or to the
+    def _rows_due(self, domain: str, rows: array[int], now: float) -> bool:
+        """Backlog rows of `domain` are due: to its FIFO (parked while held), or to the
         heap as entries while an automatic suspension lasts.  True if it gained work."""
         until = self.domain(domain).suspended_until
         if until > now:
             for entry in filter(None, map(self._claim, rows)):
                 self._push(until, entry)
             return False
-        self._fifo_of(domain).add_run(rows, n)
+        self._fifo_of(domain).add_run(rows, len(rows))
         if domain in self._holds:
             return False
         self._maybe_ready.add(domain)
@@ -184,7 +183,21 @@ class WorkQueue:
             woken.add(domain)
             self._maybe_ready.add(domain)
         heap = self._heap
-        while heap and heap[0][0] <= now:
+        budget = RELEASE_BATCH
+        while True:
+            top = heap[0][0] if heap else math.inf
+            # Backlog rows due first, up to the heap's next entry (on a tie, rows first:
+            # they were queued before anything the heap holds).
+            backlog = self._backlog
+            row_due = backlog.next_due() if backlog is not None and budget > 0 else None
+            if backlog is not None and row_due is not None and row_due <= min(now, top):
+                for domain, rows in backlog.release(min(now, top), budget).items():
+                    budget -= len(rows)
+                    if self._rows_due(domain, rows, now):
+                        woken.add(domain)
+                continue
+            if top > now:
+                return woken
             _, _, entry = heapq.heappop(heap)
             if entry.name not in self._known:
                 continue  # removed while waiting
@@ -194,22 +207,15 @@ class WorkQueue:
                 continue
             if self._make_ready(d, entry):
                 woken.add(d.domain)
-        if self._backlog is not None:
-            for domain, rows in self._backlog.release(now, RELEASE_BATCH).items():
-                if self._rows_due(domain, rows, len(rows), now):
-                    woken.add(domain)
-        return woken
 
     def next_due(self) -> float | None:
         """When release_due next has something to do (None: nothing is waiting)."""
-        nxt = self._heap[0][0] if self._heap else None
         ends = [*self._holds.values(), *(until for until, _ in self._pauses.values())]
+        if self._heap:
+            ends.append(self._heap[0][0])
         if self._backlog is not None and (row_due := self._backlog.next_due()) is not None:
             ends.append(row_due)
-        if ends:
-            end = min(ends)
-            nxt = end if nxt is None else min(nxt, end)
-        return nxt
+        return min(ends, default=None)
 
     # -- connections ----------------------------------------------------------------
     def take(self, domain: str) -> Entry | None:
@@ -258,9 +264,7 @@ class WorkQueue:
         Returns the ready entries, which the caller defers one by one."""
         d = self.domain(domain)
         d.suspended_until = max(d.suspended_until, until)
-        out = d.ready.drain(self._claim)
-        d.taken += len(out)
-        return out
+        return self.take_all(domain)
 
     def take_all(self, domain: str) -> list[Entry]:
         """Hand every ready entry of `domain` to the caller (a permanent route failure)."""
@@ -359,10 +363,7 @@ class WorkQueue:
         self._heap = heap
         for d in self._domains.values() if domain is None else [self.domain(domain)]:
             d.suspended_until = 0.0
-        for name, rows in self._backlog.flush(domain) if self._backlog is not None else ():
-            n += len(rows)
-            self._rows_due(name, rows, len(rows), now)
-        return n
+        return n + (self._backlog.flush(domain, now) if self._backlog is not None else 0)
 
     def extract(self, names: Collection[str]) -> tuple[list[Entry], list[str]]:
         """Hand the waiting entries among `names` (ready, parked or deferred) to the
@@ -436,14 +437,8 @@ class WorkQueue:
         return entry_names(self._view(), domain, match)
 
     def _view(self) -> QueueView:
-        return QueueView(
-            self._known,
-            self._heap,
-            [d.ready for d in self._domains.values()],
-            self._parked,
-            self._holds,
-            self._backlog,
-        )
+        ready = [d.ready for d in self._domains.values()]
+        return QueueView(self._known, self._heap, ready, self._parked, self._holds, self._backlog)
 
     def count(self, domain: str | None = None) -> int:
         """Entries known (of `domain`, or all): O(1)."""

@@ -23,8 +23,8 @@ def test_due_rows_are_queued_in_name_order_per_domain_and_the_rest_wait() -> Non
     )
     assert bl.total == 9
     assert dict(bl.counts()) == {"a.test": 5, "b.test": 3, "c.test": 1}
-    run, n = bl.ready["a.test"]
-    assert n == 5 and [bl.rows.name(r) for r in run] == a
+    run = bl.ready["a.test"]
+    assert [bl.rows.name(r) for r in run] == a
     assert "b.test" not in bl.ready  # all three wait
     assert bl.next_due() == NOW + 60
 
@@ -32,7 +32,7 @@ def test_due_rows_are_queued_in_name_order_per_domain_and_the_rest_wait() -> Non
 def test_claim_makes_a_queued_row_an_entry_once() -> None:
     n = name(1)
     bl = backlog([(n, NOW)])
-    (row,) = bl.ready["a.test"][0]
+    (row,) = bl.ready["a.test"]
     entry = bl.claim(row)
     assert entry == EntryRef(n, "a.test", NOW)
     assert bl.claim(row) is None  # gone
@@ -45,7 +45,7 @@ def test_rows_the_spool_no_longer_holds_or_already_queued_are_left_out() -> None
     ix.kill(ix.row_of(names[0]))  # rewritten by the crash count, say
     bl = Backlog(ix, NOW, [ix.row_of(names[1])])  # re-taken by intake
     assert bl.total == 2 and bl.find(names[0]) == bl.find(names[1]) == -1
-    assert [bl.rows.name(r) for r in bl.ready["a.test"][0] if bl.state[r]] == names[2:]
+    assert [bl.rows.name(r) for r in bl.ready["a.test"] if bl.state[r]] == names[2:]
 
 
 def test_release_gives_due_rows_in_time_order_across_buckets_up_to_a_limit() -> None:
@@ -75,16 +75,21 @@ def test_rows_taken_while_waiting_are_skipped_by_release() -> None:
     assert [bl.rows.name(r) for r in bl.release(NOW + 100, 10)["a.test"]] == names[1:]
 
 
-def test_flush_queues_every_waiting_row_of_a_domain_now() -> None:
+def test_flush_makes_every_waiting_row_of_a_domain_due_now() -> None:
     a = [name(i, "a.test") for i in range(3)]
     b = [name(i + 5, "b.test") for i in range(2)]
     bl = backlog([(n, NOW + 3600) for n in a + b] + [(name(9, "a.test"), NOW)])
-    [(domain, rows)] = list(bl.flush("a.test"))
-    assert domain == "a.test" and [bl.rows.name(r) for r in rows] == a
-    assert list(bl.flush("a.test")) == [] and list(bl.flush("nope.test")) == []
+    assert bl.flush("a.test", NOW + 1) == 3
+    assert bl.flush("a.test", NOW + 1) == 3  # still deferred until released: counted again
+    assert bl.flush("nope.test", NOW + 1) == 0
+    assert bl.next_due() == NOW + 1 and bl.due_of(bl.find(a[0])) == NOW + 1
+    assert bl.state[bl.find(a[0])] == RowState.FLUSHED
+    got = bl.release(NOW + 1, 10)
+    assert {d: [bl.rows.name(r) for r in rows] for d, rows in got.items()} == {"a.test": a}
     assert bl.next_due() == NOW + 3600  # b's rows still wait
-    assert [d for d, _ in bl.flush(None)] == ["b.test"]
-    assert bl.next_due() is None
+    assert bl.flush(None, NOW + 2) == 2
+    assert list(bl.release(NOW + 2, 10)) == ["b.test"]
+    assert bl.next_due() is None and bl.release(NOW + 7200, 10) == {}
 
 
 def test_oldest_follows_the_first_row_still_here() -> None:

@@ -1,6 +1,13 @@
+import random
 from dataclasses import dataclass
 
+import pytest
+
 from engine.sched.queue import EntryState, WorkQueue, ideal_connections
+from spool.ids import id_time
+from spool.layout import EntryRef
+from tests.support.compact_rows import index_of
+from tests.support.compact_rows import name as row_name
 
 
 @dataclass(frozen=True)
@@ -320,3 +327,128 @@ def test_a_paused_domain_starts_no_connection_and_keeps_its_entries_ready() -> N
     assert "paced.test" in q.release_due(10.0)
     assert q.paused("paced.test") is None
     assert q.connections_wanted("paced.test", 10, 100) == 1
+
+
+# -- the start-up backlog (rows of spool.compact) against the same entries added one by one
+
+
+def twin_queues(entries: list[tuple[str, float]], now: float) -> tuple[WorkQueue, WorkQueue]:
+    """Queue A gets the entries as objects (as before the backlog existed), queue B as the
+    rows of a start-up index."""
+    a, b = WorkQueue(), WorkQueue()
+    for n, due in sorted(entries):
+        a.add(EntryRef(n, n.rpartition("@")[2], due), due, now, born=id_time(n[:29]))
+    assert b.add_backlog(index_of(entries), now) == len(entries)
+    return a, b
+
+
+def same(a: WorkQueue, b: WorkQueue) -> None:
+    assert len(a) == len(b) and a.counts() == b.counts()
+    assert a.next_due() == b.next_due()
+    assert a.entries() == b.entries()
+    assert a.depths() == b.depths()
+    assert sorted(a.names()) == sorted(b.names())
+    assert a.entries(limit=3) == b.entries(limit=3)
+    assert sorted(a.ready_domains()) == sorted(b.ready_domains())
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_backlog_behaves_exactly_like_the_same_entries_added_one_by_one(seed: int) -> None:
+    rng = random.Random(seed)
+    now = 1_000.0
+    domains = ["a.test", "b.test", "c.test"]
+    entries = [
+        (
+            row_name(i, rng.choice(domains), at=i // 3),
+            now + rng.choice([-5.0, 0.0, rng.uniform(1, 500)]),
+        )
+        for i in range(60)
+    ]
+    a, b = twin_queues(entries, now)
+    same(a, b)
+    taken: list[EntryRef] = []
+    for _ in range(150):
+        op = rng.random()
+        d = rng.choice(domains)
+        if op < 0.35:
+            ea, eb = a.take(d), b.take(d)
+            assert ea == eb
+            if ea is not None:
+                taken.append(ea)
+        elif op < 0.55 and taken:
+            e = taken.pop(rng.randrange(len(taken)))
+            r = rng.random()
+            if r < 0.2:
+                a.untake(e), b.untake(e)
+            else:
+                retry = None if r < 0.6 else now + rng.uniform(1, 300)
+                a.done(e, retry_at=retry, now=now), b.done(e, retry_at=retry, now=now)
+        elif op < 0.62:
+            until = now + rng.uniform(1, 200)
+            assert a.hold(d, until) == b.hold(d, until)
+        elif op < 0.67:
+            assert a.unhold(d, now) == b.unhold(d, now)
+        elif op < 0.72:
+            which = rng.choice([d, None])
+            assert a.flush(which, now) == b.flush(which, now)
+        elif op < 0.77:
+            pick = set(rng.sample(sorted(n for n, _ in entries), 4))
+            got_a, busy_a = a.extract(pick)
+            got_b, busy_b = b.extract(pick)
+            assert sorted(map(str, got_a)) == sorted(map(str, got_b)) and busy_a == busy_b
+            taken += got_a
+        elif op < 0.80:
+            until = now + rng.uniform(1, 100)
+            assert a.suspend(d, until) == b.suspend(d, until)
+        else:
+            nxt = a.next_due()
+            now = max(now, nxt) if nxt is not None and rng.random() < 0.7 else now + 1.0
+            assert a.release_due(now) == b.release_due(now)
+        for n, _ in entries[:5]:
+            assert (n in a) == (n in b)
+        same(a, b)
+    a.refresh_oldest(), b.refresh_oldest()
+    assert a.depths() == b.depths()
+
+
+def test_backlog_entries_are_made_only_when_taken_and_then_known_like_others() -> None:
+    names = [row_name(i, "x.test") for i in range(3)]
+    q = WorkQueue()
+    assert q.add_backlog(index_of([(n, 0.0) for n in names]), now=1.0) == 3
+    assert q._known == {}  # rows, not objects
+    assert q.counts() == (3, 0, 0) and names[1] in q and len(q) == 3
+    assert not q.add(EntryRef(names[1], "x.test", 0.0), 0.0, 1.0)  # known already
+    e = q.take("x.test")
+    assert e == EntryRef(names[0], "x.test", 0.0) and names[0] in q._known
+    q.done(e, retry_at=None, now=2.0)
+    assert names[0] not in q and len(q) == 2
+    with pytest.raises(RuntimeError):
+        q.add_backlog(index_of([]), now=1.0)
+
+
+def test_a_backlog_skips_names_queued_already_and_honours_holds_and_suspensions() -> None:
+    names = [row_name(i, d) for i, d in enumerate(["h.test", "s.test", "x.test", "x.test"])]
+    q = WorkQueue()
+    q.add(EntryRef(names[3], "x.test", 0.0), 0.0, 1.0)  # re-taken by intake first
+    q.hold("h.test", until=100.0)
+    q.domain("s.test").suspended_until = 50.0
+    assert q.add_backlog(index_of([(n, 0.0) for n in names]), now=1.0) == 3
+    assert len(q) == 4 and q.take("h.test") is None and q.take("s.test") is None
+    assert q.next_due() == 50.0
+    assert q.release_due(50.0) == {"s.test"} and q.take("s.test") is not None
+    assert q.unhold("h.test", now=51.0) and q.take("h.test") is not None
+    assert [e.name for e in q.extract({names[2]})[0]] == [names[2]]
+    assert [q.take("x.test"), q.take("x.test")] == [EntryRef(names[3], "x.test", 0.0), None]
+
+
+def test_a_million_rows_due_at_once_are_released_in_batches() -> None:
+    from engine.sched import queue as queue_module
+
+    q = WorkQueue()
+    n = queue_module.RELEASE_BATCH + 10
+    q.add_backlog(index_of([(row_name(i), 5.0) for i in range(n)]), now=1.0)
+    assert q.release_due(5.0) == {"a.test"}
+    assert len(q.domain("a.test").ready) == queue_module.RELEASE_BATCH
+    assert q.next_due() == 5.0  # the rest is due: the dispatcher comes back at once
+    q.release_due(5.0)
+    assert len(q.domain("a.test").ready) == n and q.next_due() is None
