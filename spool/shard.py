@@ -24,10 +24,12 @@ spool.atomic). remove is not fsynced: delivery is at-least-once, a power cut may
 finished entry back and it is sent again, never lost (the previous one-file-per-entry
 spool's unlinks were not fsynced either). quarantine is durable.
 
-Memory: the index keeps, per live entry, its name and one int packing (segment, offset,
-length). Measured with 500 000 entries in one shard: recover + scan + the worker's queue
-take 178 MB (~360 bytes an entry, the name string included), so 1 M queued over 2 workers
-stays under the 512 MB target with the rest of each process.
+Memory: the entries found at start stay rows of the start-up index (spool.compact: 41
+bytes an entry, no object); only those added or rewritten since get a dict entry (name ->
+one int packing segment, offset, length: ~170 bytes with the name string). Measured,
+bench/queue_memory.py, 100 000 entries in one shard: recover + the worker's queue take
+~51 bytes an entry (390 with a dict entry and objects for every one), so 1 M queued over
+2 workers is ~210 MB for the whole engine (bench/README.md).
 Not responsible for: what meta means, drops, choosing a shard, retry times beyond storing
 each entry's next attempt (its `not_before`).
 """

@@ -385,6 +385,62 @@ def test_scan_after_recover_reports_what_recover_found_even_after_adds(
     assert sorted(r.name for r in again.scan()) == sorted([a.name, c.name])  # from disk
 
 
+# --- entries found at start live in the compact index (spool.compact) ---------------------
+
+
+def test_entries_found_at_start_are_rows_not_dict_entries(sp: Spool, q: ShardQueue) -> None:
+    refs = q.add([new(n) for n in range(5)])
+    again = restarted(sp)
+    index, odd = again.scan_compact()
+    assert odd == [] and index.live_count == 5 and again._loc == {}
+    assert [index.ref(r) for r in index.live_rows()] == refs
+    assert again.count() == 5 and [again.load(r)[0]["n"] for r in refs] == list(range(5))
+    # A name found at start is live: adding it again writes nothing.
+    assert again.add([new(2, body=b"other")])[0].name == refs[2].name and again.count() == 5
+    assert len(segments(again)) == 1
+
+
+def test_remove_rewrite_and_quarantine_of_rows_found_at_start(sp: Spool, q: ShardQueue) -> None:
+    refs = q.add([new(n) for n in range(4)])
+    again = restarted(sp)
+    index, _ = again.scan_compact()
+    again.remove(refs[0])
+    new1 = again.rewrite(refs[1], {"n": "one"}, b"rewritten", T0 + 60)
+    final = again.quarantine(refs[2].name, "bad")
+    assert index.live_count == 1 and index.live_row(refs[3].name) >= 0
+    assert again.count() == 2 and again.load(new1) == ({"n": "one"}, b"rewritten")
+    assert (sp.root / "corrupt" / final).exists()
+    for gone in (refs[0], refs[2]):
+        with pytest.raises(FileNotFoundError):
+            again.load(gone)
+    again.remove(refs[0])  # finished already: fine
+    later = restarted(sp)
+    assert {r.name: r.mtime for r in later.scan()} == {new1.name: T0 + 60, refs[3].name: T0}
+
+
+def test_the_index_is_let_go_once_every_row_is_finished(sp: Spool, q: ShardQueue) -> None:
+    refs = q.add([new(n) for n in range(3)])
+    again = restarted(sp)
+    for r in refs:
+        assert again._cold is not None
+        again.remove(r)
+    assert again._cold is None and again.count() == 0 and segments(again) == []
+    assert restarted(sp).scan() == []
+
+
+def test_journal_compaction_keeps_lines_for_rows_finished_since_start(
+    sp: Spool, q: ShardQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refs = q.add([new(n) for n in range(4)])
+    again = restarted(sp)
+    monkeypatch.setattr("spool.shard.COMPACT_AT", 1)  # compact at every removal
+    again.remove(refs[0])
+    again.remove(refs[1])
+    lines = (again.path / JOURNAL).read_text().splitlines()
+    assert sorted(line.split()[1] for line in lines) == sorted([refs[0].name, refs[1].name])
+    assert [r.name for r in restarted(sp).scan()] == [refs[2].name, refs[3].name]
+
+
 # --- any sequence of operations and crashes (issue #14: "spool operations compose") ---------
 
 
