@@ -104,7 +104,7 @@ def scale(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         watcher = threading.Thread(target=_sample_when_started, args=(v, holder), daemon=True)
         t0 = time.monotonic()
         watcher.start()
-        v.start()
+        v.start(timeout=args.timeout)  # 10 M queued: ~15 s of start-up scans
         res["running_s"] = round(time.monotonic() - t0, 2)
         first = sinks.wait_messages(1, args.timeout, alive=lambda: running(v))
         res["first_delivery_s"] = round(first - t0, 2)

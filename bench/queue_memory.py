@@ -15,7 +15,7 @@ One JSON line last. Not responsible for: the engine's other memory (imports, soc
 `python -m bench.run --scale N` measures on the real `volley run`.
 
 Usage: .venv/bin/python -m bench.queue_memory [--entries 100000] [--domains 50] [--deferred]
-       [--unsorted]
+       [--unsorted] [--untraced]
 """
 
 from __future__ import annotations
@@ -157,6 +157,7 @@ def main() -> int:
     p.add_argument("--deferred", action="store_true", help="due over the next 24 h, not now")
     p.add_argument("--unsorted", action="store_true", help="ids in random segment order")
     p.add_argument("--top", type=int, default=12)
+    p.add_argument("--untraced", action="store_true", help="RSS and time only (big runs)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -173,7 +174,7 @@ def main() -> int:
     try:
         build_s = build(root, args.entries, args.domains, args.deferred, args.unsorted)
         res: dict[str, Any] = {}
-        for traced in ([], ["--traced"]):
+        for traced in ([], ["--traced"])[: 1 if args.untraced else 2]:
             out = subprocess.run(
                 [
                     sys.executable,
@@ -211,8 +212,9 @@ def main() -> int:
         "rss_growth_bytes_per_entry",
         "peak_rss_growth_bytes_per_entry",
     ):
-        print(f"{k}: {res[k]}", file=sys.stderr)
-    for s in res["top_sites"]:
+        if k in res:
+            print(f"{k}: {res[k]}", file=sys.stderr)
+    for s in res.get("top_sites", []):
         print(
             f"  {s['bytes_per_entry']:>7} B/entry  {s['blocks']:>8} blocks  {s['site']}",
             file=sys.stderr,

@@ -141,7 +141,9 @@ class Volley:
         self.config_path.write_text(to_toml(self.config))
         return self.config_path
 
-    def start(self) -> Volley:
+    def start(self, timeout: float = 20.0) -> Volley:
+        """Start `volley run` and wait (up to `timeout` s) until it says "running": after
+        every worker's start-up scan, which a big queue makes long (bench scale mode)."""
         self.write_config()
         (self.spool / "incoming").mkdir(parents=True, exist_ok=True)
         out = open(self.output, "ab")
@@ -160,7 +162,7 @@ class Volley:
         out.close()
         wait_for(
             lambda: b"running" in self.output.read_bytes() or self.proc.poll() is not None,  # type: ignore[union-attr]
-            timeout=20,
+            timeout=timeout,
             message=lambda: f"volley did not start:\n{self.output.read_text(errors='replace')}",
         )
         assert self.proc.poll() is None, self.output.read_text(errors="replace")
