@@ -57,6 +57,7 @@ class CompactIndex:
 
     __slots__ = (
         "_dnum",
+        "_last",
         "_top",
         "dom",
         "domains",
@@ -93,6 +94,9 @@ class CompactIndex:
         # Names above the last row's id time cannot have a row: intake's fresh ids, the
         # common case of `row_of`, are turned away by one string comparison.
         self._top = f"{t[-1]:0{_TIME_DIGITS}x}" if n else ""
+        # The last name looked up and its row: a delivery looks its entry up to load it,
+        # then again to remove it (1.3 µs each); one tuple, so threads never see a mix.
+        self._last: tuple[str, int] = ("", -1)
 
     def __len__(self) -> int:
         return len(self.t)
@@ -100,6 +104,9 @@ class CompactIndex:
     def row_of(self, name: str) -> int:
         """The row of `name`, live or not; -1 if it has none. ~2 µs: a bisect over the
         id times, then the rows of the same microsecond."""
+        last = self._last
+        if name is last[0]:
+            return last[1]
         if name[:_TIME_DIGITS] > self._top:
             return -1
         parts = split_name(name)
@@ -114,6 +121,7 @@ class CompactIndex:
         n = len(times)
         while i < n and times[i] == t:
             if self.h[i] == h and self.dom[i] == dno:
+                self._last = (name, i)
                 return i
             i += 1
         return -1
