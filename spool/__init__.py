@@ -9,6 +9,7 @@ standard library and msgpack, and never imports `engine` (a test enforces it).
 
 from __future__ import annotations
 
+from spool.compact import CompactIndex
 from spool.errors import CorruptEntry, SpoolError, SpoolFull
 from spool.ids import entry_id, id_time, is_entry_id, random_salt
 from spool.layout import Layout, check_domain, domain_of_entry, entry_name
@@ -19,6 +20,7 @@ from spool.store import Spool
 from spool.summary import DomainSummary, queue_summary
 
 __all__ = [
+    "CompactIndex",
     "CorruptEntry",
     "DomainSummary",
     "EntryRef",
