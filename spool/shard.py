@@ -24,12 +24,10 @@ spool.atomic). remove is not fsynced: delivery is at-least-once, a power cut may
 finished entry back and it is sent again, never lost (the previous one-file-per-entry
 spool's unlinks were not fsynced either). quarantine is durable.
 
-Memory: the entries found at start stay rows of the start-up index (spool.compact: 41
-bytes an entry, no object); only those added or rewritten since get a dict entry (name ->
-one int packing segment, offset, length: ~170 bytes with the name string). Measured,
-bench/queue_memory.py, 100 000 entries in one shard: recover + the worker's queue take
-~51 bytes an entry (390 with a dict entry and objects for every one), so 1 M queued over
-2 workers is ~210 MB for the whole engine (bench/README.md).
+Memory: entries found at start stay rows of the start-up index (spool.compact, 41 bytes
+an entry); only those added or rewritten since get a dict entry (name -> one int packing
+segment, offset, length: ~170 bytes with the name). 1 M queued over 2 workers: ~220 MB for
+the whole engine, 390 bytes an entry less than a dict entry each (bench/README.md).
 Not responsible for: what meta means, drops, choosing a shard, retry times beyond storing
 each entry's next attempt (its `not_before`).
 """
@@ -152,21 +150,19 @@ class ShardQueue:
     def scan(self) -> list[EntryRef]:
         """Every live entry, sorted by name (FIFO by id), its mtime = its next attempt.
 
-        Rebuilds the index from disk (as `recover`, without touching tmp/<k>): it reads
-        only segment indexes, never a record. Right after `recover` it uses what recover
-        read instead: the entries live then and still live (entries added in between, e.g.
-        by re-taking an interrupted intake batch, are their adder's to report). Meant for
-        start-up, before other threads use this queue. An object per entry: for tools and
-        tests; a worker takes `scan_compact`."""
+        Rebuilds the index from disk (as `recover`, without touching tmp/<k>), reading only
+        segment indexes. Right after `recover` it uses what recover read instead: the
+        entries live then and still live (entries added in between, e.g. by re-taking an
+        interrupted intake batch, are their adder's to report). An object per entry: for
+        tools and tests; a worker takes `scan_compact`."""
         index, refs = self.scan_compact()
         cold = [index.ref(row) for row in index.live_rows()]
         return sorted(cold + refs, key=lambda r: r.name) if refs else cold
 
     def scan_compact(self) -> tuple[CompactIndex, list[EntryRef]]:
-        """What `scan` returns, in the compact form: the start-up index (its live rows are
-        the entries found; the object is shared: this queue clears a row's `live` flag when
-        the entry is finished, rewritten or quarantined), and refs, sorted by name, for the
-        few entries whose names do not fit it (none that intake makes)."""
+        """`scan` compactly: the start-up index (its live rows; shared: this queue clears a
+        row's `live` when its entry is finished, rewritten or quarantined), and refs, in
+        name order, for entries whose names do not fit it (none that intake makes)."""
         with self._lock:
             state, self._fresh = self._fresh or self._load(), None
             due = state.due
@@ -183,8 +179,7 @@ class ShardQueue:
     def count(self) -> int:
         """Number of live entries."""
         with self._lock:
-            cold = self._cold
-            return len(self._state()) + (cold.live_count if cold is not None else 0)
+            return len(self._state()) + (self._cold.live_count if self._cold else 0)
 
     # -- the hot path --------------------------------------------------------------------
     def add(self, items: Sequence[NewEntry]) -> list[EntryRef]:
@@ -201,14 +196,10 @@ class ShardQueue:
         call it in a thread), which is the rest of `add`; or `discard`."""
         names = [entry_name(item.id, item.domain) for item in items]
         with self._lock:
-            loc = self._state()
             fresh: list[tuple[NewEntry, str]] = []
             seen: set[str] = set()
-            cold = self._cold
             for item, name in zip(items, names, strict=True):
-                if name in loc or name in seen:
-                    continue
-                if cold is None or cold.live_row(name) < 0:
+                if name not in seen and self._get(name) is None:
                     seen.add(name)
                     fresh.append((item, name))
             seq = self._take_seq() if fresh else 0
@@ -266,7 +257,7 @@ class ShardQueue:
             seq = self._take_seq()
         self._commit_segment(seq, self._stage_segment(seq, data))
         with self._lock:
-            old = self._pop(ref.name)
+            old = self._get(ref.name, pop=True)
             self._state()[ref.name] = pack(seq, item.offset, item.length)
             self._live[seq] = 1
             if old is not None:
@@ -287,7 +278,7 @@ class ShardQueue:
         the entry finished; on ext4 (data=ordered) a power cut keeps that order too,
         elsewhere it may bring the older version back: a duplicate, never a loss."""
         with self._lock:
-            packed = self._pop(ref.name)
+            packed = self._get(ref.name, pop=True)
             if packed is None:
                 return
             seq = packed >> (SEQ_SHIFT)
@@ -310,7 +301,7 @@ class ShardQueue:
         tmp = atomic.write_tmp(corrupt, "quarantine", data)
         final = move_with_reason(tmp.path, corrupt, name, reason, fsync_source=False)
         with self._lock:
-            if self._pop(name) is not None:
+            if self._get(name, pop=True) is not None:
                 self._journal_append(seq, name)
                 atomic.fsync_fd(self._journal_fd)
                 self._release(seq)
@@ -328,24 +319,15 @@ class ShardQueue:
         assert self._loc is not None
         return self._loc
 
-    def _get(self, name: str) -> int | None:
-        """The packed location of the live entry `name`, None if it is not live."""
-        packed = self._state().get(name)
-        if packed is None and self._cold is not None:
-            row = self._cold.live_row(name)
-            if row >= 0:
-                packed = pack(*self._cold.location(row))
-        return packed
-
-    def _pop(self, name: str) -> int | None:
-        """`_get`, and the entry is no longer live here (the caller journals it, or has
-        written its new version)."""
-        packed = self._state().pop(name, None)
+    def _get(self, name: str, *, pop: bool = False) -> int | None:
+        """The packed location of the live entry `name` (None: not live); `pop`: it is no
+        longer live here (the caller journals it, or has written its new version)."""
+        loc = self._state()
+        packed = loc.pop(name, None) if pop else loc.get(name)
         cold = self._cold
-        if packed is None and cold is not None:
-            row = cold.live_row(name)
-            if row >= 0:
-                packed = pack(*cold.location(row))
+        if packed is None and cold is not None and (row := cold.live_row(name)) >= 0:
+            packed = pack(*cold.location(row))
+            if pop:
                 cold.kill(row)
                 if not cold.live_count:
                     self._cold = None  # every entry found at start is gone: free the arrays
