@@ -30,6 +30,9 @@ class DomainPolicy:
     retry_jitter: float = 0.2
     max_age: float = 5 * 86400.0
     tls: TlsPolicy = TlsPolicy.OPPORTUNISTIC
+    # Consult the domain's MTA-STS policy (when dns.mta_sts is on): the per-domain way out
+    # of a broken published policy (Mailu #2028: enforce-by-default with no escape).
+    mta_sts: bool = True
 
 
 def policy_dict(p: DomainPolicy) -> dict[str, Any]:
@@ -41,6 +44,7 @@ def policy_dict(p: DomainPolicy) -> dict[str, Any]:
         "retry_jitter": p.retry_jitter,
         "max_age": p.max_age,
         "tls": p.tls.value,
+        "mta_sts": p.mta_sts,
     }
 
 
@@ -73,6 +77,7 @@ def read_policy(t: Table, base: DomainPolicy) -> DomainPolicy:
         retry_jitter=jitter,
         max_age=t.duration("max_age", base.max_age),
         tls=tls,
+        mta_sts=t.boolean("mta_sts", base.mta_sts),
     )
     t.finish()
     return policy

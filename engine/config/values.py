@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigError", "Table", "check_listen", "parse_address", "parse_duration"]
+__all__ = [
+    "ConfigError",
+    "Table",
+    "check_ca_file",
+    "check_listen",
+    "parse_address",
+    "parse_duration",
+]
 
 
 class ConfigError(ValueError):
@@ -181,3 +190,20 @@ def check_listen(key: str, value: object, default: str, *, may_be_off: bool) -> 
     except ValueError as e:
         raise ConfigError(f"{key}: {e}") from None
     return value
+
+
+def check_ca_file(key: str, value: object) -> Path | None:
+    """A PEM file of trusted CA certificates ("" or absent: None, the system store).
+    Loaded once here so a missing, unreadable or non-PEM file is one line naming the key
+    before any worker starts, not a failed handshake per connection later."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f'{key}: expected a file name or "", got {value!r}')
+    try:
+        ssl.create_default_context(cafile=value)
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot read {value}: {e.strerror or e}") from None
+    except ssl.SSLError as e:
+        raise ConfigError(f"{key}: {value} holds no usable PEM certificate: {e}") from None
+    return Path(value)

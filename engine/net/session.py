@@ -15,7 +15,6 @@ The wire itself (callbacks, timers, the reply waits) is engine.net.wire.
 from __future__ import annotations
 
 import asyncio
-import functools
 import ssl
 
 from engine.model import (
@@ -27,6 +26,13 @@ from engine.model import (
     Transaction,
     TransportFailure,
     TxnResult,
+)
+from engine.net.tls import (
+    STARTTLS_NOT_OFFERED,
+    STARTTLS_REFUSED,
+    handshake_detail,
+    opportunistic_context,
+    verify_context,
 )
 from engine.net.wire import XFER, Wire
 from engine.smtp import (
@@ -40,15 +46,8 @@ from engine.smtp import (
 __all__ = ["SmtpSession", "open_session"]
 
 
-@functools.cache
-def _opportunistic_context() -> ssl.SSLContext:
-    """Client context that does not verify certificates: the MTA norm without DANE or
-    MTA-STS (RFC 7435 opportunistic security), since most MX certificates do not match
-    the MX name.  Built once: creating an SSLContext costs about a millisecond."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+# Policies under which no STARTTLS (or a failed handshake) means no session.
+_MUST_ENCRYPT = frozenset({TlsPolicy.REQUIRED, TlsPolicy.VERIFY})
 
 
 class SmtpSession:
@@ -65,6 +64,8 @@ class SmtpSession:
         self.port = port
         self.mx_host = mx_host
         self.tls_active = tls_active
+        self.tls_fallback: str | None = None
+        """Why STARTTLS failed when an OPPORTUNISTIC session went on in plaintext."""
         self.transactions = 0
         """Transactions completed on this connection (every reply received, accepted or
         not); the pool's messages-per-connection cap counts these."""
@@ -217,6 +218,10 @@ def _incomplete(proto: ClientProtocol, replies: TransactionReplies) -> Transport
 class _HandshakeFailed(Exception):
     """Opportunistic STARTTLS handshake failed: retry the MX in plaintext."""
 
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
 
 async def open_session(
     address: str,
@@ -234,10 +239,12 @@ async def open_session(
 
     Connect (`connect` timeout), greeting (`greeting`), EHLO with HELO fallback on 5xx
     (`ehlo`), then STARTTLS when offered and `tls` is not DISABLED (`starttls`; EHLO again
-    afterwards, RFC 3207).  Certificates are not verified unless `ssl_context` says so.
+    afterwards, RFC 3207).  Certificates are not verified unless `ssl_context` says so;
+    under VERIFY without one, the system CA store and the `mx_host` name are checked.
     `lifetime` bounds the connection's whole life, this opening included (engine.net.wire).
-    An OPPORTUNISTIC handshake failure reconnects once in plaintext; under REQUIRED a
-    missing, refused or failed STARTTLS is a `ConnectFailure` of kind TLS.
+    An OPPORTUNISTIC handshake failure reconnects once in plaintext; under REQUIRED and
+    VERIFY a missing, refused or failed STARTTLS (a certificate that does not verify
+    included) is a `ConnectFailure` of kind TLS, never a plaintext session.
 
     Returns:
         The session, or a ConnectFailure carrying the server's refusal (`reply`: a 421
@@ -258,10 +265,15 @@ async def open_session(
             lifetime,
         )
 
+    if ssl_context is None and tls is TlsPolicy.VERIFY:
+        ssl_context = verify_context(None)
     try:
         return await attempt(tls is not TlsPolicy.DISABLED)
-    except _HandshakeFailed:
-        return await attempt(False)  # RFC 3207 §4.1: the MTA may then go on in plaintext
+    except _HandshakeFailed as failed:
+        got = await attempt(False)  # RFC 3207 §4.1: the MTA may then go on in plaintext
+        if isinstance(got, SmtpSession):
+            got.tls_fallback = failed.detail
+        return got
 
 
 async def _open(
@@ -302,22 +314,22 @@ async def _open(
             if wire.failure is not None:
                 return await _give_up(wire, mx_host, address)
             if proto.state is State.TLS_HANDSHAKE:
-                await _handshake(wire, mx_host, ssl_context or _opportunistic_context())
+                await _handshake(wire, mx_host, ssl_context or opportunistic_context())
                 if wire.failure is not None:
                     if tls is TlsPolicy.OPPORTUNISTIC and wire.failure.kind is FailureKind.TLS:
-                        raise _HandshakeFailed
+                        raise _HandshakeFailed(wire.failure.detail)
                     return ConnectFailure(mx_host, address, failure=wire.failure)
                 tls_active = True
                 if not await _until_ready(wire, helo_name, wait_greeting=False):
                     return await _give_up(wire, mx_host, address)
             elif not proto.is_reusable():  # 421 to STARTTLS
                 return await _give_up(wire, mx_host, address)
-            elif tls is TlsPolicy.REQUIRED:
+            elif tls in _MUST_ENCRYPT:
                 return await _quit_tls_failure(
-                    wire, mx_host, address, f"STARTTLS refused: {proto.last_reply}"
+                    wire, mx_host, address, f"{STARTTLS_REFUSED}: {proto.last_reply}"
                 )
-        elif tls is TlsPolicy.REQUIRED:
-            return await _quit_tls_failure(wire, mx_host, address, "STARTTLS not offered")
+        elif tls in _MUST_ENCRYPT:
+            return await _quit_tls_failure(wire, mx_host, address, STARTTLS_NOT_OFFERED)
     except asyncio.CancelledError:
         wire.fail(FailureKind.CANCELLED, "open_session() cancelled")
         raise
@@ -378,7 +390,7 @@ async def _handshake(wire: Wire, mx_host: str, context: ssl.SSLContext) -> None:
     except Exception as exc:  # any failure here is "the handshake failed"
         wire.detach()
         wire.failure = wire.failure or TransportFailure(
-            Phase.STARTTLS, FailureKind.TLS, f"handshake: {exc!r}"
+            Phase.STARTTLS, FailureKind.TLS, handshake_detail(exc, mx_host)
         )
         return
     if tls_transport is None:  # typed Optional: the transport closed during the handshake

@@ -40,9 +40,11 @@ from engine.model import (
 )
 from engine.net.mx import Route, RouteFailure, RouteFailureKind
 from engine.net.session import SmtpSession, open_session
+from engine.net.sts import StsResolver
 from engine.net.targets import TargetRules, is_local_address, screen_route
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.outcome import Attempt, Outcomes
+from engine.runtime.tlsguard import TlsGuard
 from engine.sched.backoff import retry_delay
 from engine.sched.classify import (
     classify_connect_failure,
@@ -63,6 +65,9 @@ __all__ = ["Deliverer"]
 # A window this large is no limit (max_connections decides); the cap keeps it an int
 # of fixed size however many sessions succeed.
 WINDOW_MAX = 1 << 16
+
+# Route failures that suspend the destination for a retry step (the rest bounce).
+_TEMPORARY_ROUTE = frozenset({RouteFailureKind.TEMPORARY, RouteFailureKind.POLICY})
 
 # Counted per message: keys built once (Tally.bump).
 _TRANSACTIONS = counter_key("volley_transactions")
@@ -95,6 +100,7 @@ class Deliverer:
         kick: Callable[[], None],
         journal: InflightJournal | None = None,
         open_session_fn: Callable[..., Awaitable[SmtpSession | ConnectFailure]] = open_session,
+        sts: StsResolver | None = None,
     ) -> None:
         self._s = settings
         self._targets = TargetRules.from_settings(settings)
@@ -107,7 +113,7 @@ class Deliverer:
         self._clock = clock
         self._rng = rng
         self._kick = kick
-        self._open = open_session_fn
+        self._tls = TlsGuard(settings, tally, sts, open_session_fn)  # verify, MTA-STS
         self._journal = journal
         self._work: dict[str, asyncio.Event] = {}
         self._contended: dict[str, float] = {}
@@ -119,6 +125,7 @@ class Deliverer:
         """A reload: connections opened from now on follow `settings`."""
         self._s = settings
         self._targets = TargetRules.from_settings(settings)
+        self._tls.reconfigure(settings)
 
     # -- signals from the worker ------------------------------------------------------
     def work_arrived(self, domain: str) -> None:
@@ -192,7 +199,11 @@ class Deliverer:
             route = await self._resolver.resolve(domain)
             if isinstance(route, RouteFailure):
                 return route
-            return screen_route(route, self._targets, is_local_address)
+            screened = screen_route(route, self._targets, is_local_address)
+            if isinstance(screened, RouteFailure):
+                return screened
+            # MTA-STS narrows the MX hosts here, before anything derives from the route.
+            return await self._tls.screen(screened)
         except Exception as exc:  # a bug of ours must defer the destination, not escape
             self._internal_error(f"resolving {domain}", exc)
             return RouteFailure(
@@ -208,7 +219,8 @@ class Deliverer:
             for address in host.addresses:
                 if sessions <= 0:
                     break
-                got = await self._open(
+                got = await self._tls.open(
+                    route.sts,
                     address,
                     self._s.smtp_port,
                     mx_host=host.name,
@@ -406,7 +418,7 @@ class Deliverer:
     ) -> None:
         """Apply a whole-destination failure to every ready entry of the domain."""
         now = self._clock.wall()
-        temporary = route is None or route.kind is RouteFailureKind.TEMPORARY
+        temporary = route is None or route.kind in _TEMPORARY_ROUTE
         until = now + retry_delay(1, policy.retry_schedule, policy.retry_jitter, self._rng)
         refs = self._queue.suspend(domain, until) if temporary else self._queue.take_all(domain)
         attempt = Attempt(connect.host if connect else None, connect.address if connect else None)
