@@ -59,15 +59,17 @@ def test_new_id_refetches_and_a_down_policy_host_keeps_the_cached_policy(net, vo
         send(3, mx3)
         wait_for(
             lambda: (
-                metric(
-                    v.metrics_port,
-                    "volley_mta_sts_results_total",
-                    mode="enforce",
-                    result="policy_fetch_error",
+                (
+                    metric(
+                        v.metrics_port,
+                        "volley_mta_sts_results_total",
+                        mode="enforce",
+                        result="policy_fetch_error",
+                    )
+                    or 0
                 )
-                or 0
-            )
-            >= 1,
+                >= 1
+            ),
             timeout=10,
         )
         assert mx1.messages == [] and len(mx2.messages) == 1 and len(mx3.messages) == 2

@@ -39,9 +39,11 @@ def test_only_the_listed_mx_host_gets_the_mail_over_verified_tls(net, volley) ->
         assert {r["mx"] for r in v.events("delivered")} == {"mx2.sts.test"}
         assert server.request_count("sts.test") == 1  # fetched once, then cached
         wait_for(  # workers flush their counts every 250 ms
-            lambda: _count(v, "volley_mta_sts_results_total", mode="enforce", result="success")
-            and _count(v, "volley_mta_sts_results_total", mode="enforce", result="mx_mismatch")
-            and _count(v, "volley_tls_sessions_total", policy="verify", result="ok"),
+            lambda: (
+                _count(v, "volley_mta_sts_results_total", mode="enforce", result="success")
+                and _count(v, "volley_mta_sts_results_total", mode="enforce", result="mx_mismatch")
+                and _count(v, "volley_tls_sessions_total", policy="verify", result="ok")
+            ),
             timeout=10,
         )
         assert v.stop() == 0
@@ -58,8 +60,9 @@ def test_a_policy_listing_no_mx_host_defers_and_connects_nowhere(net, volley) ->
         wait_for(lambda: v.count("deferred") >= 2, timeout=30, message=lambda: f"{v.log()}")
         deferred = next(v.events("deferred"))
         assert deferred["enhanced"] == "4.7.5"
-        assert "MTA-STS policy of nomatch.test (mode enforce) lists none of its MX hosts" in (
-            deferred["text"]
+        assert (
+            "MTA-STS policy of nomatch.test (mode enforce) lists none of its MX hosts"
+            in (deferred["text"])
         )
         assert mx1.connections_total == 0 and mx2.connections_total == 0
         assert v.count("delivered") == 0 and v.count("bounced") == 0

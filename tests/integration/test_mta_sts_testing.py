@@ -34,8 +34,9 @@ def test_a_bad_certificate_is_counted_and_the_mail_still_goes(net, volley) -> No
             return metric(port, name, **labels) or 0.0
 
         wait_for(
-            lambda: counted("volley_mta_sts_results_total", mode="testing", result="cert_invalid")
-            == 1,
+            lambda: (
+                counted("volley_mta_sts_results_total", mode="testing", result="cert_invalid") == 1
+            ),
             timeout=10,
         )
         assert counted("volley_mta_sts_results_total", mode="testing", result="success") == 0

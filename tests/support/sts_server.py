@@ -20,8 +20,8 @@ from typing import Any
 
 from tests.support.dns_server import DnsServer
 from tests.support.internet import MiniInternet
-from tests.support.receiver import Receiver
 from tests.support.net import free_port
+from tests.support.receiver import Receiver
 from tests.support.tls_certs import LocalCA
 
 __all__ = ["PolicyServer", "Published", "policy_text", "publish_sts", "tls_domain"]
@@ -57,7 +57,10 @@ class PolicyServer:
         self._httpd: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    def publish(self, domain: str, body: str, *, status: int = 200, ctype: str = "text/plain") -> None:
+    def publish(
+        self, domain: str, body: str, *, status: int = 200, ctype: str = "text/plain"
+    ) -> None:
+        """Serve `body` for mta-sts.<domain> (with `status` and content type `ctype`)."""
         with self._lock:
             self.policies[f"mta-sts.{domain}"] = Published(body, status, ctype)
 
@@ -69,7 +72,7 @@ class PolicyServer:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 host = (self.headers.get("Host") or "").split(":")[0].lower()
                 with server._lock:
                     server.requests.append(host)
@@ -84,7 +87,7 @@ class PolicyServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet: the test reads `requests`
 
         httpd = http.server.ThreadingHTTPServer((self.ip, self.port), Handler)
