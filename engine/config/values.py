@@ -202,8 +202,9 @@ def check_ca_file(key: str, value: object) -> Path | None:
         raise ConfigError(f'{key}: expected a file name or "", got {value!r}')
     try:
         ssl.create_default_context(cafile=value)
+    except ssl.SSLError as e:  # before OSError: SSLError is one
+        why = e.reason or e
+        raise ConfigError(f"{key}: {value} holds no usable PEM certificate ({why})") from None
     except OSError as e:
         raise ConfigError(f"{key}: cannot read {value}: {e.strerror or e}") from None
-    except ssl.SSLError as e:
-        raise ConfigError(f"{key}: {value} holds no usable PEM certificate: {e}") from None
     return Path(value)
