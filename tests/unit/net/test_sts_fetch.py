@@ -100,9 +100,10 @@ async def test_no_address_or_only_ignored_ones(server: PolicyServer, ca: LocalCA
 
 
 async def test_a_silent_host_is_given_up_at_the_deadline(ca: LocalCA) -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
     async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()  # never answers the TLS hello
-        writer.close()
+        accepted.append(writer)  # and never answers the TLS hello
 
     listener = await asyncio.start_server(stall, IP, 0)
     port = listener.sockets[0].getsockname()[1]
@@ -113,5 +114,7 @@ async def test_a_silent_host_is_given_up_at_the_deadline(ca: LocalCA) -> None:
         )  # fmt: skip
         assert got == FetchFailed("mta-sts.f.test: no policy within 0.3s")
     finally:
+        for writer in accepted:
+            writer.close()
         listener.close()
         await listener.wait_closed()

@@ -14,6 +14,7 @@ from engine.net.tls import (
     tls_result,
     verify_context,
 )
+from engine.telemetry.catalog import TLS_POLICIES, TLS_RESULTS
 from tests.support.tls_certs import LocalCA
 
 
@@ -94,3 +95,8 @@ def test_tls_result_reads_what_happened() -> None:
     fell_back = _Session(False, "handshake failed: x")
     assert tls_result(opp, fell_back) is TlsResult.HANDSHAKE_FAILED  # type: ignore[arg-type]
     assert tls_result(TlsPolicy.DISABLED, _Session(False)) is None  # type: ignore[arg-type]
+
+
+def test_the_metric_contract_names_every_result_and_policy() -> None:
+    assert TLS_RESULTS == tuple(r.value for r in TlsResult)
+    assert TLS_POLICIES == tuple(p.value for p in TlsPolicy if p is not TlsPolicy.DISABLED)

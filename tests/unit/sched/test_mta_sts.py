@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.model import TlsPolicy
+from engine.net.sts import UNKNOWN_MODE
 from engine.sched.mta_sts import (
     MAX_AGE,
     RETRY_AFTER,
@@ -17,6 +18,7 @@ from engine.sched.mta_sts import (
     StsMode,
     StsPolicy,
     StsRecord,
+    StsResult,
     host_plan,
     mx_matches,
     next_step,
@@ -24,6 +26,7 @@ from engine.sched.mta_sts import (
     parse_record,
     screen_hosts,
 )
+from engine.telemetry.catalog import STS_MODES, STS_RESULTS
 
 # RFC 8461 §3.2's example policy, as published (CRLF lines).
 RFC_EXAMPLE = (
@@ -238,3 +241,9 @@ OPP, REQ, VER, OFF = (TlsPolicy.OPPORTUNISTIC, TlsPolicy.REQUIRED, TlsPolicy.VER
 )
 def test_host_plan(policy: StsPolicy | None, host: str, tls: TlsPolicy, plan: HostPlan) -> None:
     assert host_plan(policy, host, tls) == plan
+
+
+def test_the_metric_contract_names_every_result_and_mode() -> None:
+    assert tuple(r.value for r in StsResult) == STS_RESULTS
+    modes = tuple(m.value for m in StsMode if m is not StsMode.NONE)
+    assert (*modes, UNKNOWN_MODE) == STS_MODES
