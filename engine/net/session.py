@@ -1,7 +1,7 @@
 """SMTP client sessions over asyncio: engine.smtp.ClientProtocol plus sockets and timers.
 
 Responsible for: opening a connection to one MX address (bind the source IP, greeting,
-EHLO/HELO, opportunistic or required STARTTLS), running transactions on it with
+EHLO/HELO, opportunistic, required or verified STARTTLS), running transactions on it with
 per-phase timeouts (`SmtpTimeouts`), and reporting everything as values: `TxnResult`,
 `ConnectFailure`, `TransportFailure`.  Network trouble never raises; only
 `CancelledError` (and `LocalProtocolError` for caller bugs) leave this module.
