@@ -23,7 +23,10 @@ Design (TCP's AIMD, Postfix's and Netflix's concurrency limits, capability-ancho
     last cut (`scale`): a step proportional to what the receiver once took, e.g. +10/s
     per clean minute for a receiver that started throttling at 100/s.
   * Clean means a throttling share of at most half `throttle_share` (hysteresis: a
-    share between half and the whole holds still, so the limit does not flap).
+    share between half and the whole holds still, so the limit does not flap).  The rate
+    looks at throttling inside transactions only: a site refusing one connection in
+    twenty must not keep its rate from climbing back, and connections are what it is
+    saying something about.
   * A window needs `min_samples` before it may cut (3 throttled of 5 is noise), not to
     raise: at the floor of 1 message a minute a window holds one message, and it must
     still find its way back.  A throttled window short of samples carries on into the
@@ -142,9 +145,7 @@ def judge(
         if now - w.start < MAX_CARRY * s.window:
             return Judgement(Verdict.CARRY, state)
         return Judgement(Verdict.HOLD, state)
-    if share <= s.throttle_share / 2:
-        return _increase(state, w, ceiling, s, now, elapsed)
-    return Judgement(Verdict.HOLD, state)
+    return _increase(state, w, ceiling, s, now, elapsed)
 
 
 def _decrease(
@@ -178,11 +179,18 @@ def _increase(
 ) -> Judgement:
     conns, rate = state.limits(ceiling)
     new_conns, new_rate = conns, rate
+    clean = s.throttle_share / 2
     used = w.in_use if w.in_use is not None else (conns if w.samples >= s.min_samples else 0)
-    if state.connections is not None and 2 * used >= conns:
+    if state.connections is not None and 2 * used >= conns and w.throttled <= clean * w.samples:
         new_conns = min(ceiling.connections, conns + s.increase_connections)
     accepted = w.delivered / elapsed
-    if state.rate is not None and rate is not None and accepted >= RATE_BINDING * rate:
+    rate_clean = w.throttled_txn <= clean * w.samples
+    if (
+        state.rate is not None
+        and rate is not None
+        and rate_clean
+        and accepted >= RATE_BINDING * rate
+    ):
         step = s.increase_rate * (ceiling.rate or state.scale or rate)
         new_rate = rate + step if ceiling.rate is None else min(ceiling.rate, rate + step)
     tidy = _normalise(state, ceiling)
