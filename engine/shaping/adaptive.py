@@ -147,12 +147,12 @@ class Shaper:
         if st is None:
             st = self._sites[site] = _Site()
         st.ceiling, st.provider, st.seen = ceiling, provider, now
-        changes: list[Change] = []
         throttled = in_txn = 0
+        matched: list[Rule] = []
         for sample in replies:
             rule = self._first_rule(sample)
             if rule is not None:
-                changes.extend(self._hit(rule, site, provider, ceiling, now))
+                matched.append(rule)
             if self._throttling.is_throttling(sample):
                 throttled += 1
                 in_txn += sample.stage is Stage.TRANSACTION
@@ -161,7 +161,12 @@ class Shaper:
         st.throttled += throttled
         if st.window is None:
             st.window = Window(start=now)
+        # The batch counts before rules fire: a fraction of an unlimited rate is of the
+        # rate delivered up to now.
         st.window.add(delivered, len(replies), throttled, in_txn, in_use)
+        changes: list[Change] = []
+        for rule in matched:
+            changes.extend(self._hit(rule, site, provider, ceiling, now))
         changes.extend(self._close(site, st, now))
         return changes
 

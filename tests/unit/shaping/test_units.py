@@ -49,7 +49,7 @@ def test_rates(text: str, per_second: float) -> None:
 
 @pytest.mark.parametrize("text", ["10", "10/", "/s", "ten/min", "10/fortnight"])
 def test_bad_rates(text: str) -> None:
-    with pytest.raises(ValueError, match="rate like|length of time"):
+    with pytest.raises(ValueError, match=r"rate like|length of time"):
         parse_rate(text)
 
 
