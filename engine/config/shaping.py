@@ -37,12 +37,11 @@ the dict gets exactly the rules the supervisor checked.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config.values import ConfigError, Table
+from engine.config.values import ConfigError, Table, read_toml_file
 from engine.shaping.rules import Rule, RuleError, read_rules
 from engine.shaping.units import parse_rate
 
@@ -161,13 +160,7 @@ def _inline(t: Table) -> list[Rule]:
 
 
 def _file_rules(path: Path, key: str) -> list[Rule]:
-    try:
-        with open(path, "rb") as fh:
-            document = tomllib.load(fh)
-    except OSError as e:
-        raise ConfigError(f"{key}: cannot read {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{key}: {path}: {e}") from None
+    document = read_toml_file(path, key)
     unknown = sorted(set(document) - {"rules"})
     if unknown:
         raise ConfigError(f"{key}: {path}: unknown key {unknown[0]!r} (only [[rules]] tables)")

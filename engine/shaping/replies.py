@@ -28,6 +28,7 @@ from importlib import resources
 from typing import Any
 
 from engine.policy.rules import MAX_TEXT
+from engine.shaping.rules import compile_regex
 
 __all__ = [
     "ReplySample",
@@ -127,11 +128,4 @@ def _strings(value: Any, key: str) -> list[str]:
 
 
 def _regex(value: Any, key: str) -> re.Pattern[str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{key}: expected a regular expression, got {value!r}")
-    try:
-        return re.compile(value, re.IGNORECASE)
-    except re.error as e:
-        raise ValueError(f"{key}: bad regular expression {value!r}: {e}") from None
+    return None if value is None else compile_regex(value, key)

@@ -45,6 +45,7 @@ __all__ = [
     "RuleError",
     "Scope",
     "combine",
+    "compile_regex",
     "load_shipped",
     "read_rules",
 ]
@@ -175,7 +176,7 @@ def _read_rule(table: Any, key: str) -> Rule:
     enabled = table.get("enabled", True)
     if not isinstance(enabled, bool):
         raise RuleError(f"{key}.enabled: expected true or false, got {enabled!r}")
-    pattern = _pattern(table.get("regex"), f"{key}.regex")
+    pattern = compile_regex(table.get("regex"), f"{key}.regex")
     action = _enum(Action, table.get("action"), f"{key}.action", None)
     scope = _enum(Scope, table.get("scope"), f"{key}.scope", Scope.SITE)
     count, window = _trigger(table.get("trigger", "immediate"), f"{key}.trigger")
@@ -207,7 +208,8 @@ def _read_rule(table: Any, key: str) -> Rule:
     )
 
 
-def _pattern(value: Any, key: str) -> re.Pattern[str]:
+def compile_regex(value: Any, key: str) -> re.Pattern[str]:
+    """A case-insensitive regex from a TOML value; RuleError naming `key` when bad."""
     if not isinstance(value, str) or not value:
         raise RuleError(f"{key}: expected a regular expression, got {value!r}")
     try:
