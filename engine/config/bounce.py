@@ -36,15 +36,9 @@ class BounceSettings:
 
 def read_bounce(t: Table) -> BounceSettings:
     inline = _inline(t)
-    raw_file = t.get("rules_file")
+    path = t.path("rules_file")
     t.finish()
-    path: Path | None = None
-    from_file: list[Rule] = []
-    if raw_file is not None and raw_file != "":
-        if not isinstance(raw_file, str):
-            raise ConfigError(f"{t.key('rules_file')}: expected a file path, got {raw_file!r}")
-        path = Path(raw_file)
-        from_file = _file_rules(path, t.key("rules_file"))
+    from_file = [] if path is None else _file_rules(path, t.key("rules_file"))
     rules = [*inline, *from_file]
     seen: dict[str, str] = {}
     for i, rule in enumerate(rules):

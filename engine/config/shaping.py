@@ -79,15 +79,9 @@ def read_shaping(t: Table) -> ShapingSettings:
     floor_connections = t.integer("floor_connections", d.floor_connections, 1)
     floor_rate = _rate(t, "floor_rate", d.floor_rate)
     inline = _inline(t)
-    raw_file = t.get("rules_file")
+    path = t.path("rules_file")
     t.finish()
-    path: Path | None = None
-    from_file: list[Rule] = []
-    if raw_file is not None and raw_file != "":
-        if not isinstance(raw_file, str):
-            raise ConfigError(f"{t.key('rules_file')}: expected a file path, got {raw_file!r}")
-        path = Path(raw_file)
-        from_file = _file_rules(path, t.key("rules_file"))
+    from_file = [] if path is None else _file_rules(path, t.key("rules_file"))
     seen = {r.name for r in inline}
     for rule in from_file:
         if rule.name in seen:

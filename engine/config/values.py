@@ -97,6 +97,15 @@ class Table:
             raise ConfigError(f"{self.key(name)}: expected a non-empty string, got {v!r}")
         return v
 
+    def path(self, name: str) -> Path | None:
+        """A file path; None when absent or "" (the feature's default applies)."""
+        v = self.get(name)
+        if v is None or v == "":
+            return None
+        if not isinstance(v, str):
+            raise ConfigError(f"{self.key(name)}: expected a file path, got {v!r}")
+        return Path(v)
+
     def boolean(self, name: str, default: bool) -> bool:
         v = self.get(name)
         if v is None:
