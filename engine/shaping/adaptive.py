@@ -233,6 +233,8 @@ class Shaper:
                 )
             if st.aimd.at_ceiling and now - st.seen >= IDLE_AFTER:
                 del self._sites[site]
+                if site not in self._actions:
+                    self._last.pop(site, None)
         for hit_key, times in list(self._hits.items()):
             if not times or now - times[-1] >= IDLE_AFTER:
                 del self._hits[hit_key]
@@ -245,8 +247,10 @@ class Shaper:
         end, the last change (when, why), rules in force, and totals since start."""
         out: dict[str, dict[str, object]] = {}
         for site, st in self._sites.items():
-            ceiling = st.ceiling or Ceiling(st.aimd.connections or 0, st.aimd.rate)
-            eff = self.effective(site, st.provider, ceiling, now)
+            if st.ceiling is not None:
+                eff = self.effective(site, st.provider, st.ceiling, now)
+            else:  # restored, not heard of since: what was learned, no maximum known yet
+                eff = Effective(st.aimd.connections or 0, st.aimd.rate, None)
             when, why = self._last.get(site, (st.aimd.changed or None, st.aimd.reason))
             out[site] = {
                 "connections": eff.connections,

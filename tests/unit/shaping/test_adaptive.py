@@ -214,6 +214,7 @@ def test_state_survives_a_restart_and_ended_actions_are_not_restored() -> None:
     assert again.effective(SITE, "yahoo", C, T0 + 61).suspended_until == T0 + 7200
     snap = again.snapshot(T0 + 61)
     assert snap["provider:yahoo"]["suspended_until"] == T0 + 7200
+    assert snap["s"]["connections"] == 5  # learned; its maximum not known until observed
 
     # Restarted after the suspension ended: it is dropped without a record.
     late = shaper(combine([]), store)
