@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.config.values import ConfigError, Table, read_toml_file
+from engine.shaping.gcra import parse_rate
 from engine.shaping.rules import Rule, RuleError, read_rules
-from engine.shaping.units import parse_rate
 
 __all__ = ["ShapingSettings", "read_shaping", "shaping_dict"]
 
@@ -137,7 +137,7 @@ def _rate(t: Table, name: str, default: float) -> float:
         return float(v)
     if isinstance(v, str):
         try:
-            return parse_rate(v)
+            return parse_rate(v).per_second
         except ValueError as e:
             raise ConfigError(f"{t.key(name)}: {e}") from None
     raise ConfigError(f'{t.key(name)}: expected a rate like "1/min", got {v!r}')

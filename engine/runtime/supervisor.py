@@ -4,8 +4,8 @@ Responsible for: preparing the spool (directories; moving entries of shards that
 longer exist after a change of `workers`), binding the SMTP listener's sockets and
 handing each worker its own (engine.smtpd.sockets), counting listener sessions per client
 address across workers (engine.smtpd.clients), starting N worker processes, restarting one
-that dies (with backoff), arbitrating per-destination connection slots across them
-(engine.sched.leases), exporting every worker's metrics on one /metrics endpoint, hosting
+that dies (with backoff), arbitrating connection slots and send rates per site across
+them (engine.runtime.arbiter), exporting every worker's metrics on one /metrics endpoint, hosting
 queue control (engine.admin: the admin API, operator suspensions, directives routed to
 the workers), the suppression list's one writer and the unsubscribe endpoint
 (engine.suppress.runner), and a clean stop on SIGTERM/SIGINT: workers drain, then the
@@ -43,11 +43,11 @@ from prometheus_client import start_http_server
 
 from engine.admin.runner import Admin, AdminStartError
 from engine.config import ConfigError, Settings, helo_name_warning, parse_address
+from engine.runtime.arbiter import Arbiter
 from engine.runtime.ipc import Channel, Message, open_channel
 from engine.runtime.listener import startup_problem
 from engine.runtime.reload import plan_reload
 from engine.runtime.spawn import StderrTail, relay, worker_argv
-from engine.sched.leases import LeaseTable
 from engine.smtpd.clients import ClientTable
 from engine.smtpd.sockets import ListenError, Listening, bind_all, close_all, for_worker
 from engine.suppress.runner import Suppression, SuppressStartError
@@ -96,7 +96,7 @@ class Supervisor:
         self._stop_now = asyncio.Event()  # a second SIGINT/SIGTERM: do not wait for drains
         self._stop_asked = 0.0
         self.spool = Spool(settings.spool_path)
-        self.leases = LeaseTable()
+        self.arbiter = Arbiter(self._send)
         self.exporter = Exporter(top_domains=settings.metrics_top_domains, version=version)
         self.workers: dict[int, WorkerHandle] = {}
         self.stopping = asyncio.Event()
@@ -386,8 +386,7 @@ class Supervisor:
         if h.channel is not None:
             h.channel.close()
             h.channel = None
-        for _domain, holder, req in self.leases.drop_holder(h.k):
-            self._send(holder, "grant", req)
+        self.arbiter.worker_gone(h.k)
         self.clients.drop_worker(h.k)
         if self.admin is not None:
             self.admin.service.worker_gone(h.k)
@@ -435,19 +434,8 @@ class Supervisor:
 
     def _on_message(self, k: int, msg: Message) -> None:
         kind = msg[0]
-        if kind == "acquire":
-            _, req, domain, limit = msg
-            if self.leases.acquire(domain, int(limit), k, req):
-                self._send(k, "grant", req)
-            else:
-                for holder in self.leases.holders(domain):
-                    if holder != k:
-                        self._send(holder, "contend", domain)
-        elif kind == "release":
-            for holder, req in self.leases.release(msg[1], k):
-                self._send(holder, "grant", req)
-        elif kind == "cancel":
-            self.leases.cancel(msg[2], k, msg[1])
+        if kind in Arbiter.KINDS:
+            self.arbiter.on_message(k, msg)
         elif kind == "metrics":
             self.exporter.apply(k, msg[1], msg[2], msg[3])
         elif kind == "smtpd_open":

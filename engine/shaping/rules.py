@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, TypeVar
 
-from engine.shaping.units import parse_rate, parse_span
+from engine.shaping.gcra import parse_rate
+from engine.shaping.units import parse_span
 
 __all__ = [
     "Action",
@@ -276,7 +277,7 @@ def _rate(value: Any, key: str) -> Amount | None:
         return _fraction(value, key)
     if isinstance(value, str):
         try:
-            return Amount(parse_rate(value), fraction=False)
+            return Amount(parse_rate(value).per_second, fraction=False)
         except ValueError as e:
             raise RuleError(f"{key}: {e}") from None
     raise RuleError(f'{key}: expected a rate like "10/min" or a fraction like 0.5')

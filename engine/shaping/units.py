@@ -1,10 +1,11 @@
-"""Rates and spans as people write them in shaping data: "10/min", "1,000/hr", "2 hours".
+"""Lengths of time as shaping rules write them: "90m", "2 hours", "30 minutes", "hr".
 
-Responsible for: `parse_rate` (a rate -> messages per second) and `parse_span` (a length
-of time -> seconds), accepting KumoMTA's spellings as well as Volley's, so a rule copied
-from KumoMTA's shaping.toml ("2 hours", "30 minutes", "10/minute") reads unchanged.
+Responsible for: `parse_span` (a length of time -> seconds), accepting KumoMTA's
+spellings as well as Volley's, so a rule copied from KumoMTA's shaping.toml (`duration =
+"2 hours"`, `Threshold = "2/hr"`) reads unchanged.
 Not responsible for: configuration durations (engine.config.values.parse_duration is
-stricter on purpose: "30s", "10m"); or naming the key of a bad value (callers do).
+stricter on purpose: "30s", "10m"), rates (engine.shaping.gcra.parse_rate), or naming
+the key of a bad value (callers do).
 
 Imports nothing from Volley: engine.config.shaping imports the shaping rules, which use
 these, so importing engine.config from here would be a cycle.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["parse_rate", "parse_span"]
+__all__ = ["parse_span"]
 
 _SECONDS = {
     "ms": 0.001,
@@ -33,9 +34,8 @@ _SECONDS = {
     "week": 604800.0,
 }
 # "90m", "2 hours", "1.5h", "hr" (one of the unit): the count is optional so that a
-# trigger or rate can say "2/hr".
+# trigger can say "2/hr".
 _SPAN = re.compile(r"\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*", re.IGNORECASE)
-_RATE = re.compile(r"\s*(\d[\d,_]*(?:\.\d+)?)\s*/\s*(.+)")
 
 
 def parse_span(text: str) -> float:
@@ -52,19 +52,3 @@ def parse_span(text: str) -> float:
         raise ValueError(f"{text!r} is not a length of time like 90m, 2h, 2 hours")
     count = float(m.group(1)) if m.group(1) is not None else 1.0
     return count * _SECONDS[unit]
-
-
-def parse_rate(text: str) -> float:
-    """Messages per second from "10/min", "1,000/hr", "100/s", "5/10m".
-
-    Raises:
-        ValueError: with the reason; a rate of zero is one (use a suspension instead).
-    """
-    m = _RATE.fullmatch(text)
-    if m is None:
-        raise ValueError(f"{text!r} is not a rate like 10/min, 100/s, 1000/h")
-    count = float(m.group(1).replace(",", "").replace("_", ""))
-    per = parse_span(m.group(2))
-    if count <= 0 or per <= 0:
-        raise ValueError(f"{text!r}: a rate must be above zero")
-    return count / per

@@ -286,6 +286,15 @@ GAUGES: dict[str, GaugeSpec] = {
         Agg.SUM,
         _OTHER_ONLY,
     ),
+    "volley_queue_throttled": GaugeSpec(
+        "Ready entries held back by a limit, per destination and reason: rate (waiting for"
+        " the site's next send instant under max_message_rate / max_connection_rate),"
+        " connection (waiting for a slot of the site or its provider), shaping (adaptive"
+        " shaping suspended the site or its provider).",
+        ("domain", "reason"),
+        Agg.SUM,
+        ((OTHER, "rate"), (OTHER, "connection"), (OTHER, "shaping")),
+    ),
     "volley_smtpd_sessions_open": GaugeSpec("SMTP listener sessions open now.", (), Agg.SUM, ((),)),
     "volley_intake_paused": GaugeSpec(
         "1 while intake is paused, by reason (disk_full).",

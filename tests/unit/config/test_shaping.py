@@ -67,7 +67,7 @@ def test_every_key() -> None:
         ({"increase_connections": 0}, "shaping.increase_connections: expected an integer >= 1"),
         ({"min_samples": 0}, "shaping.min_samples"),
         ({"floor_connections": 0}, "shaping.floor_connections"),
-        ({"floor_rate": "0/min"}, "shaping.floor_rate: '0/min': a rate must be above zero"),
+        ({"floor_rate": "0/min"}, "shaping.floor_rate: a rate must be positive; got '0/min'"),
         ({"floor_rate": True}, "shaping.floor_rate: expected a rate"),
         ({"window": "0s"}, "shaping.window: must be above 0"),
         ({"window": "soon"}, "shaping.window: expected a duration"),

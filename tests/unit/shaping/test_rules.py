@@ -85,7 +85,7 @@ def test_kumomta_spellings_read() -> None:
         ({"connections": 1}, r"connections and rate are for action reduce only"),
         ({"action": "reduce", "connections": 0}, r"\.connections: at least 1"),
         ({"action": "reduce", "connections": 1.5}, r"\.connections: a fraction must be"),
-        ({"action": "reduce", "rate": "0/s"}, r"\.rate: '0/s': a rate must be above zero"),
+        ({"action": "reduce", "rate": "0/s"}, r"\.rate: a rate must be positive; got '0/s'"),
         ({"action": "reduce", "rate": 3}, r"\.rate: expected a rate"),
         ({"duration": "soon"}, r"\.duration: 'soon' is not a length of time"),
         ({"duration": 0}, r"\.duration: must be above 0"),

@@ -1,10 +1,11 @@
-"""Rates and spans as shaping data writes them, KumoMTA's spellings included."""
+"""Lengths of time as shaping rules write them, KumoMTA's spellings included (rates:
+test_gcra.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.shaping.units import parse_rate, parse_span
+from engine.shaping.units import parse_span
 
 
 @pytest.mark.parametrize(
@@ -30,29 +31,3 @@ def test_spans(text: str, seconds: float) -> None:
 def test_bad_spans(text: str) -> None:
     with pytest.raises(ValueError, match="not a length of time"):
         parse_span(text)
-
-
-@pytest.mark.parametrize(
-    ("text", "per_second"),
-    [
-        ("10/min", 10 / 60),
-        ("1,000/hr", 1000 / 3600),
-        ("100/s", 100.0),
-        ("5/10m", 5 / 600),
-        ("10/minute", 10 / 60),
-        ("20000/h", 20000 / 3600),
-    ],
-)
-def test_rates(text: str, per_second: float) -> None:
-    assert parse_rate(text) == pytest.approx(per_second)
-
-
-@pytest.mark.parametrize("text", ["10", "10/", "/s", "ten/min", "10/fortnight"])
-def test_bad_rates(text: str) -> None:
-    with pytest.raises(ValueError, match=r"rate like|length of time"):
-        parse_rate(text)
-
-
-def test_a_zero_rate_is_refused() -> None:
-    with pytest.raises(ValueError, match="above zero"):
-        parse_rate("0/s")
