@@ -25,6 +25,7 @@ from engine.config.dkim import DkimDomain, dkim_dict, read_dkim
 from engine.config.helo import helo_name_error
 from engine.config.policy import DomainPolicy, policy_dict, read_policy
 from engine.config.providers import providers_dict, read_provider_tables
+from engine.config.shaping import ShapingSettings, read_shaping, shaping_dict
 from engine.config.smtpd import SmtpdSettings, read_smtpd, smtpd_dict
 from engine.config.suppress import (
     SuppressionSettings,
@@ -111,6 +112,7 @@ class Settings:
     providers: tuple[Provider, ...] = field(
         default_factory=lambda: tuple(shipped_providers().values())
     )
+    shaping: ShapingSettings = field(default_factory=ShapingSettings)
 
     def policy(self, domain: str) -> DomainPolicy:
         return self.domain_policies.get(domain, self.default_policy)
@@ -158,6 +160,7 @@ class Settings:
             "unsubscribe": unsubscribe_dict(self.unsubscribe),
             "shutdown": {"drain_timeout": self.drain_timeout},
             "providers": providers_dict(self.providers),
+            "shaping": shaping_dict(self.shaping),
             "domains": {"default": policy_dict(self.default_policy)}
             | {name: policy_dict(p) for name, p in self.domain_policies.items()},
         }
@@ -248,6 +251,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     drain = sh.duration("drain_timeout", d.drain_timeout)
     sh.finish()
     providers = read_provider_tables(root.table("providers"))
+    shaping = read_shaping(root.table("shaping"))
     domains = root.table("domains")
     default_policy = read_policy(domains.table("default"), DomainPolicy())
     per_domain: dict[str, DomainPolicy] = {}
@@ -292,6 +296,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         default_policy=default_policy,
         domain_policies=per_domain,
         providers=providers,
+        shaping=shaping,
     )
 
 

@@ -41,6 +41,7 @@ class Arbiter:
         self._send = send
         self._now = monotonic
         self._requests = 0
+        self._peak: dict[str, int] = {}  # key -> most slots held since `in_use` asked
 
     def on_message(self, k: int, msg: Message) -> None:
         kind = msg[0]
@@ -48,6 +49,9 @@ class Arbiter:
             _, req, key, limit = msg
             if self.leases.acquire(key, int(limit), k, req):
                 self._send(k, "grant", req)
+                held = self.leases.held(key)
+                if held > self._peak.get(key, 0):
+                    self._peak[key] = held
             else:
                 for holder in self.leases.holders(key):
                     if holder != k:
@@ -55,6 +59,9 @@ class Arbiter:
         elif kind == "release":
             for holder, req in self.leases.release(msg[1], k):
                 self._send(holder, "grant", req)
+                held = self.leases.held(msg[1])
+                if held > self._peak.get(msg[1], 0):
+                    self._peak[msg[1]] = held
         elif kind == "cancel":
             self.leases.cancel(msg[2], k, msg[1])
         elif kind == "rate":
@@ -68,6 +75,13 @@ class Arbiter:
                 self.rates.expire(now)
         elif kind == "rate_back":
             self.rates.give_back(list(msg[1]), [float(t) for t in msg[2]], self._now(), k)
+
+    def in_use(self, key: str) -> int | None:
+        """The most slots of `key` held at once since the last call (None: none taken
+        meanwhile), for adaptive shaping's "was the limit in use?"."""
+        peak = self._peak.pop(key, None)
+        held = self.leases.held(key)
+        return max(peak, held) if peak is not None else (held or None)
 
     def worker_gone(self, k: int) -> None:
         for _key, holder, req in self.leases.drop_holder(k):

@@ -45,6 +45,7 @@ from engine.net.targets import TargetRules, is_local_address, screen_route
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.outcome import Attempt, Outcomes
 from engine.runtime.pacing import Pacer, RateGrants
+from engine.runtime.shaping_feed import ShapingFeed
 from engine.runtime.sites import Leases, SiteAccess
 from engine.runtime.verdicts import Verdicts
 from engine.sched.classify import (
@@ -56,6 +57,7 @@ from engine.sched.queue import WorkQueue
 from engine.shaping.gcra import Rate
 from engine.shaping.limits import SiteLimits
 from engine.shaping.rates import Grant
+from engine.shaping.sites import Site
 from engine.smtp import LocalProtocolError
 from engine.smtp.encode import needs_smtputf8
 from engine.telemetry.catalog import CONNECTION_ERROR_KINDS
@@ -103,6 +105,7 @@ class Deliverer:
         kick: Callable[[], None],
         journal: InflightJournal | None = None,
         rates: RateGrants | None = None,
+        feed: ShapingFeed | None = None,
         open_session_fn: Callable[..., Awaitable[SmtpSession | ConnectFailure]] = open_session,
     ) -> None:
         self._s = settings
@@ -111,7 +114,9 @@ class Deliverer:
         self._queue = queue
         self._resolver = resolver
         self._verdicts = Verdicts(settings, shard, queue, outcomes, tally, clock, rng)
-        self._sites = SiteAccess(settings, leases, rates or _NoRates(), clock, self._contend)
+        self._feed = feed
+        self._sites = SiteAccess(settings, leases, rates or _NoRates(), clock, self._contend, feed)
+        self._site_of: dict[str, tuple[Site, SiteLimits]] = {}  # domain -> site, ceiling
         self._outcomes = outcomes
         self._tally = tally
         self._clock = clock
@@ -158,6 +163,7 @@ class Deliverer:
         """The queue forgot these idle domains (no connection is open to them): so do we."""
         for domain in domains:
             self._sites.forget(domain)
+            self._site_of.pop(domain, None)
             self._work.pop(domain, None)
             self._contended.pop(domain, None)
             if not self.open_sessions.get(domain):
@@ -183,7 +189,15 @@ class Deliverer:
             if isinstance(route, RouteFailure):
                 self._verdicts.fail_destination(domain, policy, route=route)
                 return
-            site, limits = self._sites.site(domain, route, policy)
+            site, ceiling = self._sites.site(domain, route, policy)
+            self._site_of[domain] = (site, ceiling)
+            limits, suspended, bouncing = self._sites.in_force(site, ceiling, self._clock.wall())
+            if bouncing is not None:
+                self._verdicts.bounce_ready(domain, site.name, bouncing)
+                return
+            if suspended is not None:
+                self._queue.pause(domain, suspended, "shaping")
+                return
             await self._sites.acquire(domain, site, limits, held)
             if not state.ready or self.draining:
                 return
@@ -193,6 +207,8 @@ class Deliverer:
                 return
             session = await self._connect(route, limits)
             if isinstance(session, ConnectFailure):
+                if self._feed is not None:
+                    self._feed.refused(site, ceiling, session)
                 self._connection_failed(domain, policy, session)
                 return
             self._tally.inc("volley_connections", "opened")
@@ -394,6 +410,8 @@ class Deliverer:
             # after restart; in memory it simply goes back.
             self._queue.untake(ref)
             raise
+        if self._feed is not None and (seen := self._site_of.get(ref.domain)) is not None:
+            self._feed.outcomes(seen[0], seen[1], outcomes)
         finished = self._verdicts.apply(ref, meta, body, outcomes, attempt, self._clock.wall())
         if journal is not None:
             # An entry that left the queue needs no prompt "-" (engine.runtime.inflight).

@@ -47,6 +47,7 @@ from engine.runtime.arbiter import Arbiter
 from engine.runtime.ipc import Channel, Message, open_channel
 from engine.runtime.listener import startup_problem
 from engine.runtime.reload import plan_reload
+from engine.runtime.shaping_service import ShapingService
 from engine.runtime.spawn import StderrTail, relay, worker_argv
 from engine.smtpd.clients import ClientTable
 from engine.smtpd.sockets import ListenError, Listening, bind_all, close_all, for_worker
@@ -105,6 +106,7 @@ class Supervisor:
         self._start_failure = asyncio.Event()
         self.admin: Admin | None = None
         self.suppression: Suppression | None = None
+        self.shaping: ShapingService | None = None
         self.smtpd: list[Listening] = []  # the listener's sockets, per address and worker
         self.clients = ClientTable()  # the listener's sessions per client address
 
@@ -164,6 +166,10 @@ class Supervisor:
             if self.suppression is not None:
                 await self.suppression.close()
             return 2
+        self.shaping = ShapingService.open(
+            self.s, self.exporter, self._broadcast, self.arbiter.in_use
+        )
+        shaping_ticks = asyncio.create_task(self.shaping.run())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig.name)
@@ -188,6 +194,7 @@ class Supervisor:
         sampler = asyncio.create_task(self._sample_spool())
         await self.stopping.wait()
         sampler.cancel()
+        shaping_ticks.cancel()
         await self._stop_all()
         await self._close_services()
         if self._stop_asked:
@@ -196,6 +203,8 @@ class Supervisor:
         return 0
 
     async def _close_services(self) -> None:
+        if self.shaping is not None:
+            self.shaping.close()
         if self.admin is not None:
             await self.admin.close()
         if self.suppression is not None:
@@ -255,6 +264,9 @@ class Supervisor:
             self.admin.service.reopen_log(self.s.log_path)
         if self.suppression is not None:
             self.suppression.reconfigure(self.s)
+        if self.shaping is not None:
+            self.shaping.reconfigure(self.s)
+            self.shaping.reopen_log()
         applied = ", ".join(plan.applied) if plan.applied else "nothing changed"
         print(f"volley: SIGHUP: configuration reloaded: {applied}", file=sys.stderr, flush=True)
         if plan.at_restart:
@@ -348,6 +360,8 @@ class Supervisor:
         h.channel.send("config", self.s.to_dict(), start_info)
         if self.admin is not None:
             h.channel.send("suspensions", self.admin.service.suspension_message())
+        if self.shaping is not None:
+            h.channel.send(*self.shaping.table_message())
         h.started = time.monotonic()
         self._set_alive()
         h.watcher = asyncio.create_task(self._watch(h))
@@ -427,6 +441,11 @@ class Supervisor:
     def _live(self) -> list[int]:
         return [k for k, h in self.workers.items() if h.channel is not None]
 
+    def _broadcast(self, *msg: object) -> None:
+        for h in self.workers.values():
+            if h.channel is not None:
+                h.channel.send(*msg)
+
     def _send(self, k: int, *msg: object) -> None:
         h = self.workers.get(k)
         if h is not None and h.channel is not None:
@@ -436,6 +455,8 @@ class Supervisor:
         kind = msg[0]
         if kind in Arbiter.KINDS:
             self.arbiter.on_message(k, msg)
+        elif kind == "shaping" and self.shaping is not None:
+            self.shaping.on_report(msg)
         elif kind == "metrics":
             self.exporter.apply(k, msg[1], msg[2], msg[3])
         elif kind == "smtpd_open":

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import random
 import sys
+import time
 import traceback
 from typing import Any
 
 from engine.clock import Clock
 from engine.config import DomainPolicy, Settings
-from engine.model import ConnectFailure, RecipientOutcome
+from engine.model import ConnectFailure, Disposition, Origin, RecipientOutcome
 from engine.net.mx import RouteFailure, RouteFailureKind
 from engine.runtime.outcome import Attempt, Outcomes
 from engine.sched.backoff import retry_delay
@@ -28,6 +29,10 @@ from engine.telemetry.metrics import Tally
 from spool import CorruptEntry, EntryRef, ShardQueue
 
 __all__ = ["Verdicts"]
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
 
 
 class Verdicts:
@@ -51,6 +56,23 @@ class Verdicts:
 
     def reconfigure(self, settings: Settings) -> None:
         self._s = settings
+
+    def bounce_ready(self, domain: str, site: str, until: float) -> None:
+        """A shaping rule in force bounces the site's mail (its `bounce` action): every
+        ready entry of `domain` is bounced, with a report to its sender."""
+        now = self._clock.wall()
+        text = f"bounced: a shaping rule in force for {site} until {_utc(until)} says so"
+        for ref in self._queue.take_all(domain):
+            assert isinstance(ref, EntryRef)
+            loaded = self.load(ref, now)
+            if loaded is None:
+                continue
+            meta, body = loaded
+            outcomes = [
+                RecipientOutcome(r, Disposition.BOUNCED, 550, "5.0.0", text, Origin.LOCAL)
+                for r in meta["rcpts"]
+            ]
+            self.apply(ref, meta, body, outcomes, Attempt(None, None), now)
 
     def fail_destination(
         self,

@@ -44,3 +44,14 @@ def test_rate_requests_get_instants_and_unused_ones_come_back() -> None:
     a.on_message(0, ("rate_back", ["s#msg"], [10.5]))
     a.on_message(1, ("rate", 1, ["s#msg"], [[4.0, 1.0, 1]], 1))
     assert sent.msgs[-1][3] == pytest.approx([10.5])
+
+
+def test_in_use_is_the_most_slots_held_since_last_asked() -> None:
+    a = Arbiter(Sent(), monotonic=lambda: 0.0)
+    assert a.in_use("s") is None  # never taken
+    for req in (1, 2, 3):
+        a.on_message(0, ("acquire", req, "s", 5))
+    a.on_message(0, ("release", "s"))
+    a.on_message(0, ("release", "s"))
+    assert a.in_use("s") == 3
+    assert a.in_use("s") == 1  # now: the one still held
