@@ -24,6 +24,8 @@ from engine.config.bounce import BounceSettings, bounce_dict, read_bounce
 from engine.config.dkim import DkimDomain, dkim_dict, read_dkim
 from engine.config.helo import helo_name_error
 from engine.config.policy import DomainPolicy, policy_dict, read_policy
+from engine.config.providers import providers_dict, read_provider_tables
+from engine.config.shaping import ShapingSettings, read_shaping, shaping_dict
 from engine.config.smtpd import SmtpdSettings, read_smtpd, smtpd_dict
 from engine.config.suppress import (
     SuppressionSettings,
@@ -35,6 +37,7 @@ from engine.config.suppress import (
 )
 from engine.config.values import ConfigError, Table, check_ca_file, check_listen, parse_address
 from engine.model import SmtpTimeouts
+from engine.shaping.providers import Provider, shipped_providers
 
 __all__ = ["Settings", "from_dict", "load_settings"]
 
@@ -111,6 +114,11 @@ class Settings:
     unsubscribe: UnsubscribeSettings | None = None  # None: [unsubscribe] is not configured
     default_policy: DomainPolicy = field(default_factory=DomainPolicy)
     domain_policies: Mapping[str, DomainPolicy] = field(default_factory=dict)
+    # The shipped providers (engine/shaping/providers.toml) with [providers.NAME] applied.
+    providers: tuple[Provider, ...] = field(
+        default_factory=lambda: tuple(shipped_providers().values())
+    )
+    shaping: ShapingSettings = field(default_factory=ShapingSettings)
 
     def policy(self, domain: str) -> DomainPolicy:
         return self.domain_policies.get(domain, self.default_policy)
@@ -162,6 +170,8 @@ class Settings:
             "suppression": suppression_dict(self.suppression),
             "unsubscribe": unsubscribe_dict(self.unsubscribe),
             "shutdown": {"drain_timeout": self.drain_timeout},
+            "providers": providers_dict(self.providers),
+            "shaping": shaping_dict(self.shaping),
             "domains": {"default": policy_dict(self.default_policy)}
             | {name: policy_dict(p) for name, p in self.domain_policies.items()},
         }
@@ -222,7 +232,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     ignore = sm.networks("ignore_target_hosts", d.ignore_target_hosts)
     mx_address_limit = sm.integer("mx_address_limit", d.mx_address_limit, 1)
     mx_session_limit = sm.integer("mx_session_limit", d.mx_session_limit, 1)
-    ca_file = check_ca_file("smtp.tls_ca_file", sm.get("tls_ca_file"))
+    ca_file = check_ca_file("smtp.tls_ca_file", sm.path("tls_ca_file"))
     lifetime = sm.duration("max_connection_lifetime", d.max_connection_lifetime)
     if lifetime <= 0:
         raise ConfigError("smtp.max_connection_lifetime: must be above 0")
@@ -258,6 +268,8 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     sh = root.table("shutdown")
     drain = sh.duration("drain_timeout", d.drain_timeout)
     sh.finish()
+    providers = read_provider_tables(root.table("providers"))
+    shaping = read_shaping(root.table("shaping"))
     domains = root.table("domains")
     default_policy = read_policy(domains.table("default"), DomainPolicy())
     per_domain: dict[str, DomainPolicy] = {}
@@ -304,6 +316,8 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         drain_timeout=drain,
         default_policy=default_policy,
         domain_policies=per_domain,
+        providers=providers,
+        shaping=shaping,
     )
 
 

@@ -298,7 +298,7 @@ def test_tls_defaults() -> None:
     [
         ("/nonexistent/ca.pem", "cannot read /nonexistent/ca.pem"),
         ("NOT-PEM", "holds no usable PEM certificate"),
-        (7, 'expected a file name or ""'),
+        (7, "expected a file path"),
     ],
 )
 def test_a_bad_ca_file_is_one_line_naming_the_key(
