@@ -44,6 +44,7 @@ from engine.model import (
 from engine.net.mx import Route, RouteFailure, RouteFailureKind
 from engine.net.session import SmtpSession, open_session
 from engine.net.targets import TargetRules, is_local_address, screen_route
+from engine.runtime.egress import EgressAccess, Outbound, QuotaGrants
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.outcome import Attempt, Outcomes
 from engine.runtime.pacing import Pacer, RateGrants
@@ -107,6 +108,7 @@ class Deliverer:
         kick: Callable[[], None],
         journal: InflightJournal | None = None,
         rates: RateGrants | None = None,
+        quota: QuotaGrants | None = None,
         open_session_fn: Callable[..., Awaitable[SmtpSession | ConnectFailure]] = open_session,
     ) -> None:
         self._s = settings
@@ -115,6 +117,7 @@ class Deliverer:
         self._queue = queue
         self._resolver = resolver
         self._sites = SiteAccess(settings, leases, rates or _NoRates(), clock, self._contend)
+        self.egress = EgressAccess(settings, queue, clock, rng, tally, quota)
         self._outcomes = outcomes
         self._tally = tally
         self._clock = clock
@@ -134,6 +137,7 @@ class Deliverer:
         self._s = settings
         self._targets = TargetRules.from_settings(settings)
         self._sites.reconfigure(settings)
+        self.egress.reconfigure(settings)
 
     @property
     def waiting_for_slot(self) -> Mapping[str, int]:
@@ -160,6 +164,7 @@ class Deliverer:
         """The queue forgot these idle domains (no connection is open to them): so do we."""
         for domain in domains:
             self._sites.forget(domain)
+            self.egress.forget(domain)
             self._work.pop(domain, None)
             self._contended.pop(domain, None)
             if not self.open_sessions.get(domain):
@@ -180,12 +185,17 @@ class Deliverer:
         policy = self._s.policy(domain)
         state = self._queue.domain(domain)
         held: list[str] = []
+        out = self.egress.outbound()  # smtp.source_address until a source is chosen
         try:
             route = await self._resolve(domain)
             if isinstance(route, RouteFailure):
                 self._fail_destination(domain, policy, route=route)
                 return
             site, limits = self._sites.site(domain, route, policy)
+            if (later := await self.egress.choose(domain, site, limits, out)) is not None:
+                self._pause(domain, later, "warmup")
+                return
+            site, limits = out.apply(site, limits)  # keys per (source, site); quota caps
             await self._sites.acquire(domain, site, limits, held)
             if not state.ready or self.draining:
                 return
@@ -193,7 +203,7 @@ class Deliverer:
             if later is not None:
                 self._pause(domain, later, "rate")
                 return
-            session = await self._connect(route, limits)
+            session = await self._connect(out.reachable(route), limits, out)
             if isinstance(session, ConnectFailure):
                 self._connection_failed(domain, policy, session)
                 return
@@ -206,7 +216,8 @@ class Deliverer:
             self._kick()
             self.open_sessions[domain] += 1
             try:
-                broke = await self._serve(session, domain, limits, self._sites.pacer(site, limits))
+                pacer = self._sites.pacer(site, limits, out.counter)
+                broke = await self._serve(session, domain, limits, pacer)
             finally:
                 self.open_sessions[domain] -= 1
                 self._count_error(session.failure)
@@ -216,6 +227,7 @@ class Deliverer:
         finally:
             state.connections -= 1
             self._sites.release(domain, held)
+            self.egress.release(out)
             self._kick()
 
     async def _resolve(self, domain: str) -> Route | RouteFailure:
@@ -230,7 +242,9 @@ class Deliverer:
                 domain, RouteFailureKind.TEMPORARY, f"local error: {type(exc).__name__}: {exc}"
             )
 
-    async def _connect(self, route: Route, limits: SiteLimits) -> SmtpSession | ConnectFailure:
+    async def _connect(
+        self, route: Route, limits: SiteLimits, out: Outbound
+    ) -> SmtpSession | ConnectFailure:
         last: ConnectFailure | None = None
         # smtp.mx_session_limit counts addresses that answered the connect (Postfix's
         # smtp_mx_session_limit): refused or unreachable ones cost nothing to skip.
@@ -243,8 +257,8 @@ class Deliverer:
                     address,
                     self._s.smtp_port,
                     mx_host=host.name,
-                    helo_name=self._s.helo_name,
-                    source_address=self._s.source_address,
+                    helo_name=out.helo,
+                    source_address=out.address,
                     tls=limits.tls,
                     timeouts=self._s.smtp_timeouts,
                     lifetime=self._s.max_connection_lifetime,
