@@ -88,8 +88,9 @@ class Outbound:
     def reachable(self, route: Route) -> Route:
         """`route` with only the addresses our bound address can reach: an IPv6 source
         cannot connect to an IPv4 MX address, nor the reverse (a host left with none is
-        left out; none at all is "no MX host address", a deferral)."""
-        if self.address is None:
+        left out; none at all is "no MX host address", a deferral).  Without a source,
+        the route as it is (smtp.source_address behaves as it always did)."""
+        if self.source is None or self.address is None:
             return route
         version = ipaddress.ip_address(self.address).version
         hosts = []
