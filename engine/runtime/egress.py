@@ -137,8 +137,11 @@ class EgressAccess:
     def reconfigure(self, settings: Settings) -> None:
         self._s = settings
         self._providers = {p.name: p for p in settings.providers}
-        self._chooser.reset()  # a new schedule may have quota where the old had none
+        # A new schedule or pool may have quota where the old had none: forget what was
+        # learnt, and let the destinations waiting for the next UTC day try again now.
+        self._chooser.reset()
         self._fanout.clear()
+        self._queue.unpause("warmup")
 
     def outbound(self) -> Outbound:
         """A connection's egress before a source is chosen: smtp.source_address and

@@ -197,3 +197,11 @@ async def test_a_reload_forgets_what_was_learnt() -> None:
     w.egress.reconfigure(_settings(**{"d.test": {"egress_pool": "both"}}))
     out, later = await w.choose()
     assert later is None and out.source == "cold"
+
+
+async def test_a_reload_ends_the_wait_for_the_next_day() -> None:
+    w = World(_settings(**{"d.test": {"egress_pool": "warm"}}), ready=10)
+    w.queue.pause("d.test", NOON + 3600.0, "warmup")
+    w.queue.pause("e.test", NOON + 1.0, "rate")
+    w.egress.reconfigure(w.settings)
+    assert w.queue.paused("d.test") is None and w.queue.paused("e.test") == "rate"
