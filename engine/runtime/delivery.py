@@ -43,6 +43,7 @@ from engine.net.mx import Route, RouteFailure, RouteFailureKind
 from engine.net.session import SmtpSession, open_session
 from engine.net.sts import StsResolver
 from engine.net.targets import TargetRules, is_local_address, screen_route
+from engine.runtime.egress import EgressAccess, Outbound, QuotaGrants
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.outcome import Attempt, Outcomes
 from engine.runtime.pacing import Pacer, RateGrants
@@ -108,6 +109,7 @@ class Deliverer:
         journal: InflightJournal | None = None,
         rates: RateGrants | None = None,
         feed: ShapingFeed | None = None,
+        quota: QuotaGrants | None = None,
         open_session_fn: Callable[..., Awaitable[SmtpSession | ConnectFailure]] = open_session,
         sts: StsResolver | None = None,
     ) -> None:
@@ -120,6 +122,8 @@ class Deliverer:
         self._feed = feed
         self._sites = SiteAccess(settings, leases, rates or _NoRates(), clock, self._contend, feed)
         self._site_of: dict[str, tuple[Site, SiteLimits]] = {}  # domain -> site, ceiling
+        self._sites = SiteAccess(settings, leases, rates or _NoRates(), clock, self._contend)
+        self.egress = EgressAccess(settings, queue, clock, rng, tally, quota)
         self._outcomes = outcomes
         self._tally = tally
         self._clock = clock
@@ -141,6 +145,7 @@ class Deliverer:
         self._tls.reconfigure(settings)
         self._sites.reconfigure(settings)
         self._verdicts.reconfigure(settings)
+        self.egress.reconfigure(settings)
 
     @property
     def waiting_for_slot(self) -> Mapping[str, int]:
@@ -168,6 +173,7 @@ class Deliverer:
         for domain in domains:
             self._sites.forget(domain)
             self._site_of.pop(domain, None)
+            self.egress.forget(domain)
             self._work.pop(domain, None)
             self._contended.pop(domain, None)
             if not self.open_sessions.get(domain):
@@ -188,6 +194,7 @@ class Deliverer:
         policy = self._s.policy(domain)
         state = self._queue.domain(domain)
         held: list[str] = []
+        out = self.egress.outbound()  # smtp.source_address until a source is chosen
         try:
             route = await self._resolve(domain)
             if isinstance(route, RouteFailure):
@@ -202,6 +209,10 @@ class Deliverer:
             if suspended is not None:
                 self._queue.pause(domain, suspended, "shaping")
                 return
+            if (later := await self.egress.choose(domain, site, limits, out)) is not None:
+                self._pause(domain, later, "warmup")
+                return
+            site, limits = out.apply(site, limits)  # keys per (source, site); quota caps
             await self._sites.acquire(domain, site, limits, held)
             if not state.ready or self.draining:
                 return
@@ -209,7 +220,7 @@ class Deliverer:
             if later is not None:
                 self._pause(domain, later, "rate")
                 return
-            session = await self._connect(route, limits)
+            session = await self._connect(out.reachable(route), limits, out)
             if isinstance(session, ConnectFailure):
                 if self._feed is not None:
                     self._feed.refused(site, ceiling, session)
@@ -224,7 +235,8 @@ class Deliverer:
             self._kick()
             self.open_sessions[domain] += 1
             try:
-                broke = await self._serve(session, domain, limits, self._sites.pacer(site, limits))
+                pacer = self._sites.pacer(site, limits, out.counter)
+                broke = await self._serve(session, domain, limits, pacer)
             finally:
                 self.open_sessions[domain] -= 1
                 self._count_error(session.failure)
@@ -234,6 +246,7 @@ class Deliverer:
         finally:
             state.connections -= 1
             self._sites.release(domain, held)
+            self.egress.release(out)
             self._kick()
 
     async def _resolve(self, domain: str) -> Route | RouteFailure:
@@ -252,7 +265,9 @@ class Deliverer:
                 domain, RouteFailureKind.TEMPORARY, f"local error: {type(exc).__name__}: {exc}"
             )
 
-    async def _connect(self, route: Route, limits: SiteLimits) -> SmtpSession | ConnectFailure:
+    async def _connect(
+        self, route: Route, limits: SiteLimits, out: Outbound
+    ) -> SmtpSession | ConnectFailure:
         last: ConnectFailure | None = None
         # smtp.mx_session_limit counts addresses that answered the connect (Postfix's
         # smtp_mx_session_limit): refused or unreachable ones cost nothing to skip.
@@ -266,8 +281,8 @@ class Deliverer:
                     address,
                     self._s.smtp_port,
                     mx_host=host.name,
-                    helo_name=self._s.helo_name,
-                    source_address=self._s.source_address,
+                    helo_name=out.helo,
+                    source_address=out.address,
                     tls=limits.tls,
                     timeouts=self._s.smtp_timeouts,
                     lifetime=self._s.max_connection_lifetime,
