@@ -5,9 +5,10 @@ Responsible for: `LeaseClient`, the worker side of the connection-slot protocol 
 supervisor arbitrates slots across workers: engine.sched.leases, over engine.runtime.ipc),
 `RateClient`, the worker side of the rate protocol (batches of send instants:
 engine.shaping.rates), `QuotaClient`, the worker side of the warm-up quota protocol
-(messages of a source's day: engine.shaping.quota), and `CountingResolver`, the MX
-resolver with each resolution counted for metrics (a cache hit, a query, or a failed
-query).
+(messages of a source's day: engine.shaping.quota), `Arbitrated`, the four together with
+the shaping feed (engine.runtime.shaping_feed) and one dispatcher of the supervisor's
+answers, and `CountingResolver`, the MX resolver with each resolution counted for metrics
+(a cache hit, a query, or a failed query).
 Not responsible for: deciding grants (the supervisor), resolving (engine.net.mx), or what
 a worker does with either (engine.runtime.delivery).
 """
@@ -17,7 +18,8 @@ from __future__ import annotations
 import asyncio
 
 from engine.net.mx import MxResolver, Route, RouteFailure
-from engine.runtime.ipc import Channel
+from engine.runtime.ipc import Channel, Message
+from engine.runtime.shaping_feed import ShapingFeed
 from engine.shaping.gcra import Rate
 from engine.shaping.quota import QuotaGrant
 from engine.shaping.rates import Grant
@@ -146,3 +148,30 @@ class CountingResolver:
             result = "miss"
         self._tally.inc("volley_dns_lookups", result)
         return got
+
+
+class Arbitrated:
+    """The worker's ends of everything the supervisor arbitrates for all workers:
+    connection leases, rate instants, warm-up quota, and adaptive shaping (reports out,
+    the table in force back).  `on_message` takes the supervisor's answers."""
+
+    def __init__(self, channel: Channel, tally: Tally) -> None:
+        self.leases = LeaseClient(channel)
+        self.rates = RateClient(channel)
+        self.quota = QuotaClient(channel)
+        self.shaping = ShapingFeed(channel.send, tally)
+
+    def on_message(self, msg: Message) -> bool:
+        """Take `msg` if it is an answer to one of these; False if it is not."""
+        kind = msg[0]
+        if kind == "grant":
+            self.leases.granted(msg[1])
+        elif kind == "rate_grant":
+            self.rates.granted(msg[1], msg[2], msg[3])
+        elif kind == "quota_grant":
+            self.quota.granted(msg[1], msg[2], msg[3])
+        elif kind == "shaping_limits":
+            self.shaping.apply(msg[1])
+        else:
+            return False
+        return True

@@ -43,8 +43,7 @@ from engine.runtime.intake import IntakeBatch, Pickup, interrupted_take, take_ba
 from engine.runtime.ipc import Channel, Message, open_channel
 from engine.runtime.listener import SmtpListener
 from engine.runtime.outcome import Outcomes
-from engine.runtime.peers import CountingResolver, LeaseClient, QuotaClient, RateClient
-from engine.runtime.shaping_feed import ShapingFeed
+from engine.runtime.peers import Arbitrated, CountingResolver
 from engine.runtime.tlsguard import sts_resolver
 from engine.runtime.writebehind import WriteBehind
 from engine.sched.queue import WorkQueue
@@ -87,10 +86,7 @@ class Worker:
         self.tally = Tally()
         self.behind = WriteBehind()
         self.log = EventLog(settings.log_path, shard_no, writer=self.behind.append)
-        self.leases = LeaseClient(channel)
-        self.rates = RateClient(channel)
-        self.shaping = ShapingFeed(channel.send, self.tally)
-        self.quota = QuotaClient(channel)
+        self.shared = Arbitrated(channel, self.tally)
         self._kick = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -138,10 +134,10 @@ class Worker:
             shard=self.shard,
             queue=self.queue,
             resolver=CountingResolver(mx, self.tally),
-            leases=self.leases,
-            rates=self.rates,
-            feed=self.shaping,
-            quota=self.quota,
+            leases=self.shared.leases,
+            rates=self.shared.rates,
+            feed=self.shared.shaping,
+            quota=self.shared.quota,
             outcomes=self.outcomes,
             tally=self.tally,
             clock=clock,
@@ -180,14 +176,8 @@ class Worker:
     # -- control messages ------------------------------------------------------------
     def on_message(self, msg: Message) -> None:
         kind = msg[0]
-        if kind == "grant":
-            self.leases.granted(msg[1])
-        elif kind == "rate_grant":
-            self.rates.granted(msg[1], msg[2], msg[3])
-        elif kind == "shaping_limits":
-            self.shaping.apply(msg[1])
-        elif kind == "quota_grant":
-            self.quota.granted(msg[1], msg[2], msg[3])
+        if self.shared.on_message(msg):
+            pass
         elif kind == "contend":
             self.deliverer.contend(msg[1])
         elif kind == "drain":
@@ -426,7 +416,7 @@ class Worker:
                 self.queue.refresh_oldest()
                 self._oldest_at = now
             set_domain_gauges(t, self.queue, self.deliverer, now)
-        self.shaping.flush()
+        self.shared.shaping.flush()
         counts, gauges, histograms = t.drain()
         self.channel.send("metrics", counts, gauges, histograms)
         self.suppression.flush()
