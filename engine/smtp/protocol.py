@@ -153,6 +153,11 @@ class ClientProtocol(Transactions):
         self._send(Command.QUIT)
         return encode.quit()
 
+    @property
+    def has_output(self) -> bool:
+        """Bytes are due (`data_to_send` would return some)."""
+        return bool(self._out)
+
     def data_to_send(self) -> bytes:
         """Bytes that replies made due (next lock-step command, content, a lone ".")."""
         if not self._out:
