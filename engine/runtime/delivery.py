@@ -22,7 +22,7 @@ import random
 import sys
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -30,17 +30,17 @@ from engine.clock import Clock
 from engine.config import DomainPolicy, Settings
 from engine.model import (
     ConnectFailure,
-    Disposition,
     FailureKind,
-    Origin,
     Phase,
     RecipientOutcome,
     Transaction,
     TransportFailure,
+    TxnResult,
 )
 from engine.net.mx import Route, RouteFailure, RouteFailureKind
 from engine.net.session import SmtpSession, open_session
 from engine.net.targets import TargetRules, is_local_address, screen_route
+from engine.runtime.flight import Flight, local_error, recipient_batches, start_batch
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.outcome import Attempt, Outcomes
 from engine.sched.backoff import retry_delay
@@ -48,12 +48,8 @@ from engine.sched.classify import (
     classify_connect_failure,
     classify_route_failure,
     classify_txn,
-    precheck,
-    refuse_unsendable,
 )
 from engine.sched.queue import WorkQueue
-from engine.smtp import LocalProtocolError
-from engine.smtp.encode import needs_smtputf8
 from engine.telemetry.catalog import CONNECTION_ERROR_KINDS
 from engine.telemetry.metrics import Tally, counter_key, reply_key
 from spool import CorruptEntry, EntryRef, ShardQueue
@@ -254,27 +250,46 @@ class Deliverer:
     async def _serve(
         self, session: SmtpSession, domain: str, policy: DomainPolicy
     ) -> ConnectFailure | None:
-        """Send ready entries over `session`.  Returns the failure when the peer broke the
-        session before one transaction completed on it: that is a failed connection, the
-        same as one that never became ready (a server that closes at MAIL, or answers it
-        with 421, must not get a new connection per queued message)."""
+        """Send ready entries over `session`, up to `smtp.pipeline_depth` transactions in
+        flight (RFC 2920: the next entries' transactions leave behind the oldest one's
+        content; 1 = one at a time).  Outcomes are recorded in the order the entries were
+        taken.  Returns the failure when the peer broke the session before one transaction
+        completed on it: that is a failed connection, the same as one that never became
+        ready (a server that closes at MAIL, or answers it with 421, must not get a new
+        connection per queued message)."""
         attempt = Attempt(session.mx_host, session.address)  # the same for every message
+        depth = self._s.pipeline_depth
+        cap = policy.max_messages_per_connection
+        flights: deque[Flight] = deque()
         sent = 0
-        while (
-            sent < policy.max_messages_per_connection
-            and session.is_reusable()
-            and not self.draining
-        ):
-            ref = self._queue.take(domain)
-            if ref is None:
+        try:
+            while True:
+                while len(flights) < depth and sent < cap and not self.draining:
+                    if not session.can_start():
+                        break
+                    ref = self._queue.take(domain)
+                    if ref is None:
+                        break
+                    assert isinstance(ref, EntryRef)
+                    if sent:
+                        self._tally.bump(_REUSED)
+                    sent += 1
+                    flight = self._begin(session, ref, policy)
+                    if flight is not None:
+                        flights.append(flight)
+                if flights:
+                    await self._finish(session, flights.popleft(), attempt)
+                    continue  # the oldest is recorded: start the next behind the rest
+                if sent >= cap or self.draining or not session.is_reusable():
+                    break
                 if not await self._wait_for_work(domain):
                     return None
-                continue
-            assert isinstance(ref, EntryRef)
-            if sent:
-                self._tally.bump(_REUSED)
-            sent += 1
-            await self._deliver(session, ref, policy, attempt)
+        except BaseException:
+            # Cancelled (shutdown): the entries stay as they are on disk and are retried
+            # after restart; in memory they simply go back.
+            for flight in flights:
+                self._queue.untake(flight.ref)
+            raise
         failure = session.failure
         if (
             failure is None
@@ -309,85 +324,70 @@ class Deliverer:
         finally:
             self.idle_sessions[domain] -= 1
 
-    async def _deliver(
-        self, session: SmtpSession, ref: EntryRef, policy: DomainPolicy, attempt: Attempt
-    ) -> None:
-        """One entry: its transactions (max_recipients_per_transaction recipients each),
-        then its outcome.  Whatever happens, every recipient gets a verdict."""
-        now = self._clock.wall()
-        loaded = self._load(ref, now)
+    def _begin(self, session: SmtpSession, ref: EntryRef, policy: DomainPolicy) -> Flight | None:
+        """Load `ref` and start its first transaction (behind those in flight); None when
+        the entry is gone or corrupt (already handled)."""
+        loaded = self._load(ref, self._clock.wall())
         if loaded is None:
-            return
+            return None
         meta, body = loaded
-        rcpts: list[str] = meta["rcpts"]
         size = policy.max_recipients_per_transaction
-        journal = self._journal
-        if journal is not None:
-            journal.start(ref.name)
-        outcomes: list[RecipientOutcome] = []
-        try:
-            for i in range(0, len(rcpts), size):
-                batch = rcpts[i : i + size]
-                try:
-                    outcomes.extend(await self._transaction(session, meta, body, batch))
-                except Exception as exc:
-                    # A bug of ours: the session's state is unknown, so it goes; the
-                    # recipients are deferred with the reason (then retried, expired after
-                    # max_age), never handed straight back to the queue (issue #14, #3).
-                    session.abort(f"local error: {exc!r}")
-                    self._internal_error(f"delivering {ref.name}", exc)
-                    outcomes.extend(_local_error(batch, exc))
-        except BaseException:
-            # Cancelled (shutdown): the entry stays as it is on disk and is retried
-            # after restart; in memory it simply goes back.
-            self._queue.untake(ref)
-            raise
-        finished = self._apply(ref, meta, body, outcomes, attempt, self._clock.wall())
-        if journal is not None:
-            # An entry that left the queue needs no prompt "-" (engine.runtime.inflight).
-            journal.done(ref.name, lazy=finished)
+        flight = Flight(ref, meta, body, recipient_batches(meta["rcpts"], size))
+        if self._journal is not None:
+            self._journal.start(ref.name)  # before any byte of it leaves
+        self._launch(session, flight)
+        return flight
 
-    async def _transaction(
-        self, session: SmtpSession, meta: dict[str, Any], body: bytes, rcpts: list[str]
-    ) -> list[RecipientOutcome]:
-        """One SMTP transaction for `rcpts`; a verdict per recipient."""
-        sender: str = meta["sender"]
-        smtputf8 = bool(meta.get("smtputf8"))
-        if smtputf8 and not session.supports("SMTPUTF8"):
-            # Entries queued before needs_smtputf8 existed say "smtputf8" for a non-ASCII
-            # domain too; only a non-ASCII local part really needs it (issue #14, #7).
-            smtputf8 = needs_smtputf8(sender) or any(map(needs_smtputf8, rcpts))
-        txn = Transaction(
-            sender=sender,
-            recipients=tuple(rcpts),
-            body=body,
-            body_8bit=bool(meta.get("8bit")),
-            smtputf8=smtputf8,
-        )
-        refused = precheck(
-            txn, smtputf8=session.supports("SMTPUTF8"), size_limit=session.size_limit
-        )
-        if refused is not None:
-            return refused
-        if not session.is_reusable():
-            detail = "connection closed before this transaction"
-            return [
-                RecipientOutcome(
-                    r, Disposition.DEFERRED, 451, "4.4.2", detail, Origin.CONNECTION, "closed"
-                )
-                for r in rcpts
-            ]
-        started = time.perf_counter()
+    def _launch(self, session: SmtpSession, flight: Flight) -> None:
+        """Start the flight's next batch of recipients; verdicts known without sending
+        go straight to its outcomes (and the batch after it is tried)."""
+        while flight.rest and flight.pending is None:
+            batch = flight.rest.pop(0)
+            try:
+                verdicts, flight.pending = start_batch(session, flight.meta, flight.body, batch)
+            except Exception as exc:
+                self._local_failure(session, flight, batch, exc)
+                continue
+            flight.started = time.perf_counter()
+            flight.outcomes += verdicts
+
+    async def _finish(self, session: SmtpSession, flight: Flight, attempt: Attempt) -> None:
+        """Wait for the flight's transactions (its later batches start one by one), then
+        record its outcome.  Whatever happens, every recipient gets a verdict."""
         try:
-            result = await session.send(txn)
-        except LocalProtocolError:
-            # An address the encoder refuses (intake refuses those now: an entry from an
-            # older version).  Nothing was sent; fail those addresses, send the rest.
-            split = refuse_unsendable(txn)
-            if split is None:
-                raise
-            bad, rest = split
-            return bad + (await self._transaction(session, meta, body, list(rest)) if rest else [])
+            while flight.pending is not None:
+                txn, handle = flight.pending
+                try:
+                    result = await session.result(handle)
+                    flight.outcomes += self._verdicts(txn, result, flight.started)
+                except Exception as exc:
+                    self._local_failure(session, flight, list(txn.recipients), exc)
+                flight.pending = None
+                self._launch(session, flight)
+        except BaseException:
+            self._queue.untake(flight.ref)  # cancelled: see _serve
+            raise
+        ref = flight.ref
+        now = self._clock.wall()
+        finished = self._apply(ref, flight.meta, flight.body, flight.outcomes, attempt, now)
+        if self._journal is not None:
+            # An entry that left the queue needs no prompt "-" (engine.runtime.inflight).
+            self._journal.done(ref.name, lazy=finished)
+
+    def _local_failure(
+        self, session: SmtpSession, flight: Flight, batch: list[str], exc: Exception
+    ) -> None:
+        """A bug of ours: the session's state is unknown, so it goes; the recipients are
+        deferred with the reason (then retried, expired after max_age), never handed
+        straight back to the queue (issue #14, #3)."""
+        session.abort(f"local error: {exc!r}")
+        self._internal_error(f"delivering {flight.ref.name}", exc)
+        flight.outcomes += local_error(batch, exc)
+
+    def _verdicts(
+        self, txn: Transaction, result: TxnResult, started: float
+    ) -> list[RecipientOutcome]:
+        """Count one finished transaction and classify it: a verdict per recipient."""
         tally = self._tally
         tally.bump(_TRANSACTIONS)
         tally.observe("volley_smtp_transaction_seconds", time.perf_counter() - started)
@@ -464,10 +464,3 @@ class Deliverer:
         except CorruptEntry as e:
             self._outcomes.quarantine(ref, f"cannot decode spool entry: {e.reason}", "corrupt", now)
         return None
-
-
-def _local_error(rcpts: list[str], exc: BaseException) -> list[RecipientOutcome]:
-    detail = f"local error: {type(exc).__name__}: {exc}"
-    return [
-        RecipientOutcome(r, Disposition.DEFERRED, 451, "4.3.0", detail, Origin.LOCAL) for r in rcpts
-    ]
