@@ -4,7 +4,15 @@ account for every (Message-ID, recipient) pair and every duplicate.
 Responsible for: `kill9_run` and its `KillRunReport`, shared by
 tests/integration/test_crash_kill9_all.py and bench/soak_kill9.py; it raises only when a
 promise is broken (a pair lost, a torn log line that is not the last, a recipient sent
-again after its delivery was logged).
+again after its delivery was recorded).
+
+What may be sent twice is counted, not guessed: at each kill, once the receivers have
+seen every connection of the dead processes close, a transaction the receivers accepted
+from that incarnation (they recorded it at end of data) whose recipient the spool still
+lists as pending is *accepted but unrecorded* — Volley will send it again.  Every
+transaction resent after that kill must be one of those (`accepted_unrecorded_per_kill`);
+how many there can be is the README's bound, pipeline depth x open connections plus the
+finished entries still on their way to the spool, which the callers assert.
 Not responsible for: the process and spool helpers it uses (tests.support.crash), or
 asserting what a scenario decides (the caller does, from the report).
 
@@ -27,6 +35,7 @@ from tests.support.crash import (
     leftovers,
     log_lines_problems,
     message_id,
+    pending_pairs,
     queued_pending,
     received_copies,
     received_pairs,
@@ -57,7 +66,11 @@ class KillRunReport:
     # Transactions received before kill i+1 and sent again after it (one transaction may
     # carry two recipients, so this counts in the unit connections limit).
     resent_per_kill: list[int] = field(default_factory=list)
-    in_flight_capacity: int = 0  # most transactions open at once (sum of max_connections)
+    in_flight_capacity: int = 0  # most connections open at once (sum of max_connections)
+    # Per kill: connections the receivers had open just before it, and transactions they
+    # had accepted whose recipients the spool still listed as pending (see the docstring).
+    connections_at_kill: list[int] = field(default_factory=list)
+    accepted_unrecorded_per_kill: list[int] = field(default_factory=list)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -73,6 +86,8 @@ class KillRunReport:
             "resent_transactions_per_kill": self.resent_per_kill,
             "resent_transactions": sum(self.resent_per_kill),
             "in_flight_capacity": self.in_flight_capacity,
+            "connections_at_kill": self.connections_at_kill,
+            "accepted_unrecorded_per_kill": self.accepted_unrecorded_per_kill,
             "seconds": round(self.seconds, 2),
         }
 
@@ -111,6 +126,7 @@ def kill9_run(
     kills: int,
     domains: int = 4,
     max_connections: int = 4,
+    pipeline_depth: int | None = None,
     seed: int | None = None,
     deadline: float = 150.0,
     progress: Callable[[str], None] = lambda s: None,
@@ -139,12 +155,20 @@ def kill9_run(
         expected.update((mid, r) for r in to)
     report = KillRunReport(seed=seed, messages=messages, pairs=len(expected))
     report.in_flight_capacity = domains * max_connections
-    v = make_volley({"domains": {"default": {"max_connections": max_connections}}})
+    config: dict[str, Any] = {"domains": {"default": {"max_connections": max_connections}}}
+    if pipeline_depth is not None:
+        config["smtp"] = {"pipeline_depth": pipeline_depth}
+    v = make_volley(config)
     start = time.monotonic()
     end = start + deadline
 
     def got() -> int:
         return sum(len(r.messages) for r in receivers)
+
+    def open_connections() -> int:
+        return sum(r.open_connections for r in receivers)
+
+    unrecorded: list[set[str]] = []  # per kill: transaction identities (received_copies)
 
     # Drops go in while Volley runs, so intake is busy during the first kills.
     for data, _ in batch:
@@ -158,8 +182,20 @@ def kill9_run(
             interval=0.005,
             message=lambda i=i: f"kill {i}: {got()} received; {v.text_output()[-2000:]}",  # type: ignore[misc]
         )
+        report.connections_at_kill.append(open_connections())
         v.kill()
         report.kills.append(time.time())
+        # Until the receivers have seen the dead processes' connections close, a copy may
+        # still be arriving: then nothing more of this incarnation can.
+        wait_for(
+            lambda: open_connections() == 0,
+            timeout=30,
+            interval=0.005,
+            message=lambda: f"receivers still hold {open_connections()} connections",
+        )
+        since = report.restarts[-1] if report.restarts else 0.0
+        unrecorded.append(_accepted_unrecorded(receivers, v.spool, since))
+        report.accepted_unrecorded_per_kill.append(len(unrecorded[-1]))
         report.kill_receipts.append(got())
         problems = log_lines_problems(v.log_path)
         assert not problems, f"after kill {i}: torn lines inside the log: {problems[:5]}"
@@ -169,7 +205,9 @@ def kill9_run(
         progress(
             f"kill {i + 1}/{kills} at {report.kill_receipts[-1]} receipts; "
             f"{len(left['queue'])} queued, {len(left['incoming'])} drops, "
-            f"{len(left['tmp'])} tmp; logged+queued {report.logged_and_queued[-1]}"
+            f"{len(left['tmp'])} tmp; logged+queued {report.logged_and_queued[-1]}; "
+            f"accepted, unrecorded {len(unrecorded[-1])} over "
+            f"{report.connections_at_kill[-1]} connections"
         )
         report.restarts.append(time.time())
         restart(v)
@@ -226,9 +264,27 @@ def kill9_run(
         f"duplicates with no kill between the copies: {unexplained[:5]}; "
         f"kills {report.kills}; restarts {report.restarts}"
     )
+    # Nothing is sent again that Volley had recorded: every transaction resent after kill
+    # s was accepted by a receiver and still pending in the spool at that kill.
+    for s, (sent_again, counted) in enumerate(zip(resent, unrecorded, strict=True)):
+        extra = sorted(sent_again - counted)
+        assert not extra, f"kill {s}: resent although recorded at the kill: {extra[:5]}"
     report.duplicates = sum(len(c) - 1 for c in copies.values())
     report.resent_per_kill = [len(t) for t in resent]
     return report
+
+
+def _accepted_unrecorded(receivers: Sequence[Receiver], spool: Path, since: float) -> set[str]:
+    """Transactions the receivers accepted from the incarnation just killed (received after
+    it was spawned at `since`) whose recipient the spool still lists as pending: what was
+    in flight at the kill, and what a restart sends again.  (One accepted before an earlier
+    kill and still pending was that kill's, and is resent once.)"""
+    pending = pending_pairs(spool)
+    return {
+        copies[-1][1]
+        for pair, copies in received_copies(receivers).items()
+        if pair in pending and copies[-1][0] >= since
+    }
 
 
 def _torn_tail(path: Path) -> bool:
