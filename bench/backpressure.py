@@ -247,6 +247,7 @@ def _postfix(
             result["processes"] = sampler.processes
             log_text = relay.log.read_text(errors="replace")
     result["queue"] = postfix_outcomes(log_text, {m.rcpt for m in mails})
+    result["instance_dir"] = str(root)
     result["t0_wall"] = t0_wall
     return result
 
