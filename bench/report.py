@@ -194,7 +194,9 @@ def _backpressure_lines(res: dict[str, Any]) -> list[str]:
             f"  receivers: {_fmt(rx.get('connections'))} connections "
             f"({_fmt(rx.get('refused_connections'))} refused), refusals "
             f"{rx.get('refusals')}, {_fmt(rx.get('slow_replies'))} slow replies, "
-            f"{_fmt(rx.get('accepted'))} accepted ({_fmt(rx.get('accepted_twice'))} twice)"
+            f"{_fmt(rx.get('accepted'))} accepted ({_fmt(rx.get('accepted_twice'))} twice), "
+            f"50/90/100 % of them {_fmt(rx.get('accepted_s_p50'))}/"
+            f"{_fmt(rx.get('accepted_s_p90'))}/{_fmt(rx.get('accepted_s_last'))} s after the start"
         )
     for k, v in res.get("ratios", {}).items():
         lines.append(f"{k.replace('_', ' ')}: {v:.2f}x")
