@@ -6,10 +6,12 @@ tests/integration/test_crash_kill9_all.py and bench/soak_kill9.py; it raises onl
 promise is broken (a pair lost, a torn log line that is not the last, a recipient sent
 again after its delivery was recorded).
 
-What may be sent twice is counted, not guessed: at each kill, once the receivers have
-seen every connection of the dead processes close, a transaction the receivers accepted
-from that incarnation (they recorded it at end of data) whose recipient the spool still
-lists as pending is *accepted but unrecorded* — Volley will send it again.  Every
+What may be sent twice is counted, not guessed: a transaction the receivers accepted from
+an incarnation (they recorded it before the next one was spawned) whose recipient the
+spool still listed as pending when that incarnation was killed is *accepted but
+unrecorded* — Volley will send it again.  The spool is read at each kill; the receivers'
+copies are matched to incarnations at the end, by the same spawn-time rule that tells
+which incarnation sent each copy (a copy may be recorded just after the kill).  Every
 transaction resent after that kill must be one of those (`accepted_unrecorded_per_kill`);
 how many there can be is the README's bound, pipeline depth x open connections plus the
 finished entries still on their way to the spool, which the callers assert.
@@ -168,7 +170,7 @@ def kill9_run(
     def open_connections() -> int:
         return sum(r.open_connections for r in receivers)
 
-    unrecorded: list[set[str]] = []  # per kill: transaction identities (received_copies)
+    pending_at_kill: list[set[Pair]] = []  # the spool's pending recipients, per kill
 
     # Drops go in while Volley runs, so intake is busy during the first kills.
     for data, _ in batch:
@@ -185,17 +187,7 @@ def kill9_run(
         report.connections_at_kill.append(open_connections())
         v.kill()
         report.kills.append(time.time())
-        # Until the receivers have seen the dead processes' connections close, a copy may
-        # still be arriving: then nothing more of this incarnation can.
-        wait_for(
-            lambda: open_connections() == 0,
-            timeout=30,
-            interval=0.005,
-            message=lambda: f"receivers still hold {open_connections()} connections",
-        )
-        since = report.restarts[-1] if report.restarts else 0.0
-        unrecorded.append(_accepted_unrecorded(receivers, v.spool, since))
-        report.accepted_unrecorded_per_kill.append(len(unrecorded[-1]))
+        pending_at_kill.append(pending_pairs(v.spool))
         report.kill_receipts.append(got())
         problems = log_lines_problems(v.log_path)
         assert not problems, f"after kill {i}: torn lines inside the log: {problems[:5]}"
@@ -206,8 +198,7 @@ def kill9_run(
             f"kill {i + 1}/{kills} at {report.kill_receipts[-1]} receipts; "
             f"{len(left['queue'])} queued, {len(left['incoming'])} drops, "
             f"{len(left['tmp'])} tmp; logged+queued {report.logged_and_queued[-1]}; "
-            f"accepted, unrecorded {len(unrecorded[-1])} over "
-            f"{report.connections_at_kill[-1]} connections"
+            f"{report.connections_at_kill[-1]} connections open at the kill"
         )
         report.restarts.append(time.time())
         restart(v)
@@ -252,6 +243,7 @@ def kill9_run(
     # after it (the receivers are threads of this busy test process). Two copies in one
     # segment would be a resend with no crash to explain it.
     resent: list[set[str]] = [set() for _ in report.kills]
+    unrecorded: list[set[str]] = [set() for _ in report.kills]
     unexplained = []
     for pair, cs in copies.items():
         segments = [sum(1 for k in report.restarts if k < at) for at, _ in cs]
@@ -260,6 +252,10 @@ def kill9_run(
             continue
         for s, (_, txn) in zip(segments[:-1], cs[:-1], strict=True):
             resent[s].add(txn)  # received before kill s+1, sent again after it
+        for s, (_, txn) in zip(segments, cs, strict=True):
+            if s < len(pending_at_kill) and pair in pending_at_kill[s]:
+                unrecorded[s].add(txn)  # accepted, still pending when its sender died
+    report.accepted_unrecorded_per_kill = [len(u) for u in unrecorded]
     assert not unexplained, (
         f"duplicates with no kill between the copies: {unexplained[:5]}; "
         f"kills {report.kills}; restarts {report.restarts}"
@@ -272,19 +268,6 @@ def kill9_run(
     report.duplicates = sum(len(c) - 1 for c in copies.values())
     report.resent_per_kill = [len(t) for t in resent]
     return report
-
-
-def _accepted_unrecorded(receivers: Sequence[Receiver], spool: Path, since: float) -> set[str]:
-    """Transactions the receivers accepted from the incarnation just killed (received after
-    it was spawned at `since`) whose recipient the spool still lists as pending: what was
-    in flight at the kill, and what a restart sends again.  (One accepted before an earlier
-    kill and still pending was that kill's, and is resent once.)"""
-    pending = pending_pairs(spool)
-    return {
-        copies[-1][1]
-        for pair, copies in received_copies(receivers).items()
-        if pair in pending and copies[-1][0] >= since
-    }
 
 
 def _torn_tail(path: Path) -> bool:
