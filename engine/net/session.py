@@ -1,10 +1,10 @@
 """SMTP client sessions over asyncio: engine.smtp.ClientProtocol plus sockets and timers.
 
 Responsible for: opening a connection to one MX address (bind the source IP, greeting,
-EHLO/HELO, opportunistic or required STARTTLS), running transactions on it with
-per-phase timeouts (`SmtpTimeouts`) — one at a time (`send`), or pipelined behind each
-other (`start` now, `result` later; RFC 2920) — and reporting everything as values: `TxnResult`,
-`ConnectFailure`, `TransportFailure`.  Network trouble never raises; only
+EHLO/HELO, opportunistic, required or verified STARTTLS), running transactions on it
+with per-phase timeouts (`SmtpTimeouts`) — one at a time (`send`), or pipelined behind
+each other (`start` now, `result` later; RFC 2920) — and reporting everything as values:
+`TxnResult`, `ConnectFailure`, `TransportFailure`.  Network trouble never raises; only
 `CancelledError` (and `LocalProtocolError` for caller bugs) leave this module.
 Not responsible for: protocol logic (engine.smtp decides every byte and every state),
 choosing MX hosts or connections (engine.runtime.delivery), or what a reply means
@@ -16,7 +16,6 @@ The wire itself (callbacks, timers, the reply waits) is engine.net.wire.
 from __future__ import annotations
 
 import asyncio
-import functools
 import ssl
 
 from engine.model import (
@@ -29,28 +28,27 @@ from engine.model import (
     TransportFailure,
     TxnResult,
 )
+from engine.net.results import txn_result
+from engine.net.tls import (
+    STARTTLS_NOT_OFFERED,
+    STARTTLS_REFUSED,
+    handshake_detail,
+    opportunistic_context,
+    verify_context,
+)
 from engine.net.wire import XFER, Wire
 from engine.smtp import (
-    ClientProtocol,
     LocalProtocolError,
     Reply,
     State,
-    TransactionReplies,
 )
 from engine.smtp.transaction import Txn
 
 __all__ = ["SmtpSession", "open_session"]
 
 
-@functools.cache
-def _opportunistic_context() -> ssl.SSLContext:
-    """Client context that does not verify certificates: the MTA norm without DANE or
-    MTA-STS (RFC 7435 opportunistic security), since most MX certificates do not match
-    the MX name.  Built once: creating an SSLContext costs about a millisecond."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+# Policies under which no STARTTLS (or a failed handshake) means no session.
+_MUST_ENCRYPT = frozenset({TlsPolicy.REQUIRED, TlsPolicy.VERIFY})
 
 
 class SmtpSession:
@@ -69,6 +67,8 @@ class SmtpSession:
         self.port = port
         self.mx_host = mx_host
         self.tls_active = tls_active
+        self.tls_fallback: str | None = None
+        """Why STARTTLS failed when an OPPORTUNISTIC session went on in plaintext."""
         self.transactions = 0
         """Transactions completed on this connection (every reply received, accepted or
         not); the pool's messages-per-connection cap counts these."""
@@ -229,14 +229,10 @@ class SmtpSession:
                 self._busy = False
         replies = handle.result
         assert replies is not None  # done (the connection's failure finishes it too)
-        failure = wire.failure
-        if failure is not None:
-            failure = _cut(replies, failure)
-        elif not replies.complete and not replies.delivered:
-            failure = _incomplete(wire.proto, replies)
-        if failure is None:
+        result = txn_result(replies, wire.failure, wire.proto)
+        if result.failure is None:
             self.transactions += 1
-        return TxnResult(replies.mail, replies.rcpts, replies.data, replies.final, failure)
+        return result
 
     async def close(self) -> None:
         """QUIT politely if the session is reusable (quit timeout), else abort.  Never
@@ -255,37 +251,12 @@ class SmtpSession:
             wire.fail(FailureKind.CLOSED, f"close failed: {exc!r}")
 
 
-def _cut(replies: TransactionReplies, failure: TransportFailure) -> TransportFailure:
-    """The connection's failure as one transaction of the pipeline saw it: in the phase of
-    its first unanswered command (the connection's own phase is the oldest one's), or,
-    for one still waiting behind another, before any byte of it was sent."""
-    if not replies.sent:
-        detail = f"{failure.detail} (before this transaction was sent)"
-        return TransportFailure(Phase.MAIL, failure.kind, detail)
-    if replies.cut_at is None:
-        return failure
-    return TransportFailure(XFER[replies.cut_at][0], failure.kind, failure.detail)
-
-
-def _incomplete(proto: ClientProtocol, replies: TransactionReplies) -> TransportFailure:
-    """Why a transaction ended early although the transport is fine, as a failure, so
-    that the reply slots left empty are deferred, never bounced."""
-    rset = replies.rset
-    if rset is not None and rset.code // 100 != 2 and rset.code != 421:
-        # The RSET owed by the previous transaction was refused: later replies may
-        # describe a server state we did not intend (a "503 nested MAIL").
-        return TransportFailure(Phase.RSET, FailureKind.PROTOCOL, f"RSET refused: {rset}")
-    if not replies.sent:
-        why = f"server closing: {proto.closing_reply}" if proto.closing_reply else "session ended"
-        detail = f"{why} (before this transaction was sent)"
-        return TransportFailure(Phase.MAIL, FailureKind.CLOSED, detail)
-    command = replies.cut_at or proto.closing_command
-    phase = XFER[command][0] if command is not None else Phase.MAIL
-    return TransportFailure(phase, FailureKind.CLOSED, f"server closing: {proto.closing_reply}")
-
-
 class _HandshakeFailed(Exception):
     """Opportunistic STARTTLS handshake failed: retry the MX in plaintext."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 async def open_session(
@@ -304,10 +275,12 @@ async def open_session(
 
     Connect (`connect` timeout), greeting (`greeting`), EHLO with HELO fallback on 5xx
     (`ehlo`), then STARTTLS when offered and `tls` is not DISABLED (`starttls`; EHLO again
-    afterwards, RFC 3207).  Certificates are not verified unless `ssl_context` says so.
+    afterwards, RFC 3207).  Certificates are not verified unless `ssl_context` says so;
+    under VERIFY without one, the system CA store and the `mx_host` name are checked.
     `lifetime` bounds the connection's whole life, this opening included (engine.net.wire).
-    An OPPORTUNISTIC handshake failure reconnects once in plaintext; under REQUIRED a
-    missing, refused or failed STARTTLS is a `ConnectFailure` of kind TLS.
+    An OPPORTUNISTIC handshake failure reconnects once in plaintext; under REQUIRED and
+    VERIFY a missing, refused or failed STARTTLS (a certificate that does not verify
+    included) is a `ConnectFailure` of kind TLS, never a plaintext session.
 
     Returns:
         The session, or a ConnectFailure carrying the server's refusal (`reply`: a 421
@@ -328,10 +301,15 @@ async def open_session(
             lifetime,
         )
 
+    if ssl_context is None and tls is TlsPolicy.VERIFY:
+        ssl_context = verify_context(None)
     try:
         return await attempt(tls is not TlsPolicy.DISABLED)
-    except _HandshakeFailed:
-        return await attempt(False)  # RFC 3207 §4.1: the MTA may then go on in plaintext
+    except _HandshakeFailed as failed:
+        got = await attempt(False)  # RFC 3207 §4.1: the MTA may then go on in plaintext
+        if isinstance(got, SmtpSession):
+            got.tls_fallback = failed.detail
+        return got
 
 
 async def _open(
@@ -372,22 +350,22 @@ async def _open(
             if wire.failure is not None:
                 return await _give_up(wire, mx_host, address)
             if proto.state is State.TLS_HANDSHAKE:
-                await _handshake(wire, mx_host, ssl_context or _opportunistic_context())
+                await _handshake(wire, mx_host, ssl_context or opportunistic_context())
                 if wire.failure is not None:
                     if tls is TlsPolicy.OPPORTUNISTIC and wire.failure.kind is FailureKind.TLS:
-                        raise _HandshakeFailed
+                        raise _HandshakeFailed(wire.failure.detail)
                     return ConnectFailure(mx_host, address, failure=wire.failure)
                 tls_active = True
                 if not await _until_ready(wire, helo_name, wait_greeting=False):
                     return await _give_up(wire, mx_host, address)
             elif not proto.is_reusable():  # 421 to STARTTLS
                 return await _give_up(wire, mx_host, address)
-            elif tls is TlsPolicy.REQUIRED:
+            elif tls in _MUST_ENCRYPT:
                 return await _quit_tls_failure(
-                    wire, mx_host, address, f"STARTTLS refused: {proto.last_reply}"
+                    wire, mx_host, address, f"{STARTTLS_REFUSED}: {proto.last_reply}"
                 )
-        elif tls is TlsPolicy.REQUIRED:
-            return await _quit_tls_failure(wire, mx_host, address, "STARTTLS not offered")
+        elif tls in _MUST_ENCRYPT:
+            return await _quit_tls_failure(wire, mx_host, address, STARTTLS_NOT_OFFERED)
     except asyncio.CancelledError:
         wire.fail(FailureKind.CANCELLED, "open_session() cancelled")
         raise
@@ -448,7 +426,7 @@ async def _handshake(wire: Wire, mx_host: str, context: ssl.SSLContext) -> None:
     except Exception as exc:  # any failure here is "the handshake failed"
         wire.detach()
         wire.failure = wire.failure or TransportFailure(
-            Phase.STARTTLS, FailureKind.TLS, f"handshake: {exc!r}"
+            Phase.STARTTLS, FailureKind.TLS, handshake_detail(exc, mx_host)
         )
         return
     if tls_transport is None:  # typed Optional: the transport closed during the handshake

@@ -20,13 +20,13 @@ import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine.config import Settings, parse_address
 from engine.model import RouteFailure, RouteFailureKind
 from engine.net.mx import MxHost, Route
 
-__all__ = ["TargetRules", "is_local_address", "screen_route"]
+__all__ = ["TargetRules", "is_local_address", "screen_route", "usable_addresses"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -74,14 +74,14 @@ def screen_route(
                 f"mail for {route.domain} loops back to myself"
                 f" (MX {host.name} is this Volley's listener)",
             )
-        addresses = _usable(host.addresses, rules.ignore)
+        addresses = usable_addresses(host.addresses, rules.ignore)
         if len(addresses) < len(host.addresses):
             dropped.append(f"{host.name} (addresses in smtp.ignore_target_hosts)")
         if addresses and budget > 0:
             kept.append(MxHost(host.name, host.preference, addresses[:budget]))
             budget -= len(kept[-1].addresses)
     if kept:
-        return Route(route.domain, tuple(kept), route.implicit)
+        return replace(route, hosts=tuple(kept))  # keeps what else the route says
     return RouteFailure(
         route.domain,
         RouteFailureKind.NO_ROUTE,
@@ -89,7 +89,8 @@ def screen_route(
     )
 
 
-def _usable(addresses: Iterable[str], ignore: tuple[_Network, ...]) -> tuple[str, ...]:
+def usable_addresses(addresses: Iterable[str], ignore: tuple[_Network, ...]) -> tuple[str, ...]:
+    """`addresses` without the unparsable ones and those in the `ignore` networks."""
     out = []
     for text in addresses:
         try:

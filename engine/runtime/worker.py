@@ -43,7 +43,9 @@ from engine.runtime.intake import IntakeBatch, Pickup, interrupted_take, take_ba
 from engine.runtime.ipc import Channel, Message, open_channel
 from engine.runtime.listener import SmtpListener
 from engine.runtime.outcome import Outcomes
-from engine.runtime.peers import CountingResolver, LeaseClient
+from engine.runtime.peers import CountingResolver, LeaseClient, RateClient
+from engine.runtime.shaping_feed import ShapingFeed
+from engine.runtime.tlsguard import sts_resolver
 from engine.runtime.writebehind import WriteBehind
 from engine.sched.queue import WorkQueue
 from engine.suppress.agent import SuppressionAgent
@@ -86,6 +88,8 @@ class Worker:
         self.behind = WriteBehind()
         self.log = EventLog(settings.log_path, shard_no, writer=self.behind.append)
         self.leases = LeaseClient(channel)
+        self.rates = RateClient(channel)
+        self.shaping = ShapingFeed(channel.send, self.tally)
         self._kick = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -103,6 +107,11 @@ class Worker:
         )
         mx = MxResolver(
             self.dns, clock=clock.monotonic, rng=self.rng, negative_ttl=settings.dns_negative_ttl
+        )
+        self.sts = (
+            sts_resolver(lambda: self.s, self.dns, self.tally, clock.wall)
+            if settings.mta_sts
+            else None
         )
         shard = self.shard
         self.suppression = SuppressionAgent(
@@ -129,12 +138,15 @@ class Worker:
             queue=self.queue,
             resolver=CountingResolver(mx, self.tally),
             leases=self.leases,
+            rates=self.rates,
+            feed=self.shaping,
             outcomes=self.outcomes,
             tally=self.tally,
             clock=clock,
             rng=self.rng,
             kick=self._kick.set,
             journal=self.journal,
+            sts=self.sts,
         )
         self.smtpd = SmtpListener(
             settings,
@@ -168,6 +180,10 @@ class Worker:
         kind = msg[0]
         if kind == "grant":
             self.leases.granted(msg[1])
+        elif kind == "rate_grant":
+            self.rates.granted(msg[1], msg[2], msg[3])
+        elif kind == "shaping_limits":
+            self.shaping.apply(msg[1])
         elif kind == "contend":
             self.deliverer.contend(msg[1])
         elif kind == "drain":
@@ -268,6 +284,8 @@ class Worker:
         self.log.close()
         self.suppression.close()
         self.journal.close()
+        if self.sts is not None:
+            await self.sts.close()  # before the DNS client its lookups use
         await self.dns.close()
 
     def _count_crashes(self, refs: list[EntryRef], now: float) -> list[EntryRef]:
@@ -403,8 +421,8 @@ class Worker:
             if now - self._oldest_at >= OLDEST_REFRESH:
                 self.queue.refresh_oldest()
                 self._oldest_at = now
-            d = self.deliverer
-            set_domain_gauges(t, self.queue, d.open_sessions, d.idle_sessions, now)
+            set_domain_gauges(t, self.queue, self.deliverer, now)
+        self.shaping.flush()
         counts, gauges, histograms = t.drain()
         self.channel.send("metrics", counts, gauges, histograms)
         self.suppression.flush()
