@@ -1,9 +1,10 @@
 """SMTP client sessions over asyncio: engine.smtp.ClientProtocol plus sockets and timers.
 
 Responsible for: opening a connection to one MX address (bind the source IP, greeting,
-EHLO/HELO, opportunistic, required or verified STARTTLS), running transactions on it with
-per-phase timeouts (`SmtpTimeouts`), and reporting everything as values: `TxnResult`,
-`ConnectFailure`, `TransportFailure`.  Network trouble never raises; only
+EHLO/HELO, opportunistic, required or verified STARTTLS), running transactions on it
+with per-phase timeouts (`SmtpTimeouts`) — one at a time (`send`), or pipelined behind
+each other (`start` now, `result` later; RFC 2920) — and reporting everything as values:
+`TxnResult`, `ConnectFailure`, `TransportFailure`.  Network trouble never raises; only
 `CancelledError` (and `LocalProtocolError` for caller bugs) leave this module.
 Not responsible for: protocol logic (engine.smtp decides every byte and every state),
 choosing MX hosts or connections (engine.runtime.delivery), or what a reply means
@@ -27,6 +28,7 @@ from engine.model import (
     TransportFailure,
     TxnResult,
 )
+from engine.net.results import txn_result
 from engine.net.tls import (
     STARTTLS_NOT_OFFERED,
     STARTTLS_REFUSED,
@@ -36,12 +38,11 @@ from engine.net.tls import (
 )
 from engine.net.wire import XFER, Wire
 from engine.smtp import (
-    ClientProtocol,
     LocalProtocolError,
     Reply,
     State,
-    TransactionReplies,
 )
+from engine.smtp.transaction import Txn
 
 __all__ = ["SmtpSession", "open_session"]
 
@@ -53,8 +54,10 @@ _MUST_ENCRYPT = frozenset({TlsPolicy.REQUIRED, TlsPolicy.VERIFY})
 class SmtpSession:
     """An open, greeted (and maybe TLS-protected) SMTP connection to one MX address.
 
-    Runs one transaction at a time.  Reuse it only while `is_reusable()`; a session
-    that saw a transport failure, a cancellation or a 421 never becomes reusable again.
+    Runs transactions one at a time (`send`), or, when the server offers PIPELINING,
+    several in flight (`start` each while `can_start()`, then `result` of each in the
+    order they were started).  Reuse it only while `is_reusable()`; a session that saw a
+    transport failure, a cancellation or a 421 never becomes reusable again.
     """
 
     def __init__(self, wire: Wire, address: str, port: int, mx_host: str, tls_active: bool) -> None:
@@ -129,26 +132,38 @@ class SmtpSession:
             and not wire.expired
         )
 
-    async def send(self, txn: Transaction) -> TxnResult:
-        """Run one mail transaction and report every reply.
+    @property
+    def in_flight(self) -> int:
+        """Transactions started and not finished."""
+        return self._wire.proto.in_flight
 
-        With PIPELINING, MAIL, every RCPT and DATA go out in one write (RFC 2920), then the
-        content after a 354.  Without it, lock-step.  SIZE, BODY=8BITMIME and SMTPUTF8 are
-        added per the server's EHLO (engine.smtp.protocol).
+    def can_start(self) -> bool:
+        """`start` may be called now: the session is usable and either idle or (the
+        server offers PIPELINING) running transactions that another may follow."""
+        wire = self._wire
+        return (
+            not wire.is_lost
+            and wire.failure is None
+            and not wire.expired
+            and wire.proto.can_begin()
+        )
+
+    async def send(self, txn: Transaction) -> TxnResult:
+        """Run one mail transaction and report every reply: `start`, then `result`.
+
+        A session that cannot take it (`can_start()` false) gets no byte; the result then
+        carries a CLOSED failure at MAIL.
 
         Raises:
-            LocalProtocolError: caller bugs, before anything is sent: SMTPUTF8 needed but
-                not offered (check `supports()` first), no recipients, an address that
-                cannot be sent, a body not in wire form, or a concurrent `send`.
+            LocalProtocolError: as `start`, or a concurrent `send`/`result`.
             CancelledError: the session is then aborted and never reusable.
         """
         if self._busy:
             raise LocalProtocolError("send() already running on this session")
         wire = self._wire
-        proto = wire.proto
-        if not self.is_reusable():
+        if not self.can_start():
             failure = wire.failure
-            detail = f"session not usable (state {proto.state.value})"
+            detail = f"session not usable (state {wire.proto.state.value})"
             if failure is not None:
                 detail += f" after {failure.kind.value} in {failure.phase.value}"
             return TxnResult(
@@ -158,32 +173,66 @@ class SmtpSession:
                 None,
                 TransportFailure(Phase.MAIL, FailureKind.CLOSED, detail),
             )
-        out = proto.begin_transaction(
+        return await self.result(self.start(txn))
+
+    def start(self, txn: Transaction) -> Txn:
+        """Begin a mail transaction now, behind those in flight; `result` reports it.
+
+        With PIPELINING, MAIL, every RCPT and DATA go out in one write (RFC 2920), then the
+        content after a 354; a transaction started while others are in flight leaves right
+        behind the newest one's content, in the same write (engine.smtp.pipeline).
+        Without PIPELINING, lock-step, one at a time.  SIZE, BODY=8BITMIME and SMTPUTF8
+        are added per the server's EHLO.
+
+        Raises:
+            LocalProtocolError: caller bugs, before anything is sent: not `can_start()`,
+                SMTPUTF8 needed but not offered (check `supports()` first), no recipients,
+                an address that cannot be sent, a body not in wire form.
+        """
+        wire = self._wire
+        proto = wire.proto
+        if not self.can_start():
+            raise LocalProtocolError(f"session cannot start a transaction ({self!r})")
+        handle = proto.start_transaction(
             txn.sender,
             txn.recipients,
             txn.body,
             body_8bit=txn.body_8bit,
             smtputf8=txn.smtputf8,
         )
-        self._busy = True
-        try:
+        out = proto.data_to_send()
+        if out:
             wire.write(out)
-            await wire.wait()
-        except asyncio.CancelledError:
-            # The server may be mid-transaction: never reuse (dependency-facts §1.2,
-            # aiosmtplib's "503 nested MAIL" after a cancelled send).
-            wire.fail(FailureKind.CANCELLED, "send() cancelled")
-            raise
-        finally:
-            self._busy = False
-        replies = proto.transaction()
-        assert replies is not None  # begin_transaction() made one
-        failure = wire.failure
-        if failure is None and not replies.complete and not replies.delivered:
-            failure = _incomplete(proto, replies)
-        if failure is None:
+        return handle
+
+    async def result(self, handle: Txn) -> TxnResult:
+        """Wait for a started transaction's last reply (or the connection's end) and
+        report it.  Call it for each transaction in the order they were started.
+
+        Raises:
+            LocalProtocolError: another `result` or `send` is waiting on this session.
+            CancelledError: the session is then aborted and never reusable.
+        """
+        if self._busy:
+            raise LocalProtocolError("result() already waiting on this session")
+        wire = self._wire
+        if not handle.done:
+            self._busy = True
+            try:
+                await wire.wait(handle)
+            except asyncio.CancelledError:
+                # The server may be mid-transaction: never reuse (dependency-facts §1.2,
+                # aiosmtplib's "503 nested MAIL" after a cancelled send).
+                wire.fail(FailureKind.CANCELLED, "send() cancelled")
+                raise
+            finally:
+                self._busy = False
+        replies = handle.result
+        assert replies is not None  # done (the connection's failure finishes it too)
+        result = txn_result(replies, wire.failure, wire.proto)
+        if result.failure is None:
             self.transactions += 1
-        return TxnResult(replies.mail, replies.rcpts, replies.data, replies.final, failure)
+        return result
 
     async def close(self) -> None:
         """QUIT politely if the session is reusable (quit timeout), else abort.  Never
@@ -200,19 +249,6 @@ class SmtpSession:
             raise
         except Exception as exc:  # never raise from close(): the caller is cleaning up
             wire.fail(FailureKind.CLOSED, f"close failed: {exc!r}")
-
-
-def _incomplete(proto: ClientProtocol, replies: TransactionReplies) -> TransportFailure:
-    """Why a transaction ended early although the transport is fine, as a failure, so
-    that the reply slots left empty are deferred, never bounced."""
-    rset = replies.rset
-    if rset is not None and rset.code // 100 != 2 and rset.code != 421:
-        # The RSET owed by the previous transaction was refused: later replies may
-        # describe a server state we did not intend (a "503 nested MAIL").
-        return TransportFailure(Phase.RSET, FailureKind.PROTOCOL, f"RSET refused: {rset}")
-    command = proto.closing_command
-    phase = XFER[command][0] if command is not None else Phase.MAIL
-    return TransportFailure(phase, FailureKind.CLOSED, f"server closing: {proto.closing_reply}")
 
 
 class _HandshakeFailed(Exception):

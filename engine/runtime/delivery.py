@@ -23,27 +23,27 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from engine.clock import Clock
 from engine.config import DomainPolicy, Settings
 from engine.model import (
     ConnectFailure,
-    Disposition,
     FailureKind,
-    Origin,
     Phase,
     RecipientOutcome,
     Transaction,
     TransportFailure,
+    TxnResult,
 )
 from engine.net.mx import Route, RouteFailure, RouteFailureKind
 from engine.net.session import SmtpSession, open_session
 from engine.net.sts import StsResolver
 from engine.net.targets import TargetRules, is_local_address, screen_route
 from engine.runtime.egress import EgressAccess, Outbound, QuotaGrants
+from engine.runtime.flight import Flight, local_error, recipient_batches, start_batch
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.outcome import Attempt, Outcomes
 from engine.runtime.pacing import Pacer, RateGrants
@@ -51,18 +51,12 @@ from engine.runtime.shaping_feed import ShapingFeed
 from engine.runtime.sites import Leases, SiteAccess
 from engine.runtime.tlsguard import TlsGuard
 from engine.runtime.verdicts import Verdicts
-from engine.sched.classify import (
-    classify_txn,
-    precheck,
-    refuse_unsendable,
-)
+from engine.sched.classify import classify_txn
 from engine.sched.queue import WorkQueue
 from engine.shaping.gcra import Rate
 from engine.shaping.limits import SiteLimits
 from engine.shaping.rates import Grant
 from engine.shaping.sites import Site
-from engine.smtp import LocalProtocolError
-from engine.smtp.encode import needs_smtputf8
 from engine.telemetry.catalog import CONNECTION_ERROR_KINDS
 from engine.telemetry.metrics import Tally, counter_key, reply_key
 from spool import EntryRef, ShardQueue
@@ -323,40 +317,66 @@ class Deliverer:
     async def _serve(
         self, session: SmtpSession, domain: str, limits: SiteLimits, pacer: Pacer | None
     ) -> ConnectFailure | None:
-        """Send ready entries over `session`.  Returns the failure when the peer broke the
-        session before one transaction completed on it: that is a failed connection, the
-        same as one that never became ready (a server that closes at MAIL, or answers it
-        with 421, must not get a new connection per queued message)."""
+        """Send ready entries over `session`, each at its rate instant, up to
+        `smtp.pipeline_depth` transactions in flight (RFC 2920: the next entries'
+        transactions leave behind the oldest one's content; 1 = one at a time).  Outcomes
+        are recorded in the order the entries were taken.  Returns the failure when the
+        peer broke the session before one transaction completed on it: that is a failed
+        connection, the same as one that never became ready (a server that closes at MAIL,
+        or answers it with 421, must not get a new connection per queued message)."""
         attempt = Attempt(session.mx_host, session.address)  # the same for every message
         policy = self._s.policy(domain)
         state = self._queue.domain(domain)
         most = limits.max_messages_per_connection
+        depth = self._s.pipeline_depth
+        flights: deque[Flight] = deque()
         sent = 0
+        paused = False
         try:
-            while sent < most and session.is_reusable() and not self.draining:
-                if not state.ready:
-                    if not await self._wait_for_work(domain):
-                        return None
-                    continue
-                if pacer is not None:
-                    self.rate_waits[domain] += 1
-                    try:
-                        later = await pacer.take(most - sent)
-                    finally:
-                        self.rate_waits[domain] -= 1
-                    if later is not None:
-                        self._pause(domain, later, "rate")
-                        break
-                ref = self._queue.take(domain)
-                if ref is None:  # another connection took it while this one waited
+            while True:
+                while (
+                    len(flights) < depth
+                    and sent < most
+                    and not paused
+                    and not self.draining
+                    and state.ready
+                    and session.can_start()
+                ):
                     if pacer is not None:
-                        pacer.undo()
-                    continue
-                assert isinstance(ref, EntryRef)
-                if sent:
-                    self._tally.bump(_REUSED)
-                sent += 1
-                await self._deliver(session, ref, policy, attempt)
+                        self.rate_waits[domain] += 1
+                        try:
+                            later = await pacer.take(most - sent)
+                        finally:
+                            self.rate_waits[domain] -= 1
+                        if later is not None:
+                            self._pause(domain, later, "rate")
+                            paused = True
+                            break
+                    ref = self._queue.take(domain)
+                    if ref is None:  # another connection took it while this one waited
+                        if pacer is not None:
+                            pacer.undo()
+                        break
+                    assert isinstance(ref, EntryRef)
+                    if sent:
+                        self._tally.bump(_REUSED)
+                    sent += 1
+                    flight = self._begin(session, ref, policy)
+                    if flight is not None:
+                        flights.append(flight)
+                if flights:
+                    await self._finish(session, flights.popleft(), attempt)
+                    continue  # the oldest is recorded: start the next behind the rest
+                if paused or sent >= most or self.draining or not session.is_reusable():
+                    break
+                if not state.ready and not await self._wait_for_work(domain):
+                    return None
+        except BaseException:
+            # Cancelled (shutdown): the entries stay as they are on disk and are retried
+            # after restart; in memory they simply go back.
+            for flight in flights:
+                self._queue.untake(flight.ref)
+            raise
         finally:
             if pacer is not None:
                 pacer.close()
@@ -401,87 +421,72 @@ class Deliverer:
         finally:
             self.idle_sessions[domain] -= 1
 
-    async def _deliver(
-        self, session: SmtpSession, ref: EntryRef, policy: DomainPolicy, attempt: Attempt
-    ) -> None:
-        """One entry: its transactions (max_recipients_per_transaction recipients each),
-        then its outcome.  Whatever happens, every recipient gets a verdict."""
-        now = self._clock.wall()
-        loaded = self._verdicts.load(ref, now)
+    def _begin(self, session: SmtpSession, ref: EntryRef, policy: DomainPolicy) -> Flight | None:
+        """Load `ref` and start its first transaction (behind those in flight); None when
+        the entry is gone or corrupt (already handled)."""
+        loaded = self._verdicts.load(ref, self._clock.wall())
         if loaded is None:
-            return
+            return None
         meta, body = loaded
-        rcpts: list[str] = meta["rcpts"]
         size = policy.max_recipients_per_transaction
-        journal = self._journal
-        if journal is not None:
-            journal.start(ref.name)
-        outcomes: list[RecipientOutcome] = []
+        flight = Flight(ref, meta, body, recipient_batches(meta["rcpts"], size))
+        if self._journal is not None:
+            self._journal.start(ref.name)  # before any byte of it leaves
+        self._launch(session, flight)
+        return flight
+
+    def _launch(self, session: SmtpSession, flight: Flight) -> None:
+        """Start the flight's next batch of recipients; verdicts known without sending
+        go straight to its outcomes (and the batch after it is tried)."""
+        while flight.rest and flight.pending is None:
+            batch = flight.rest.pop(0)
+            try:
+                verdicts, flight.pending = start_batch(session, flight.meta, flight.body, batch)
+            except Exception as exc:
+                self._local_failure(session, flight, batch, exc)
+                continue
+            flight.started = time.perf_counter()
+            flight.outcomes += verdicts
+
+    async def _finish(self, session: SmtpSession, flight: Flight, attempt: Attempt) -> None:
+        """Wait for the flight's transactions (its later batches start one by one), then
+        record its outcome.  Whatever happens, every recipient gets a verdict."""
         try:
-            for i in range(0, len(rcpts), size):
-                batch = rcpts[i : i + size]
+            while flight.pending is not None:
+                txn, handle = flight.pending
                 try:
-                    outcomes.extend(await self._transaction(session, meta, body, batch))
+                    result = await session.result(handle)
+                    flight.outcomes += self._classified(txn, result, flight.started)
                 except Exception as exc:
-                    # A bug of ours: the session's state is unknown, so it goes; the
-                    # recipients are deferred with the reason (then retried, expired after
-                    # max_age), never handed straight back to the queue (issue #14, #3).
-                    session.abort(f"local error: {exc!r}")
-                    self._verdicts.internal_error(f"delivering {ref.name}", exc)
-                    outcomes.extend(_local_error(batch, exc))
+                    self._local_failure(session, flight, list(txn.recipients), exc)
+                flight.pending = None
+                self._launch(session, flight)
         except BaseException:
-            # Cancelled (shutdown): the entry stays as it is on disk and is retried
-            # after restart; in memory it simply goes back.
-            self._queue.untake(ref)
+            self._queue.untake(flight.ref)  # cancelled: see _serve
             raise
+        ref, outcomes = flight.ref, flight.outcomes
         if self._feed is not None and (seen := self._site_of.get(ref.domain)) is not None:
             self._feed.outcomes(seen[0], seen[1], outcomes)
-        finished = self._verdicts.apply(ref, meta, body, outcomes, attempt, self._clock.wall())
-        if journal is not None:
+        now = self._clock.wall()
+        finished = self._verdicts.apply(ref, flight.meta, flight.body, outcomes, attempt, now)
+        if self._journal is not None:
             # An entry that left the queue needs no prompt "-" (engine.runtime.inflight).
-            journal.done(ref.name, lazy=finished)
+            self._journal.done(ref.name, lazy=finished)
 
-    async def _transaction(
-        self, session: SmtpSession, meta: dict[str, Any], body: bytes, rcpts: list[str]
+    def _local_failure(
+        self, session: SmtpSession, flight: Flight, batch: list[str], exc: Exception
+    ) -> None:
+        """A bug of ours: the session's state is unknown, so it goes; the recipients are
+        deferred with the reason (then retried, expired after max_age), never handed
+        straight back to the queue (issue #14, #3)."""
+        session.abort(f"local error: {exc!r}")
+        self._verdicts.internal_error(f"delivering {flight.ref.name}", exc)
+        flight.outcomes += local_error(batch, exc)
+
+    def _classified(
+        self, txn: Transaction, result: TxnResult, started: float
     ) -> list[RecipientOutcome]:
-        """One SMTP transaction for `rcpts`; a verdict per recipient."""
-        sender: str = meta["sender"]
-        smtputf8 = bool(meta.get("smtputf8"))
-        if smtputf8 and not session.supports("SMTPUTF8"):
-            # Entries queued before needs_smtputf8 existed say "smtputf8" for a non-ASCII
-            # domain too; only a non-ASCII local part really needs it (issue #14, #7).
-            smtputf8 = needs_smtputf8(sender) or any(map(needs_smtputf8, rcpts))
-        txn = Transaction(
-            sender=sender,
-            recipients=tuple(rcpts),
-            body=body,
-            body_8bit=bool(meta.get("8bit")),
-            smtputf8=smtputf8,
-        )
-        refused = precheck(
-            txn, smtputf8=session.supports("SMTPUTF8"), size_limit=session.size_limit
-        )
-        if refused is not None:
-            return refused
-        if not session.is_reusable():
-            detail = "connection closed before this transaction"
-            return [
-                RecipientOutcome(
-                    r, Disposition.DEFERRED, 451, "4.4.2", detail, Origin.CONNECTION, "closed"
-                )
-                for r in rcpts
-            ]
-        started = time.perf_counter()
-        try:
-            result = await session.send(txn)
-        except LocalProtocolError:
-            # An address the encoder refuses (intake refuses those now: an entry from an
-            # older version).  Nothing was sent; fail those addresses, send the rest.
-            split = refuse_unsendable(txn)
-            if split is None:
-                raise
-            bad, rest = split
-            return bad + (await self._transaction(session, meta, body, list(rest)) if rest else [])
+        """Count one finished transaction and classify it: a verdict per recipient."""
         tally = self._tally
         tally.bump(_TRANSACTIONS)
         tally.observe("volley_smtp_transaction_seconds", time.perf_counter() - started)
@@ -489,10 +494,3 @@ class Deliverer:
             if reply is not None:
                 tally.bump(reply_key(reply.code, reply.enhanced))
         return classify_txn(txn, result)
-
-
-def _local_error(rcpts: list[str], exc: BaseException) -> list[RecipientOutcome]:
-    detail = f"local error: {type(exc).__name__}: {exc}"
-    return [
-        RecipientOutcome(r, Disposition.DEFERRED, 451, "4.3.0", detail, Origin.LOCAL) for r in rcpts
-    ]

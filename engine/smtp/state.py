@@ -11,13 +11,18 @@ Theory of operation.  A session moves through
     AWAIT_GREETING -> GREETED -> AWAIT_EHLO (or AWAIT_HELO) -> READY
     READY -> AWAIT_STARTTLS -> TLS_HANDSHAKE -> GREETED -> AWAIT_EHLO -> READY   (RFC 3207)
     READY -> [AWAIT_RSET ->] IN_TRANSACTION -> [AWAIT_DATA_DONE ->] READY
+    AWAIT_DATA_DONE -> IN_TRANSACTION          (the next transaction behind the ".")
     READY | GREETED | REJECTED -> AWAIT_QUIT -> CLOSED
 
 A state changes when a command is *sent* (`SEND`), when the reply to the *last*
 outstanding command arrives and nothing follows it (`ON_REPLY`), or on a connection
 signal (`on_signal`).  Replies in the middle of a pipelined group (RFC 2920) do not move
 the state: IN_TRANSACTION covers MAIL, every RCPT and DATA, whether they were written in
-one group or in lock-step.  READY with nothing outstanding is the only state in which a
+one group or in lock-step.  With transactions pipelined (engine.smtp.pipeline) the state
+is the *sender's*: where the server will be once it has read everything written, so the
+next transaction's MAIL behind a "." moves AWAIT_DATA_DONE to IN_TRANSACTION while the
+"."'s reply is still outstanding (Postfix's smtp_proto.c also keeps separate sender and
+receiver states when pipelining).  READY with nothing outstanding is the only state in which a
 connection may be reused (Postfix smtp_proto.c: "do not cache unless the receiver
 reached the last state").
 """
@@ -97,6 +102,9 @@ SEND: dict[tuple[State, Command], State] = {
     (_S.IN_TRANSACTION, _C.RCPT): _S.IN_TRANSACTION,
     (_S.IN_TRANSACTION, _C.DATA): _S.IN_TRANSACTION,
     (_S.IN_TRANSACTION, _C.END_OF_DATA): _S.AWAIT_DATA_DONE,
+    # RFC 2920 §3.1: the content may open a group, so the next transaction's MAIL may
+    # follow the "." before its reply (engine.smtp.pipeline).
+    (_S.AWAIT_DATA_DONE, _C.MAIL): _S.IN_TRANSACTION,
     (_S.REJECTED, _C.QUIT): _S.AWAIT_QUIT,
 }
 

@@ -261,11 +261,19 @@ def test_target_host_filter_and_mx_limits_default_to_postfix_and_exim_values() -
         ({"mx_address_limit": 0}, "smtp.mx_address_limit"),
         ({"mx_session_limit": 0}, "smtp.mx_session_limit"),
         ({"max_connection_lifetime": 0}, "smtp.max_connection_lifetime"),
+        ({"pipeline_depth": 0}, "smtp.pipeline_depth"),
+        ({"pipeline_depth": "2"}, "smtp.pipeline_depth"),
     ],
 )
 def test_bad_smtp_limits_name_their_key(smtp: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         from_dict({"smtp": smtp})
+
+
+def test_pipeline_depth_defaults_to_two_and_round_trips() -> None:
+    assert from_dict({}).pipeline_depth == 2
+    s = from_dict({"smtp": {"pipeline_depth": 1}})
+    assert s.pipeline_depth == 1 and from_dict(s.to_dict()) == s
 
 
 # -- TLS policies and MTA-STS --------------------------------------------------------------

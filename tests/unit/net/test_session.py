@@ -293,6 +293,61 @@ def test_three_transactions_on_one_session(
     assert [m.rcpt_tos for m in mx.handler.messages] == [[f"n{i}@dst.test"] for i in range(3)]
 
 
+def test_pipelined_transactions_cross_on_one_connection_in_order(
+    run: Callable[..., Any], start_mx: Callable[..., Mx]
+) -> None:
+    """Three started before the first ends (RFC 2920): each result is its own, the
+    refused one costs no content, and the one after it goes out behind a RSET."""
+    mx = start_mx()
+    batches = [("a@dst.test",), ("r550-b@dst.test",), ("c@dst.test", "r450-d@dst.test")]
+
+    async def scenario() -> list[Any]:
+        session = await connect(mx)
+        try:
+            handles = []
+            for rcpts in batches:
+                assert session.can_start()
+                handles.append(session.start(txn(*rcpts)))
+            assert session.in_flight == 3 and not session.is_reusable()
+            results = [await session.result(h) for h in handles]
+            assert session.transactions == 3 and session.is_reusable()
+            return results
+        finally:
+            await session.close()
+
+    first, refused, last = run(scenario())
+    assert codes(first.rcpts) == [250] and first.final.code == 250 and first.failure is None
+    assert codes(refused.rcpts) == [550] and refused.final is None and refused.failure is None
+    assert codes(last.rcpts) == [250, 450] and last.final.code == 250 and last.failure is None
+    assert [m.rcpt_tos for m in mx.handler.messages] == [["a@dst.test"], ["c@dst.test"]]
+
+
+def test_a_close_mid_pipeline_fails_each_transaction_in_its_own_phase(
+    run: Callable[..., Any], start_mx: Callable[..., Mx]
+) -> None:
+    """The server drops the connection after the first content: that one may have been
+    delivered (BODY), the next had its envelope out (MAIL), the third never left."""
+    mx = start_mx()
+
+    async def scenario() -> list[Any]:
+        session = await connect(mx)
+        try:
+            handles = [session.start(txn(r)) for r in ("dropdata@dst.test", "b@dst.test")]
+            handles.append(session.start(txn("c@dst.test")))
+            return [await session.result(h) for h in handles]
+        finally:
+            await session.close()
+
+    dropped, next_one, never = run(scenario())
+    assert dropped.failure is not None and dropped.failure.phase is Phase.BODY
+    assert next_one.failure is not None and next_one.failure.phase is Phase.MAIL
+    assert next_one.mail is None and next_one.failure.kind is FailureKind.CLOSED
+    assert never.failure is not None and "before this transaction was sent" in (
+        never.failure.detail
+    )
+    assert [m.rcpt_tos for m in mx.handler.messages] == [["dropdata@dst.test"]]
+
+
 def test_mixed_recipient_replies_are_kept_per_recipient(
     run: Callable[..., Any], start_mx: Callable[..., Mx]
 ) -> None:

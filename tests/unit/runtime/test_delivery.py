@@ -59,7 +59,9 @@ class Leases:
 
 
 class Session:
-    """What Deliverer uses of engine.net.session.SmtpSession; `reply(txn)` decides."""
+    """What Deliverer uses of engine.net.session.SmtpSession; `reply(txn)` decides, when
+    the transaction's result is asked for.  `calls` records ("start" | "result", first
+    recipient) in order; `peak` the most transactions in flight at once."""
 
     def __init__(self, reply: Callable[[Session, Transaction], TxnResult]) -> None:
         self.reply = reply
@@ -69,6 +71,9 @@ class Session:
         self.aborted: str | None = None
         self.closed = False
         self.sent: list[Transaction] = []
+        self.calls: list[tuple[str, str]] = []
+        self.in_flight = 0
+        self.peak = 0
 
     def supports(self, keyword: str) -> bool:
         return keyword in ("PIPELINING", "8BITMIME")
@@ -80,11 +85,25 @@ class Session:
     def is_reusable(self) -> bool:
         return self.failure is None and self.aborted is None and not self.closed
 
-    async def send(self, txn: Transaction) -> TxnResult:
-        for address in (txn.sender, *txn.recipients):  # what begin_transaction checks first
+    def can_start(self) -> bool:
+        return self.is_reusable()
+
+    def start(self, txn: Transaction) -> Transaction:
+        for address in (txn.sender, *txn.recipients):  # what start_transaction checks first
             if address:
                 encode.check_address(address, txn.smtputf8)
         self.sent.append(txn)
+        self.calls.append(("start", txn.recipients[0]))
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        return txn  # the handle
+
+    async def result(self, txn: Transaction) -> TxnResult:
+        self.in_flight -= 1
+        self.calls.append(("result", txn.recipients[0]))
+        if not self.is_reusable():  # the connection ended behind an earlier one
+            lost = self.failure or TransportFailure(Phase.MAIL, FailureKind.LOCAL, "aborted")
+            return TxnResult(None, (None,) * len(txn.recipients), None, None, lost)
         result = self.reply(self, txn)
         if result.failure is None:
             self.transactions += 1
@@ -102,14 +121,21 @@ def delivered(session: Session, txn: Transaction) -> TxnResult:
 
 
 class World:
-    def __init__(self, tmp_path: Path, sessions: Callable[[], Session | ConnectFailure]) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        sessions: Callable[[], Session | ConnectFailure],
+        depth: int = 1,
+        policy: DomainPolicy | None = None,
+    ) -> None:
         self.settings = Settings(
             spool_path=tmp_path / "spool",
             helo_name="mta.test",
             log_path=tmp_path / "delivery.jsonl",
             ignore_target_hosts=(),  # the fake MX hosts are on 127.0.0.x
             idle_timeout=0.0,  # serve what is ready, then close instead of idling
-            default_policy=DomainPolicy(retry_schedule=(60.0,), retry_jitter=0.0),
+            pipeline_depth=depth,
+            default_policy=policy or DomainPolicy(retry_schedule=(60.0,), retry_jitter=0.0),
         )
         spool = Spool(self.settings.spool_path)
         spool.ensure(1)
@@ -184,8 +210,8 @@ class World:
 def world(tmp_path: Path) -> Any:
     worlds: list[World] = []
 
-    def make(sessions: Callable[[], Session | ConnectFailure]) -> World:
-        w = World(tmp_path / str(len(worlds)), sessions)
+    def make(sessions: Callable[[], Session | ConnectFailure], **kw: Any) -> World:
+        w = World(tmp_path / str(len(worlds)), sessions, **kw)
         worlds.append(w)
         return w
 
@@ -289,3 +315,119 @@ async def test_a_session_that_delivered_then_broke_is_no_connection_failure(worl
     assert [r["rcpt"] for r in w.events("delivered")] == ["u0@d.test"]
     assert [r["rcpt"] for r in w.events("deferred")] == ["u1@d.test"]
     assert w.queue.counts()[0] == 1  # u2 stays ready: the destination is not dead
+
+
+# -- transactions pipelined across entries (smtp.pipeline_depth) ------------------------
+
+
+async def test_depth_two_starts_the_next_before_the_oldest_result(world: Any) -> None:
+    session = Session(delivered)
+    w = world(lambda: session, depth=2)
+    w.queue_entries(*[[f"u{i}@d.test"] for i in range(4)])
+    await w.connect_once()
+    assert session.calls == [
+        ("start", "u0@d.test"),
+        ("start", "u1@d.test"),
+        ("result", "u0@d.test"),
+        ("start", "u2@d.test"),  # begun as soon as u0 is recorded: behind u1
+        ("result", "u1@d.test"),
+        ("start", "u3@d.test"),
+        ("result", "u2@d.test"),
+        ("result", "u3@d.test"),  # the queue is empty: the pipeline drains
+    ]
+    assert session.peak == 2 and session.closed
+    assert [r["rcpt"] for r in w.events("delivered")] == [f"u{i}@d.test" for i in range(4)]
+
+
+async def test_a_lone_message_goes_as_before(world: Any) -> None:
+    session = Session(delivered)
+    w = world(lambda: session, depth=2)
+    w.queue_entries(["solo@d.test"])
+    await w.connect_once()
+    assert session.calls == [("start", "solo@d.test"), ("result", "solo@d.test")]
+
+
+async def test_depth_and_messages_per_connection_bound_the_pipeline(world: Any) -> None:
+    sessions: list[Session] = []
+
+    def make() -> Session:
+        sessions.append(Session(delivered))
+        return sessions[-1]
+
+    policy = DomainPolicy(max_messages_per_connection=4, retry_schedule=(60.0,))
+    w = world(make, depth=3, policy=policy)
+    w.queue_entries(*[[f"u{i}@d.test"] for i in range(10)])
+    await w.connect_once()
+    assert len(sessions[0].sent) == 4 and sessions[0].peak == 3
+    assert len(w.events("delivered")) == 4
+
+
+async def test_a_421_mid_pipeline_defers_each_entry_in_flight_once(world: Any) -> None:
+    """Depth 3: u0's result lets u3 in behind u1 and u2; the server closes at u1. u0
+    delivered, u1-u3 deferred once each, u4 never taken (still ready), nothing twice."""
+
+    def closes_at_u1(session: Session, txn: Transaction) -> TxnResult:
+        if txn.recipients[0] != "u1@d.test":
+            return delivered(session, txn)
+        session.failure = TransportFailure(Phase.MAIL, FailureKind.CLOSED, "server closing: 421")
+        return TxnResult(Reply(421, ("4.3.2 bye",)), (None,), None, None, session.failure)
+
+    session = Session(closes_at_u1)
+    w = world(lambda: session, depth=3)
+    w.queue_entries(*[[f"u{i}@d.test"] for i in range(5)])
+    await w.connect_once()
+    assert [r["rcpt"] for r in w.events("delivered")] == ["u0@d.test"]
+    deferred = w.events("deferred")
+    assert [r["rcpt"] for r in deferred] == ["u1@d.test", "u2@d.test", "u3@d.test"]
+    assert deferred[0]["code"] == 421
+    assert [t.recipients[0] for t in session.sent] == [f"u{i}@d.test" for i in range(4)]
+    ready, waiting, inflight = w.queue.counts()
+    assert (ready, waiting, inflight) == (1, 3, 0)  # u4 untouched; u1-u3 wait for a retry
+
+
+async def test_cancelled_mid_pipeline_every_entry_goes_back_unrecorded(world: Any) -> None:
+    started = asyncio.Event()
+
+    class Hanging(Session):
+        async def result(self, txn: Transaction) -> TxnResult:
+            started.set()
+            await asyncio.Event().wait()  # the server never answers
+            raise AssertionError("unreachable")
+
+    session = Hanging(delivered)
+    w = world(lambda: session, depth=2)
+    w.queue_entries(*[[f"u{i}@d.test"] for i in range(3)])
+    w.queue.domain(DOMAIN).connections += 1
+    task = asyncio.create_task(w.deliverer.run_connection(DOMAIN))
+    await asyncio.wait_for(started.wait(), 5)
+    assert len(session.sent) == 2
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert w.queue.counts() == (3, 0, 0)  # both in flight are back, ready
+    assert w.records() == []
+
+
+async def test_an_entry_of_several_transactions_sends_the_next_behind_the_pipeline(
+    world: Any,
+) -> None:
+    session = Session(delivered)
+    policy = DomainPolicy(max_recipients_per_transaction=2, retry_schedule=(60.0,))
+    w = world(lambda: session, depth=2, policy=policy)
+    w.queue_entries(["a0@d.test", "a1@d.test", "a2@d.test"], ["b@d.test"])
+    await w.connect_once()
+    assert session.calls == [
+        ("start", "a0@d.test"),
+        ("start", "b@d.test"),
+        ("result", "a0@d.test"),
+        ("start", "a2@d.test"),  # the entry's second transaction, behind b's
+        ("result", "a2@d.test"),
+        ("result", "b@d.test"),
+    ]
+    assert session.peak == 2
+    assert [r["rcpt"] for r in w.events("delivered")] == [
+        "a0@d.test",
+        "a1@d.test",
+        "a2@d.test",
+        "b@d.test",
+    ]
