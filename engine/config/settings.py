@@ -3,7 +3,7 @@
 Responsible for: every setting's name, type and default; rejecting unknown keys with
 the key's dotted name; per-destination policy lookup (`Settings.policy(domain)`).
 Sections with many keys of their own live beside it (engine.config.policy, .smtpd,
-.dkim, .bounce).
+.dkim, .bounce, .routes).
 Not responsible for: acting on settings (the runtime does), or reading any file but
 the one TOML file it is given (and, through those sections, the files it names).
 
@@ -24,6 +24,7 @@ from engine.config.bounce import BounceSettings, bounce_dict, read_bounce
 from engine.config.dkim import DkimDomain, dkim_dict, read_dkim
 from engine.config.helo import helo_name_error
 from engine.config.policy import DomainPolicy, policy_dict, read_policy
+from engine.config.routes import Routes, read_routes, routes_dict
 from engine.config.smtpd import SmtpdSettings, read_smtpd, smtpd_dict
 from engine.config.suppress import (
     SuppressionSettings,
@@ -105,6 +106,7 @@ class Settings:
     unsubscribe: UnsubscribeSettings | None = None  # None: [unsubscribe] is not configured
     default_policy: DomainPolicy = field(default_factory=DomainPolicy)
     domain_policies: Mapping[str, DomainPolicy] = field(default_factory=dict)
+    routes: Routes = field(default_factory=Routes)  # [routes]: smarthosts (engine.config.routes)
 
     def policy(self, domain: str) -> DomainPolicy:
         return self.domain_policies.get(domain, self.default_policy)
@@ -153,6 +155,7 @@ class Settings:
             "shutdown": {"drain_timeout": self.drain_timeout},
             "domains": {"default": policy_dict(self.default_policy)}
             | {name: policy_dict(p) for name, p in self.domain_policies.items()},
+            "routes": routes_dict(self.routes),
         }
         if self.dns_nameservers is not None:
             out["dns"]["nameservers"] = list(self.dns_nameservers)
@@ -248,6 +251,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
             continue
         per_domain[name.lower().rstrip(".")] = read_policy(domains.table(name), default_policy)
     domains.finish()
+    routes = read_routes(root.table("routes"), smtpd)
     root.finish()
     return Settings(
         spool_path=spool_path,
@@ -283,6 +287,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         drain_timeout=drain,
         default_policy=default_policy,
         domain_policies=per_domain,
+        routes=routes,
     )
 
 

@@ -39,10 +39,12 @@ from engine.model import (
     TransportFailure,
 )
 from engine.net.mx import Route, RouteFailure, RouteFailureKind
+from engine.net.relay import AuthAlarm, resolve_route
 from engine.net.session import SmtpSession, open_session
 from engine.net.targets import TargetRules, is_local_address, screen_route
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.outcome import Attempt, Outcomes
+from engine.runtime.sevenbit import body_for
 from engine.sched.backoff import retry_delay
 from engine.sched.classify import (
     classify_connect_failure,
@@ -71,6 +73,8 @@ _REUSED = counter_key("volley_connections", "reused")
 
 class Resolver(Protocol):
     async def resolve(self, domain: str) -> Route | RouteFailure: ...
+
+    async def resolve_host(self, domain: str, host: str) -> Route | RouteFailure: ...
 
 
 class Leases(Protocol):
@@ -109,6 +113,7 @@ class Deliverer:
         self._kick = kick
         self._open = open_session_fn
         self._journal = journal
+        self._auth_alarm = AuthAlarm()
         self._work: dict[str, asyncio.Event] = {}
         self._contended: dict[str, float] = {}
         self.draining = False
@@ -189,10 +194,13 @@ class Deliverer:
 
     async def _resolve(self, domain: str) -> Route | RouteFailure:
         try:
-            route = await self._resolver.resolve(domain)
-            if isinstance(route, RouteFailure):
-                return route
-            return screen_route(route, self._targets, is_local_address)
+            relay = self._s.routes.relay_for(domain)  # [routes]: None is MX delivery
+            return await resolve_route(
+                domain,
+                relay,
+                self._resolver,
+                lambda route: screen_route(route, self._targets, is_local_address),
+            )
         except Exception as exc:  # a bug of ours must defer the destination, not escape
             self._internal_error(f"resolving {domain}", exc)
             return RouteFailure(
@@ -204,25 +212,33 @@ class Deliverer:
         # smtp.mx_session_limit counts addresses that answered the connect (Postfix's
         # smtp_mx_session_limit): refused or unreachable ones cost nothing to skip.
         sessions = self._s.mx_session_limit
+        # A relay's route (engine.net.relay) has its port; its TLS mode and login follow.
+        relay = None if route.port is None else self._s.routes.relay_for(route.domain)
+        port = self._s.smtp_port if route.port is None else route.port
+        tls = policy.tls if relay is None else relay.tls.starttls
         for host in route.hosts:
             for address in host.addresses:
                 if sessions <= 0:
                     break
                 got = await self._open(
                     address,
-                    self._s.smtp_port,
+                    port,
                     mx_host=host.name,
                     helo_name=self._s.helo_name,
                     source_address=self._s.source_address,
-                    tls=policy.tls,
+                    tls=tls,
                     timeouts=self._s.smtp_timeouts,
                     lifetime=self._s.max_connection_lifetime,
+                    relay=relay,
                 )
                 if not isinstance(got, ConnectFailure):
                     return got
                 last = got
                 failure = got.failure
                 self._count_error(failure)
+                alarm = self._auth_alarm.line(relay, route.domain, failure, self._clock.monotonic())
+                if alarm is not None:  # a relay refused our login: said on stderr too
+                    print(alarm, file=sys.stderr, flush=True)
                 if failure is None or failure.phase is not Phase.CONNECT:
                     sessions -= 1
         return last or ConnectFailure(
@@ -352,6 +368,10 @@ class Deliverer:
     ) -> list[RecipientOutcome]:
         """One SMTP transaction for `rcpts`; a verdict per recipient."""
         sender: str = meta["sender"]
+        # RFC 6152 §3: never 8-bit to a server without 8BITMIME (a 7-bit copy, or a bounce).
+        body, body_8bit, unconvertible = body_for(
+            body, bool(meta.get("8bit")), session.supports("8BITMIME"), self._s.dkim
+        )
         smtputf8 = bool(meta.get("smtputf8"))
         if smtputf8 and not session.supports("SMTPUTF8"):
             # Entries queued before needs_smtputf8 existed say "smtputf8" for a non-ASCII
@@ -361,11 +381,14 @@ class Deliverer:
             sender=sender,
             recipients=tuple(rcpts),
             body=body,
-            body_8bit=bool(meta.get("8bit")),
+            body_8bit=body_8bit,
             smtputf8=smtputf8,
         )
         refused = precheck(
-            txn, smtputf8=session.supports("SMTPUTF8"), size_limit=session.size_limit
+            txn,
+            smtputf8=session.supports("SMTPUTF8"),
+            size_limit=session.size_limit,
+            unconvertible=unconvertible,
         )
         if refused is not None:
             return refused

@@ -103,7 +103,14 @@ UNSUBSCRIBE_RESULTS: tuple[str, ...] = (
 UNSUBSCRIBE_HEADERS: tuple[str, ...] = ("added", "present", "several_recipients", "unusable")
 
 # engine.model.FailureKind values the peer or the network can cause (not cancelled, local).
-CONNECTION_ERROR_KINDS: tuple[str, ...] = ("timeout", "refused", "closed", "protocol", "tls")
+CONNECTION_ERROR_KINDS: tuple[str, ...] = (
+    "timeout",
+    "refused",
+    "closed",
+    "protocol",
+    "tls",
+    "auth",
+)
 
 # The listener's refusal reasons: engine.smtpd.replies.Refusal's values (a test holds
 # them equal; telemetry does not import the listener).

@@ -1,0 +1,91 @@
+"""Smarthost relays: the route of mail that goes through a configured next hop.
+
+Responsible for: the `Route` of a destination domain under `[routes]` — the MX route
+when no relay applies, else the relay as the route's one host with its port (an IP
+literal as written; a host name by its A/AAAA records, never by MX) — with a relay that
+has no usable address made a temporary failure; and `AuthAlarm`, which decides when a relay's
+AUTH refusal is said on stderr (once per relay per `AUTH_ALARM_EVERY` seconds).
+Not responsible for: reading `[routes]` (engine.config.routes), which addresses may be
+used (engine.net.targets: a relay may be on loopback), connecting and logging in
+(engine.net.session, engine.net.auth), or what a failure means (engine.sched.classify).
+
+Why a relay without a usable address defers where an MX host without one bounces (5.4.4,
+and 5.4.6 for a loop to ourselves): the relay is the operator's setting, not the
+recipient domain's; a typo in it must not bounce every message (the same reasoning as
+for a wrong relay password).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Protocol
+
+from engine.config.routes import Relay
+from engine.model import FailureKind, RouteFailure, RouteFailureKind, TransportFailure
+from engine.net.mx import MxHost, Route
+
+__all__ = ["AUTH_ALARM_EVERY", "AuthAlarm", "HostResolver", "resolve_route"]
+
+# A wrong password fails every connection of every worker to the relay: one stderr line
+# per relay per 5 min says it without flooding the journal (the delivery log still has a
+# deferral per entry, and volley_connection_errors_total{kind="auth"} counts each).
+AUTH_ALARM_EVERY = 300.0
+
+
+class HostResolver(Protocol):
+    async def resolve(self, domain: str) -> Route | RouteFailure: ...
+
+    async def resolve_host(self, domain: str, host: str) -> Route | RouteFailure: ...
+
+
+async def resolve_route(
+    domain: str,
+    relay: Relay | None,
+    resolver: HostResolver,
+    screen: Callable[[Route], Route | RouteFailure],
+) -> Route | RouteFailure:
+    """The route for `domain`: by MX when `relay` is None, else through the relay;
+    `screen` (engine.net.targets.screen_route) keeps what may be connected to.  Every
+    failure of a relay's route is TEMPORARY (see the module docstring)."""
+    if relay is None:
+        route = await resolver.resolve(domain)
+        return route if isinstance(route, RouteFailure) else screen(route)
+    if relay.literal:
+        got: Route | RouteFailure = Route(
+            domain, (MxHost(relay.host, 0, (relay.host,)),), False, relay.port
+        )
+    else:
+        got = await resolver.resolve_host(domain, relay.host)
+    if isinstance(got, Route):
+        got = screen(replace(got, port=relay.port))
+    if isinstance(got, RouteFailure):
+        detail = f"relay {relay.address} ({relay.table}.relay): {got.detail}"
+        return RouteFailure(domain, RouteFailureKind.TEMPORARY, detail)
+    return got
+
+
+class AuthAlarm:
+    """When to say on stderr that a relay refused our AUTH: the first time, then at
+    most every `every` seconds per relay address (pure: `now` is passed in)."""
+
+    def __init__(self, every: float = AUTH_ALARM_EVERY) -> None:
+        self._every = every
+        self._said: dict[str, float] = {}
+
+    def line(
+        self, relay: Relay | None, domain: str, failure: TransportFailure | None, now: float
+    ) -> str | None:
+        """The line to print for this connection failure, or None (no relay, not an
+        AUTH failure, or said recently)."""
+        if relay is None or failure is None or failure.kind is not FailureKind.AUTH:
+            return None
+        last = self._said.get(relay.address)
+        if last is not None and now - last < self._every:
+            return None
+        self._said[relay.address] = now
+        return (
+            f"volley: relay {relay.address}: {failure.detail}; mail through it (e.g. for"
+            f" {domain}) is deferred, not bounced, until it accepts the login"
+            f" (check {relay.table}.auth)"
+        )
