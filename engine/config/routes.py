@@ -141,10 +141,11 @@ def read_routes(t: Table, smtpd: SmtpdSettings | None = None) -> Routes:
     default: Relay | None = None
     domains: dict[str, Relay | None] = {}
     for name in t.data:
-        table = t.table(name)
         if name == "default":
-            default = _read_route(table)
+            default = _read_route(t.table(name))
             continue
+        t.used.add(name)
+        table = Table(t.data[name], f'{t.prefix}."{name}"')  # routes."example.com".relay
         domain = name.lower().rstrip(".")
         if not domain or "." not in domain:
             raise ConfigError(f"{table.prefix}: expected a domain name like example.com")
