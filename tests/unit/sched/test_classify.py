@@ -201,10 +201,8 @@ def test_a_refused_relay_login_defers_whatever_the_code() -> None:
             ["r@b.test"], ConnectFailure("relay.test", "192.0.2.5", failure=failure)
         )
         assert disps([o]) == [("r@b.test", D.DEFERRED, 451, "4.7.8")]
-        assert (
-            o.text
-            == f"authentication failed during auth: relay.test[192.0.2.5]: AUTH PLAIN as 'u' refused: {reply}"
-        )
+        where = "authentication failed during auth: relay.test[192.0.2.5]"
+        assert o.text == f"{where}: AUTH PLAIN as 'u' refused: {reply}"
         assert (o.origin, o.kind) == (Origin.CONNECTION, "auth")
 
 
