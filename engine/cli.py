@@ -65,6 +65,24 @@ def _age(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
+def _live_waits(settings: Settings) -> dict[str, str] | None:
+    """What holds each destination back now (volley_queue_throttled from the running
+    engine's /metrics): domain -> "rate" / "connection" / "shaping"; None when no engine
+    answers (the spool's counts are shown all the same)."""
+    from engine.telemetry import top
+
+    try:
+        scrape = top.fetch(top.metrics_url(settings.metrics_listen), timeout=1.0)
+    except (OSError, ValueError):
+        return None
+    out: dict[str, set[str]] = {}
+    for (name, labels), value in scrape.samples.items():
+        if name == "volley_queue_throttled" and value > 0:
+            d = dict(labels)
+            out.setdefault(d["domain"], set()).add(d["reason"])
+    return {domain: ",".join(sorted(reasons)) for domain, reasons in out.items()}
+
+
 def cmd_queue(settings: Settings, as_json: bool) -> int:
     from spool import queue_summary
 
@@ -76,6 +94,7 @@ def cmd_queue(settings: Settings, as_json: bool) -> int:
     now = time.time()
     summary = queue_summary(settings.spool_path, now)
     rows = sorted(summary.items(), key=lambda kv: -(kv[1].queued + kv[1].deferred))
+    waits = _live_waits(settings)
     if as_json:
         out = {
             domain: {
@@ -83,21 +102,27 @@ def cmd_queue(settings: Settings, as_json: bool) -> int:
                 "deferred": s.deferred,
                 "oldest_age": round(now - s.oldest_id_time, 3),
                 "next_attempt": s.next_attempt,
+                "waiting_for": None if waits is None else waits.get(domain),
             }
             for domain, s in rows
         }
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{'domain':<40} {'queued':>8} {'deferred':>9} {'oldest':>8}  next retry")
+    print(
+        f"{'domain':<40} {'queued':>8} {'deferred':>9} {'oldest':>8}  {'next retry':<12}"
+        " waiting for"
+    )
     tq = td = 0
     for domain, s in rows:
         tq += s.queued
         td += s.deferred
         nxt = "-" if s.next_attempt is None else f"in {_age(s.next_attempt - now)}"
-        print(
-            f"{domain:<40} {s.queued:>8} {s.deferred:>9} {_age(now - s.oldest_id_time):>8}  {nxt}"
-        )
+        wait = "?" if waits is None else waits.get(domain, "-")
+        age = _age(now - s.oldest_id_time)
+        print(f"{domain:<40} {s.queued:>8} {s.deferred:>9} {age:>8}  {nxt:<12} {wait}")
     print(f"{'total':<40} {tq:>8} {td:>9}")
+    if waits is None:
+        print("(waiting for: ? - no running engine answered on metrics.listen)")
     return 0
 
 

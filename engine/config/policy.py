@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.config.values import ConfigError, Table, parse_duration
 from engine.model import TlsPolicy
+from engine.shaping.gcra import Rate, RateError, parse_rate
 
 __all__ = ["DomainPolicy", "policy_dict", "read_policy"]
 
@@ -30,6 +31,16 @@ class DomainPolicy:
     retry_jitter: float = 0.2
     max_age: float = 5 * 86400.0
     tls: TlsPolicy = TlsPolicy.OPPORTUNISTIC
+    # GCRA limits on the destination's site (engine.shaping.gcra); None: no limit.
+    max_message_rate: Rate | None = None
+    max_connection_rate: Rate | None = None
+    # Share the limits of every domain with the same MX hosts (engine.shaping.sites);
+    # false: this domain is a site by itself.
+    mx_rollup: bool = True
+
+
+def _rate_text(r: Rate | None) -> str:
+    return "" if r is None else f"{r.count:g}/{r.period:g}s"
 
 
 def policy_dict(p: DomainPolicy) -> dict[str, Any]:
@@ -41,7 +52,24 @@ def policy_dict(p: DomainPolicy) -> dict[str, Any]:
         "retry_jitter": p.retry_jitter,
         "max_age": p.max_age,
         "tls": p.tls.value,
+        "max_message_rate": _rate_text(p.max_message_rate),
+        "max_connection_rate": _rate_text(p.max_connection_rate),
+        "mx_rollup": p.mx_rollup,
     }
+
+
+def _rate(t: Table, key: str, base: Rate | None) -> Rate | None:
+    raw = t.get(key)
+    if raw is None:
+        return base
+    if not isinstance(raw, str):
+        raise ConfigError(f'{t.key(key)}: expected a rate such as "100/s" or "20000/h"')
+    if not raw:  # "": no limit (a domain lifting [domains.default]'s)
+        return None
+    try:
+        return parse_rate(raw)
+    except RateError as e:
+        raise ConfigError(f"{t.key(key)}: {e}") from None
 
 
 def read_policy(t: Table, base: DomainPolicy) -> DomainPolicy:
@@ -73,6 +101,9 @@ def read_policy(t: Table, base: DomainPolicy) -> DomainPolicy:
         retry_jitter=jitter,
         max_age=t.duration("max_age", base.max_age),
         tls=tls,
+        max_message_rate=_rate(t, "max_message_rate", base.max_message_rate),
+        max_connection_rate=_rate(t, "max_connection_rate", base.max_connection_rate),
+        mx_rollup=t.boolean("mx_rollup", base.mx_rollup),
     )
     t.finish()
     return policy

@@ -24,7 +24,9 @@ from engine.config.bounce import BounceSettings, bounce_dict, read_bounce
 from engine.config.dkim import DkimDomain, dkim_dict, read_dkim
 from engine.config.helo import helo_name_error
 from engine.config.policy import DomainPolicy, policy_dict, read_policy
+from engine.config.providers import providers_dict, read_provider_tables
 from engine.config.routes import Routes, read_routes, routes_dict
+from engine.config.shaping import ShapingSettings, read_shaping, shaping_dict
 from engine.config.smtpd import SmtpdSettings, read_smtpd, smtpd_dict
 from engine.config.suppress import (
     SuppressionSettings,
@@ -36,6 +38,7 @@ from engine.config.suppress import (
 )
 from engine.config.values import ConfigError, Table, check_listen, parse_address
 from engine.model import SmtpTimeouts
+from engine.shaping.providers import Provider, shipped_providers
 
 __all__ = ["Settings", "from_dict", "load_settings"]
 
@@ -107,6 +110,11 @@ class Settings:
     default_policy: DomainPolicy = field(default_factory=DomainPolicy)
     domain_policies: Mapping[str, DomainPolicy] = field(default_factory=dict)
     routes: Routes = field(default_factory=Routes)  # [routes]: smarthosts (engine.config.routes)
+    # The shipped providers (engine/shaping/providers.toml) with [providers.NAME] applied.
+    providers: tuple[Provider, ...] = field(
+        default_factory=lambda: tuple(shipped_providers().values())
+    )
+    shaping: ShapingSettings = field(default_factory=ShapingSettings)
 
     def policy(self, domain: str) -> DomainPolicy:
         return self.domain_policies.get(domain, self.default_policy)
@@ -153,6 +161,8 @@ class Settings:
             "suppression": suppression_dict(self.suppression),
             "unsubscribe": unsubscribe_dict(self.unsubscribe),
             "shutdown": {"drain_timeout": self.drain_timeout},
+            "providers": providers_dict(self.providers),
+            "shaping": shaping_dict(self.shaping),
             "domains": {"default": policy_dict(self.default_policy)}
             | {name: policy_dict(p) for name, p in self.domain_policies.items()},
             "routes": routes_dict(self.routes),
@@ -243,6 +253,8 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     sh = root.table("shutdown")
     drain = sh.duration("drain_timeout", d.drain_timeout)
     sh.finish()
+    providers = read_provider_tables(root.table("providers"))
+    shaping = read_shaping(root.table("shaping"))
     domains = root.table("domains")
     default_policy = read_policy(domains.table("default"), DomainPolicy())
     per_domain: dict[str, DomainPolicy] = {}
@@ -288,6 +300,8 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         default_policy=default_policy,
         domain_policies=per_domain,
         routes=routes,
+        providers=providers,
+        shaping=shaping,
     )
 
 

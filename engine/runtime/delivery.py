@@ -1,10 +1,13 @@
 """Delivery: one task per SMTP connection to a destination, reused for many messages.
 
-Responsible for: the life of one connection — take a lease (the destination's
-cross-process slot) before anything else, resolve the route (cached), try the MX hosts
+Responsible for: the life of one connection — resolve the route (cached), take the
+leases of its site (the cross-process slots: engine.runtime.sites) before anything else
+that costs the receiver, wait for the site's connection-rate instant, try the MX hosts
 and their addresses in order until one gives a session, then send the destination's
-ready entries one after another over it (up to max_messages_per_connection), wait a
-little for more work when idle, QUIT, and give the lease back in `finally`.
+ready entries one after another over it (up to max_messages_per_connection, each at its
+message-rate instant), wait a little for more work when idle, QUIT, and give the leases
+back in `finally`.  A rate instant too far off pauses the destination instead of holding
+a connection open for it.
 Not responsible for: what failures mean (engine.sched.classify), spool updates
 (engine.runtime.outcome), or how many connections a destination gets (engine.sched.queue).
 
@@ -21,9 +24,8 @@ import asyncio
 import random
 import sys
 import time
-import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from engine.clock import Clock
@@ -44,21 +46,26 @@ from engine.net.session import SmtpSession, open_session
 from engine.net.targets import TargetRules, is_local_address, screen_route
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.outcome import Attempt, Outcomes
+from engine.runtime.pacing import Pacer, RateGrants
 from engine.runtime.sevenbit import body_for
-from engine.sched.backoff import retry_delay
+from engine.runtime.shaping_feed import ShapingFeed
+from engine.runtime.sites import Leases, SiteAccess
+from engine.runtime.verdicts import Verdicts
 from engine.sched.classify import (
-    classify_connect_failure,
-    classify_route_failure,
     classify_txn,
     precheck,
     refuse_unsendable,
 )
 from engine.sched.queue import WorkQueue
+from engine.shaping.gcra import Rate
+from engine.shaping.limits import SiteLimits
+from engine.shaping.rates import Grant
+from engine.shaping.sites import Site
 from engine.smtp import LocalProtocolError
 from engine.smtp.encode import needs_smtputf8
 from engine.telemetry.catalog import CONNECTION_ERROR_KINDS
 from engine.telemetry.metrics import Tally, counter_key, reply_key
-from spool import CorruptEntry, EntryRef, ShardQueue
+from spool import EntryRef, ShardQueue
 
 __all__ = ["Deliverer"]
 
@@ -77,10 +84,14 @@ class Resolver(Protocol):
     async def resolve_host(self, domain: str, host: str) -> Route | RouteFailure: ...
 
 
-class Leases(Protocol):
-    async def acquire(self, domain: str, limit: int) -> None: ...
+class _NoRates:
+    """For a Deliverer made without a rate service: every instant is now."""
 
-    def release(self, domain: str) -> None: ...
+    async def grant(self, keys: list[str], rates: list[Rate], want: int) -> Grant:
+        return Grant((0.0,) * want, 0.0)
+
+    def give_back(self, keys: list[str], unused: list[float]) -> None:
+        pass
 
 
 class Deliverer:
@@ -98,6 +109,8 @@ class Deliverer:
         rng: random.Random,
         kick: Callable[[], None],
         journal: InflightJournal | None = None,
+        rates: RateGrants | None = None,
+        feed: ShapingFeed | None = None,
         open_session_fn: Callable[..., Awaitable[SmtpSession | ConnectFailure]] = open_session,
     ) -> None:
         self._s = settings
@@ -105,7 +118,10 @@ class Deliverer:
         self._shard = shard
         self._queue = queue
         self._resolver = resolver
-        self._leases = leases
+        self._verdicts = Verdicts(settings, shard, queue, outcomes, tally, clock, rng)
+        self._feed = feed
+        self._sites = SiteAccess(settings, leases, rates or _NoRates(), clock, self._contend, feed)
+        self._site_of: dict[str, tuple[Site, SiteLimits]] = {}  # domain -> site, ceiling
         self._outcomes = outcomes
         self._tally = tally
         self._clock = clock
@@ -119,11 +135,19 @@ class Deliverer:
         self.draining = False
         self.open_sessions: Counter[str] = Counter()  # per destination domain
         self.idle_sessions: Counter[str] = Counter()
+        self.rate_waits: Counter[str] = Counter()  # connections waiting for a rate instant
 
     def reconfigure(self, settings: Settings) -> None:
         """A reload: connections opened from now on follow `settings`."""
         self._s = settings
         self._targets = TargetRules.from_settings(settings)
+        self._sites.reconfigure(settings)
+        self._verdicts.reconfigure(settings)
+
+    @property
+    def waiting_for_slot(self) -> Mapping[str, int]:
+        """Connection tasks per destination waiting for a site's connection slot."""
+        return self._sites.waiting
 
     # -- signals from the worker ------------------------------------------------------
     def work_arrived(self, domain: str) -> None:
@@ -131,20 +155,29 @@ class Deliverer:
         if ev is not None:
             ev.set()
 
-    def contend(self, domain: str) -> None:
-        """Another worker waits for a slot of `domain`: idle connections close now."""
+    def contend(self, key: str) -> None:
+        """Another worker waits for a slot of lease `key` (a site or a provider): this
+        worker's idle connections that hold one close now."""
+        for domain in list(self._sites.domains_of(key)):
+            self._contend(domain)
+
+    def _contend(self, domain: str) -> None:
         self._contended[domain] = self._clock.monotonic() + self._s.idle_timeout
         self.work_arrived(domain)
 
     def forget(self, domains: list[str]) -> None:
         """The queue forgot these idle domains (no connection is open to them): so do we."""
         for domain in domains:
+            self._sites.forget(domain)
+            self._site_of.pop(domain, None)
             self._work.pop(domain, None)
             self._contended.pop(domain, None)
             if not self.open_sessions.get(domain):
                 self.open_sessions.pop(domain, None)
             if not self.idle_sessions.get(domain):
                 self.idle_sessions.pop(domain, None)
+            if not self.rate_waits.get(domain):
+                self.rate_waits.pop(domain, None)
 
     def drain(self) -> None:
         self.draining = True
@@ -156,18 +189,32 @@ class Deliverer:
         """Caller has counted this task in queue.domain(domain).connections."""
         policy = self._s.policy(domain)
         state = self._queue.domain(domain)
-        leased = False
+        held: list[str] = []
         try:
-            await self._leases.acquire(domain, policy.max_connections)
-            leased = True
-            if not state.ready or self.draining:
-                return
             route = await self._resolve(domain)
             if isinstance(route, RouteFailure):
-                self._fail_destination(domain, policy, route=route)
+                self._verdicts.fail_destination(domain, policy, route=route)
                 return
-            session = await self._connect(route, policy)
+            site, ceiling = self._sites.site(domain, route, policy)
+            self._site_of[domain] = (site, ceiling)
+            limits, suspended, bouncing = self._sites.in_force(site, ceiling, self._clock.wall())
+            if bouncing is not None:
+                self._verdicts.bounce_ready(domain, site.name, bouncing)
+                return
+            if suspended is not None:
+                self._queue.pause(domain, suspended, "shaping")
+                return
+            await self._sites.acquire(domain, site, limits, held)
+            if not state.ready or self.draining:
+                return
+            later = await self._sites.connection_instant(site, limits)
+            if later is not None:
+                self._pause(domain, later, "rate")
+                return
+            session = await self._connect(route, limits)
             if isinstance(session, ConnectFailure):
+                if self._feed is not None:
+                    self._feed.refused(site, ceiling, session)
                 self._connection_failed(domain, policy, session)
                 return
             self._tally.inc("volley_connections", "opened")
@@ -179,7 +226,7 @@ class Deliverer:
             self._kick()
             self.open_sessions[domain] += 1
             try:
-                broke = await self._serve(session, domain, policy)
+                broke = await self._serve(session, domain, limits, self._sites.pacer(site, limits))
             finally:
                 self.open_sessions[domain] -= 1
                 self._count_error(session.failure)
@@ -188,8 +235,7 @@ class Deliverer:
                 self._connection_failed(domain, policy, broke)
         finally:
             state.connections -= 1
-            if leased:
-                self._leases.release(domain)
+            self._sites.release(domain, held)
             self._kick()
 
     async def _resolve(self, domain: str) -> Route | RouteFailure:
@@ -202,12 +248,12 @@ class Deliverer:
                 lambda route: screen_route(route, self._targets, is_local_address),
             )
         except Exception as exc:  # a bug of ours must defer the destination, not escape
-            self._internal_error(f"resolving {domain}", exc)
+            self._verdicts.internal_error(f"resolving {domain}", exc)
             return RouteFailure(
                 domain, RouteFailureKind.TEMPORARY, f"local error: {type(exc).__name__}: {exc}"
             )
 
-    async def _connect(self, route: Route, policy: DomainPolicy) -> SmtpSession | ConnectFailure:
+    async def _connect(self, route: Route, limits: SiteLimits) -> SmtpSession | ConnectFailure:
         last: ConnectFailure | None = None
         # smtp.mx_session_limit counts addresses that answered the connect (Postfix's
         # smtp_mx_session_limit): refused or unreachable ones cost nothing to skip.
@@ -215,7 +261,7 @@ class Deliverer:
         # A relay's route (engine.net.relay) has its port; its TLS mode and login follow.
         relay = None if route.port is None else self._s.routes.relay_for(route.domain)
         port = self._s.smtp_port if route.port is None else route.port
-        tls = policy.tls if relay is None else relay.tls.starttls
+        tls = limits.tls if relay is None else relay.tls.starttls
         for host in route.hosts:
             for address in host.addresses:
                 if sessions <= 0:
@@ -259,7 +305,7 @@ class Deliverer:
             state.window = max(1, state.connections - 1)
         else:
             state.window = 1
-            self._fail_destination(domain, policy, connect=failure)
+            self._verdicts.fail_destination(domain, policy, connect=failure)
 
     def _count_error(self, failure: TransportFailure | None) -> None:
         """volley_connection_errors: what the peer or the network did to a connection
@@ -268,29 +314,45 @@ class Deliverer:
             self._tally.inc("volley_connection_errors", failure.kind.value)
 
     async def _serve(
-        self, session: SmtpSession, domain: str, policy: DomainPolicy
+        self, session: SmtpSession, domain: str, limits: SiteLimits, pacer: Pacer | None
     ) -> ConnectFailure | None:
         """Send ready entries over `session`.  Returns the failure when the peer broke the
         session before one transaction completed on it: that is a failed connection, the
         same as one that never became ready (a server that closes at MAIL, or answers it
         with 421, must not get a new connection per queued message)."""
         attempt = Attempt(session.mx_host, session.address)  # the same for every message
+        policy = self._s.policy(domain)
+        state = self._queue.domain(domain)
+        most = limits.max_messages_per_connection
         sent = 0
-        while (
-            sent < policy.max_messages_per_connection
-            and session.is_reusable()
-            and not self.draining
-        ):
-            ref = self._queue.take(domain)
-            if ref is None:
-                if not await self._wait_for_work(domain):
-                    return None
-                continue
-            assert isinstance(ref, EntryRef)
-            if sent:
-                self._tally.bump(_REUSED)
-            sent += 1
-            await self._deliver(session, ref, policy, attempt)
+        try:
+            while sent < most and session.is_reusable() and not self.draining:
+                if not state.ready:
+                    if not await self._wait_for_work(domain):
+                        return None
+                    continue
+                if pacer is not None:
+                    self.rate_waits[domain] += 1
+                    try:
+                        later = await pacer.take(most - sent)
+                    finally:
+                        self.rate_waits[domain] -= 1
+                    if later is not None:
+                        self._pause(domain, later, "rate")
+                        break
+                ref = self._queue.take(domain)
+                if ref is None:  # another connection took it while this one waited
+                    if pacer is not None:
+                        pacer.undo()
+                    continue
+                assert isinstance(ref, EntryRef)
+                if sent:
+                    self._tally.bump(_REUSED)
+                sent += 1
+                await self._deliver(session, ref, policy, attempt)
+        finally:
+            if pacer is not None:
+                pacer.close()
         failure = session.failure
         if (
             failure is None
@@ -300,6 +362,13 @@ class Deliverer:
         ):
             return None
         return ConnectFailure(session.mx_host, session.address, failure=failure)
+
+    def _pause(self, domain: str, at: float, reason: str) -> None:
+        """Start no connection to `domain` until monotonic instant `at` (the queue keeps
+        wall time)."""
+        now = self._clock.monotonic()
+        self._queue.pause(domain, self._clock.wall() + max(0.0, at - now), reason)
+        self._kick()
 
     async def _wait_for_work(self, domain: str) -> bool:
         """Idle: wait up to idle_timeout for ready work; False means close."""
@@ -331,7 +400,7 @@ class Deliverer:
         """One entry: its transactions (max_recipients_per_transaction recipients each),
         then its outcome.  Whatever happens, every recipient gets a verdict."""
         now = self._clock.wall()
-        loaded = self._load(ref, now)
+        loaded = self._verdicts.load(ref, now)
         if loaded is None:
             return
         meta, body = loaded
@@ -351,14 +420,16 @@ class Deliverer:
                     # recipients are deferred with the reason (then retried, expired after
                     # max_age), never handed straight back to the queue (issue #14, #3).
                     session.abort(f"local error: {exc!r}")
-                    self._internal_error(f"delivering {ref.name}", exc)
+                    self._verdicts.internal_error(f"delivering {ref.name}", exc)
                     outcomes.extend(_local_error(batch, exc))
         except BaseException:
             # Cancelled (shutdown): the entry stays as it is on disk and is retried
             # after restart; in memory it simply goes back.
             self._queue.untake(ref)
             raise
-        finished = self._apply(ref, meta, body, outcomes, attempt, self._clock.wall())
+        if self._feed is not None and (seen := self._site_of.get(ref.domain)) is not None:
+            self._feed.outcomes(seen[0], seen[1], outcomes)
+        finished = self._verdicts.apply(ref, meta, body, outcomes, attempt, self._clock.wall())
         if journal is not None:
             # An entry that left the queue needs no prompt "-" (engine.runtime.inflight).
             journal.done(ref.name, lazy=finished)
@@ -418,75 +489,6 @@ class Deliverer:
             if reply is not None:
                 tally.bump(reply_key(reply.code, reply.enhanced))
         return classify_txn(txn, result)
-
-    def _fail_destination(
-        self,
-        domain: str,
-        policy: DomainPolicy,
-        *,
-        route: RouteFailure | None = None,
-        connect: ConnectFailure | None = None,
-    ) -> None:
-        """Apply a whole-destination failure to every ready entry of the domain."""
-        now = self._clock.wall()
-        temporary = route is None or route.kind is RouteFailureKind.TEMPORARY
-        until = now + retry_delay(1, policy.retry_schedule, policy.retry_jitter, self._rng)
-        refs = self._queue.suspend(domain, until) if temporary else self._queue.take_all(domain)
-        attempt = Attempt(connect.host if connect else None, connect.address if connect else None)
-        for ref in refs:
-            assert isinstance(ref, EntryRef)
-            loaded = self._load(ref, now)
-            if loaded is None:
-                continue
-            meta, body = loaded
-            rcpts: list[str] = list(meta["rcpts"])
-            if route is not None:
-                outcomes = classify_route_failure(rcpts, route)
-            else:
-                assert connect is not None
-                outcomes = classify_connect_failure(rcpts, connect)
-            self._apply(ref, meta, body, outcomes, attempt, now)
-
-    def _apply(
-        self,
-        ref: EntryRef,
-        meta: dict[str, Any],
-        body: bytes,
-        outcomes: list[RecipientOutcome],
-        attempt: Attempt,
-        now: float,
-    ) -> bool:
-        """Outcomes.apply, and if it fails (a bug: spool errors are its own business), the
-        entry is still decided: retried after the first retry step, said in the log."""
-        try:
-            return self._outcomes.apply(ref, meta, body, outcomes, attempt, now)
-        except Exception as exc:
-            self._internal_error(f"recording the outcome of {ref.name}", exc)
-            policy = self._s.policy(ref.domain)
-            delay = retry_delay(1, policy.retry_schedule, policy.retry_jitter, self._rng)
-            self._queue.done(ref, retry_at=now + delay, now=now)
-            return False
-
-    def _internal_error(self, what: str, exc: BaseException) -> None:
-        """Say it loudly: a traceback on stderr (the supervisor's terminal or journal), a
-        log line and a count.  The caller decides the entries it holds."""
-        print(f"volley: internal error while {what}:", file=sys.stderr)
-        traceback.print_exception(exc, file=sys.stderr)
-        self._outcomes.log_internal_error(what, exc, self._clock.wall())
-        self._tally.inc("volley_internal_errors")
-
-    def _load(self, ref: EntryRef, now: float) -> tuple[dict[str, Any], bytes] | None:
-        """The entry's meta and body; None (and the entry done) if it is gone or corrupt."""
-        try:
-            meta, body = self._shard.load(ref)
-            if meta.get("dsn"):
-                self._outcomes.seal(ref.name)  # a bounce report gathers no more once sent
-            return meta, body
-        except FileNotFoundError:
-            self._queue.done(ref, retry_at=None, now=now)
-        except CorruptEntry as e:
-            self._outcomes.quarantine(ref, f"cannot decode spool entry: {e.reason}", "corrupt", now)
-        return None
 
 
 def _local_error(rcpts: list[str], exc: BaseException) -> list[RecipientOutcome]:

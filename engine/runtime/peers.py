@@ -1,9 +1,11 @@
-"""The worker's ends of two services it uses: connection leases and MX resolution.
+"""The worker's ends of the services it uses: connection leases, rate grants and MX
+resolution.
 
 Responsible for: `LeaseClient`, the worker side of the connection-slot protocol (the
 supervisor arbitrates slots across workers: engine.sched.leases, over engine.runtime.ipc),
-and `CountingResolver`, the MX resolver with each resolution counted for metrics (a cache
-hit, a query, or a failed query).
+`RateClient`, the worker side of the rate protocol (batches of send instants:
+engine.shaping.rates), and `CountingResolver`, the MX resolver with each resolution
+counted for metrics (a cache hit, a query, or a failed query).
 Not responsible for: deciding grants (the supervisor), resolving (engine.net.mx), or what
 a worker does with either (engine.runtime.delivery).
 """
@@ -15,9 +17,11 @@ from collections.abc import Awaitable
 
 from engine.net.mx import MxResolver, Route, RouteFailure
 from engine.runtime.ipc import Channel
+from engine.shaping.gcra import Rate
+from engine.shaping.rates import Grant
 from engine.telemetry.metrics import Tally
 
-__all__ = ["CountingResolver", "LeaseClient"]
+__all__ = ["CountingResolver", "LeaseClient", "RateClient"]
 
 
 class LeaseClient:
@@ -53,6 +57,38 @@ class LeaseClient:
 
     def release(self, domain: str) -> None:
         self._channel.send("release", domain)
+
+
+class RateClient:
+    """Worker side of the rate protocol: ask the supervisor for up to `want` send
+    instants conforming to every one of `rates` (one per key), one round trip per batch."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+        self._waiting: dict[int, asyncio.Future[Grant]] = {}
+        self._next = 0
+
+    async def grant(self, keys: list[str], rates: list[Rate], want: int) -> Grant:
+        self._next += 1
+        req = self._next
+        fut: asyncio.Future[Grant] = asyncio.get_running_loop().create_future()
+        self._waiting[req] = fut
+        wire = [[r.count, r.period, r.burst] for r in rates]
+        self._channel.send("rate", req, keys, wire, want)
+        try:
+            return await fut
+        finally:
+            self._waiting.pop(req, None)
+
+    def granted(self, req: int, times: list[float], retry_at: float) -> None:
+        fut = self._waiting.pop(req, None)
+        if fut is not None and not fut.done():
+            fut.set_result(Grant(tuple(times), retry_at))
+        # else: cancelled while asking; its instants go unused (a second at most)
+
+    def give_back(self, keys: list[str], unused: list[float]) -> None:
+        if unused:
+            self._channel.send("rate_back", keys, unused)
 
 
 class CountingResolver:

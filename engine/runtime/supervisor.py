@@ -4,8 +4,8 @@ Responsible for: preparing the spool (directories; moving entries of shards that
 longer exist after a change of `workers`), binding the SMTP listener's sockets and
 handing each worker its own (engine.smtpd.sockets), counting listener sessions per client
 address across workers (engine.smtpd.clients), starting N worker processes, restarting one
-that dies (with backoff), arbitrating per-destination connection slots across them
-(engine.sched.leases), exporting every worker's metrics on one /metrics endpoint, hosting
+that dies (with backoff), arbitrating connection slots and send rates per site across
+them (engine.runtime.arbiter), exporting every worker's metrics on one /metrics endpoint, hosting
 queue control (engine.admin: the admin API, operator suspensions, directives routed to
 the workers), the suppression list's one writer and the unsubscribe endpoint
 (engine.suppress.runner), and a clean stop on SIGTERM/SIGINT: workers drain, then the
@@ -43,11 +43,12 @@ from prometheus_client import start_http_server
 
 from engine.admin.runner import Admin, AdminStartError
 from engine.config import ConfigError, Settings, helo_name_warning, parse_address
+from engine.runtime.arbiter import Arbiter
 from engine.runtime.ipc import Channel, Message, open_channel
 from engine.runtime.listener import startup_problem
 from engine.runtime.reload import plan_reload
+from engine.runtime.shaping_service import ShapingService
 from engine.runtime.spawn import StderrTail, relay, worker_argv
-from engine.sched.leases import LeaseTable
 from engine.smtpd.clients import ClientTable
 from engine.smtpd.sockets import ListenError, Listening, bind_all, close_all, for_worker
 from engine.suppress.runner import Suppression, SuppressStartError
@@ -96,7 +97,7 @@ class Supervisor:
         self._stop_now = asyncio.Event()  # a second SIGINT/SIGTERM: do not wait for drains
         self._stop_asked = 0.0
         self.spool = Spool(settings.spool_path)
-        self.leases = LeaseTable()
+        self.arbiter = Arbiter(self._send)
         self.exporter = Exporter(top_domains=settings.metrics_top_domains, version=version)
         self.workers: dict[int, WorkerHandle] = {}
         self.stopping = asyncio.Event()
@@ -105,6 +106,7 @@ class Supervisor:
         self._start_failure = asyncio.Event()
         self.admin: Admin | None = None
         self.suppression: Suppression | None = None
+        self.shaping: ShapingService | None = None
         self.smtpd: list[Listening] = []  # the listener's sockets, per address and worker
         self.clients = ClientTable()  # the listener's sessions per client address
 
@@ -164,6 +166,10 @@ class Supervisor:
             if self.suppression is not None:
                 await self.suppression.close()
             return 2
+        self.shaping = ShapingService.open(
+            self.s, self.exporter, self._broadcast, self.arbiter.in_use
+        )
+        shaping_ticks = asyncio.create_task(self.shaping.run())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig.name)
@@ -188,6 +194,7 @@ class Supervisor:
         sampler = asyncio.create_task(self._sample_spool())
         await self.stopping.wait()
         sampler.cancel()
+        shaping_ticks.cancel()
         await self._stop_all()
         await self._close_services()
         if self._stop_asked:
@@ -196,6 +203,8 @@ class Supervisor:
         return 0
 
     async def _close_services(self) -> None:
+        if self.shaping is not None:
+            self.shaping.close()
         if self.admin is not None:
             await self.admin.close()
         if self.suppression is not None:
@@ -255,6 +264,9 @@ class Supervisor:
             self.admin.service.reopen_log(self.s.log_path)
         if self.suppression is not None:
             self.suppression.reconfigure(self.s)
+        if self.shaping is not None:
+            self.shaping.reconfigure(self.s)
+            self.shaping.reopen_log()
         applied = ", ".join(plan.applied) if plan.applied else "nothing changed"
         print(f"volley: SIGHUP: configuration reloaded: {applied}", file=sys.stderr, flush=True)
         if plan.at_restart:
@@ -348,6 +360,8 @@ class Supervisor:
         h.channel.send("config", self.s.to_dict(), start_info)
         if self.admin is not None:
             h.channel.send("suspensions", self.admin.service.suspension_message())
+        if self.shaping is not None:
+            h.channel.send(*self.shaping.table_message())
         h.started = time.monotonic()
         self._set_alive()
         h.watcher = asyncio.create_task(self._watch(h))
@@ -386,8 +400,7 @@ class Supervisor:
         if h.channel is not None:
             h.channel.close()
             h.channel = None
-        for _domain, holder, req in self.leases.drop_holder(h.k):
-            self._send(holder, "grant", req)
+        self.arbiter.worker_gone(h.k)
         self.clients.drop_worker(h.k)
         if self.admin is not None:
             self.admin.service.worker_gone(h.k)
@@ -428,6 +441,11 @@ class Supervisor:
     def _live(self) -> list[int]:
         return [k for k, h in self.workers.items() if h.channel is not None]
 
+    def _broadcast(self, *msg: object) -> None:
+        for h in self.workers.values():
+            if h.channel is not None:
+                h.channel.send(*msg)
+
     def _send(self, k: int, *msg: object) -> None:
         h = self.workers.get(k)
         if h is not None and h.channel is not None:
@@ -435,19 +453,10 @@ class Supervisor:
 
     def _on_message(self, k: int, msg: Message) -> None:
         kind = msg[0]
-        if kind == "acquire":
-            _, req, domain, limit = msg
-            if self.leases.acquire(domain, int(limit), k, req):
-                self._send(k, "grant", req)
-            else:
-                for holder in self.leases.holders(domain):
-                    if holder != k:
-                        self._send(holder, "contend", domain)
-        elif kind == "release":
-            for holder, req in self.leases.release(msg[1], k):
-                self._send(holder, "grant", req)
-        elif kind == "cancel":
-            self.leases.cancel(msg[2], k, msg[1])
+        if kind in Arbiter.KINDS:
+            self.arbiter.on_message(k, msg)
+        elif kind == "shaping" and self.shaping is not None:
+            self.shaping.on_report(msg)
         elif kind == "metrics":
             self.exporter.apply(k, msg[1], msg[2], msg[3])
         elif kind == "smtpd_open":

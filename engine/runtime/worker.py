@@ -43,7 +43,8 @@ from engine.runtime.intake import IntakeBatch, Pickup, interrupted_take, take_ba
 from engine.runtime.ipc import Channel, Message, open_channel
 from engine.runtime.listener import SmtpListener
 from engine.runtime.outcome import Outcomes
-from engine.runtime.peers import CountingResolver, LeaseClient
+from engine.runtime.peers import CountingResolver, LeaseClient, RateClient
+from engine.runtime.shaping_feed import ShapingFeed
 from engine.runtime.writebehind import WriteBehind
 from engine.sched.queue import WorkQueue
 from engine.suppress.agent import SuppressionAgent
@@ -86,6 +87,8 @@ class Worker:
         self.behind = WriteBehind()
         self.log = EventLog(settings.log_path, shard_no, writer=self.behind.append)
         self.leases = LeaseClient(channel)
+        self.rates = RateClient(channel)
+        self.shaping = ShapingFeed(channel.send, self.tally)
         self._kick = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -129,6 +132,8 @@ class Worker:
             queue=self.queue,
             resolver=CountingResolver(mx, self.tally),
             leases=self.leases,
+            rates=self.rates,
+            feed=self.shaping,
             outcomes=self.outcomes,
             tally=self.tally,
             clock=clock,
@@ -168,6 +173,10 @@ class Worker:
         kind = msg[0]
         if kind == "grant":
             self.leases.granted(msg[1])
+        elif kind == "rate_grant":
+            self.rates.granted(msg[1], msg[2], msg[3])
+        elif kind == "shaping_limits":
+            self.shaping.apply(msg[1])
         elif kind == "contend":
             self.deliverer.contend(msg[1])
         elif kind == "drain":
@@ -403,8 +412,8 @@ class Worker:
             if now - self._oldest_at >= OLDEST_REFRESH:
                 self.queue.refresh_oldest()
                 self._oldest_at = now
-            d = self.deliverer
-            set_domain_gauges(t, self.queue, d.open_sessions, d.idle_sessions, now)
+            set_domain_gauges(t, self.queue, self.deliverer, now)
+        self.shaping.flush()
         counts, gauges, histograms = t.drain()
         self.channel.send("metrics", counts, gauges, histograms)
         self.suppression.flush()

@@ -107,6 +107,9 @@ class WorkQueue:
         # known domain there made a 20 000-domain run ~8x slower (bench/soak_domains.py).
         self._maybe_ready: set[str] = set()
         self._holds: dict[str, float] = {}  # operator suspensions: domain -> until
+        # Destinations whose ready entries wait for their site (a rate limit's next
+        # instant, a shaping suspension): domain -> (until, reason).  Nothing is deferred.
+        self._pauses: dict[str, tuple[float, str]] = {}
         self._parked: dict[str, deque[Entry]] = {}  # due entries of held domains
         self._marks: dict[str, object] = {}  # taken entries an operator action waits for
         self._claimed: list[tuple[Entry, object]] = []
@@ -163,6 +166,10 @@ class WorkQueue:
         for domain in [d for d, until in self._holds.items() if until <= now]:
             if self.unhold(domain, now):
                 woken.add(domain)
+        for domain in [d for d, (until, _) in self._pauses.items() if until <= now]:
+            del self._pauses[domain]
+            woken.add(domain)
+            self._maybe_ready.add(domain)
         heap = self._heap
         while heap and heap[0][0] <= now:
             _, _, entry = heapq.heappop(heap)
@@ -179,8 +186,9 @@ class WorkQueue:
     def next_due(self) -> float | None:
         """When release_due next has something to do (None: nothing is waiting)."""
         nxt = self._heap[0][0] if self._heap else None
-        if self._holds:
-            end = min(self._holds.values())
+        ends = [*self._holds.values(), *(until for until, _ in self._pauses.values())]
+        if ends:
+            end = min(ends)
             nxt = end if nxt is None else min(nxt, end)
         return nxt
 
@@ -247,7 +255,7 @@ class WorkQueue:
     def connections_wanted(self, domain: str, max_connections: int, per_connection: int) -> int:
         """How many more connection tasks to start for `domain` now."""
         d = self._domains.get(domain)
-        if d is None or not d.ready:
+        if d is None or not d.ready or domain in self._pauses:
             return 0
         limit = min(d.window, max_connections)
         return max(0, ideal_connections(d.backlog, limit, per_connection) - d.connections)
@@ -263,6 +271,15 @@ class WorkQueue:
             else:
                 self._maybe_ready.discard(name)
         return out
+
+    def pause(self, domain: str, until: float, reason: str) -> None:
+        """Start no connection to `domain` before `until`: its entries stay ready (no
+        attempt, no deferral); `reason` says why, for `volley queue` and metrics."""
+        self._pauses[domain] = (until, reason)
+
+    def paused(self, domain: str) -> str | None:
+        p = self._pauses.get(domain)
+        return p[1] if p else None
 
     # -- operator controls ----------------------------------------------------------------
     def hold(self, domain: str, until: float) -> int:

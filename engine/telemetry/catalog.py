@@ -260,6 +260,22 @@ COUNTERS: dict[str, CounterSpec] = {
         ("result",),
         tuple((r,) for r in UNSUBSCRIBE_HEADERS),
     ),
+    "volley_throttling_replies": CounterSpec(
+        "Replies from receivers that say 'slow down' (421, 4xx with 4.7.x, 451/452 about"
+        " rates or limits: engine/shaping/rules.toml [throttling]), by where they came:"
+        " connect (greeting or set-up) or transaction.",
+        ("stage",),
+        (("connect",), ("transaction",)),
+    ),
+    # Counted by the supervisor (engine.runtime.shaping_service).
+    "volley_shaping_actions": CounterSpec(
+        "Changes adaptive shaping made, by kind: decrease / increase (AIMD), rule (a rule"
+        " reduced limits), suspend, resume, bounce, expire.",
+        ("kind",),
+        tuple(
+            (k,) for k in ("decrease", "increase", "rule", "suspend", "resume", "bounce", "expire")
+        ),
+    ),
     "volley_operator_removed": CounterSpec(
         "Recipients removed from the queue by an operator's bounce (with a DSN) or delete.",
         ("action",),
@@ -292,6 +308,15 @@ GAUGES: dict[str, GaugeSpec] = {
         BY_DOMAIN,
         Agg.SUM,
         _OTHER_ONLY,
+    ),
+    "volley_queue_throttled": GaugeSpec(
+        "Ready entries held back by a limit, per destination and reason: rate (waiting for"
+        " the site's next send instant under max_message_rate / max_connection_rate),"
+        " connection (waiting for a slot of the site or its provider), shaping (adaptive"
+        " shaping suspended the site or its provider).",
+        ("domain", "reason"),
+        Agg.SUM,
+        ((OTHER, "rate"), (OTHER, "connection"), (OTHER, "shaping")),
     ),
     "volley_smtpd_sessions_open": GaugeSpec("SMTP listener sessions open now.", (), Agg.SUM, ((),)),
     "volley_intake_paused": GaugeSpec(

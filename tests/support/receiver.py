@@ -182,13 +182,7 @@ class Receiver:
         """Listen on ip:port. Raises OSError if the address is taken."""
         if self._controller is not None:
             raise RuntimeError(f"{self!r} is already running")
-        handler = Handler(
-            self._state,
-            pipelining=self._pipelining,
-            eightbitmime=self._eightbitmime,
-            stall_timeout=self._stall_timeout,
-            users=self._users,
-        )
+        handler = self._new_handler()
         relay: dict[str, Any] = {}
         if self._users is not None:
             relay = {
@@ -216,6 +210,17 @@ class Receiver:
         )
         controller.start()
         self._controller, self._handler = controller, handler
+
+    def _new_handler(self) -> Handler:
+        """The session hooks for one start(); a subclass adds behaviour by returning a
+        Handler subclass (tests.support.throttling)."""
+        return Handler(
+            self._state,
+            pipelining=self._pipelining,
+            eightbitmime=self._eightbitmime,
+            stall_timeout=self._stall_timeout,
+            users=self._users,
+        )
 
     def stop(self) -> None:
         """Stop listening and abort every open connection (the MX goes away). Idempotent.

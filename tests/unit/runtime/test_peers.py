@@ -1,4 +1,5 @@
-"""engine.runtime.peers: leases asked over the channel, resolutions counted by result."""
+"""engine.runtime.peers: leases and rate instants asked over the channel, resolutions
+counted by result."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import asyncio
 from typing import Any
 
 from engine.net.mx import Route, RouteFailure, RouteFailureKind
-from engine.runtime.peers import CountingResolver, LeaseClient
+from engine.runtime.peers import CountingResolver, LeaseClient, RateClient
+from engine.shaping.gcra import parse_rate
 from engine.telemetry.metrics import CheckedTally
 
 
@@ -87,3 +89,18 @@ async def test_a_relay_lookup_is_counted_the_same_way() -> None:
     await resolver.resolve_host("d.test", "smtp.relay.test")
     counts = {tuple(lbl): n for name, lbl, n in tally.drain()[0] if name == "volley_dns_lookups"}
     assert counts == {("miss",): 1, ("hit",): 1}
+
+
+async def test_rate_instants_are_asked_in_one_round_trip() -> None:
+    ch = Channel()
+    rates = RateClient(ch)  # type: ignore[arg-type]
+    task = asyncio.create_task(rates.grant(["s#msg"], [parse_rate("50/s")], 10))
+    await asyncio.sleep(0)
+    assert ch.sent == [("rate", 1, ["s#msg"], [[50.0, 1.0, 1]], 10)]
+    rates.granted(1, [1.0, 1.02], 1.0)
+    got = await task
+    assert got.times == (1.0, 1.02)
+    rates.give_back(["s#msg"], [1.02])
+    rates.give_back(["s#msg"], [])  # nothing unused: no message
+    assert ch.sent[-1] == ("rate_back", ["s#msg"], [1.02])
+    rates.granted(7, [2.0], 2.0)  # unknown request (cancelled): ignored

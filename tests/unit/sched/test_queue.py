@@ -304,3 +304,19 @@ def test_idle_domains_are_forgotten_and_busy_or_suspended_ones_kept() -> None:
     assert q.forget_idle_domains(now=2.0) == []
     assert q.forget_idle_domains(now=100.0) == ["down.test"]  # its suspension is over
     assert q.take("busy.test") == E("busy", "busy.test")
+
+
+def test_a_paused_domain_starts_no_connection_and_keeps_its_entries_ready() -> None:
+    q = WorkQueue()
+    for i in range(3):
+        q.add(E(f"p{i}", "paced.test"), due=0.0, now=0.0)
+    q.release_due(0.0)
+    q.pause("paced.test", 10.0, "rate")
+    assert q.paused("paced.test") == "rate"
+    assert q.connections_wanted("paced.test", 10, 100) == 0
+    assert len(q.domain("paced.test").ready) == 3  # nothing deferred
+    assert q.next_due() == 10.0
+    assert "paced.test" not in q.release_due(9.9)
+    assert "paced.test" in q.release_due(10.0)
+    assert q.paused("paced.test") is None
+    assert q.connections_wanted("paced.test", 10, 100) == 1

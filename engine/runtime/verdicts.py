@@ -1,0 +1,144 @@
+"""Verdicts a connection hands down on entries outside a transaction's own outcome.
+
+Responsible for: applying a whole-destination failure (no route, no MX host would take
+a session) to every ready entry of the destination, recording outcomes so that even a
+bug of ours leaves the entry decided (retried after the first retry step), loading an
+entry for delivery (a vanished one is done, a corrupt one quarantined), and reporting
+internal errors loudly (stderr traceback, log record, count).
+Not responsible for: classifying replies (engine.sched.classify) or writing outcomes to
+the spool and log (engine.runtime.outcome).
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+import traceback
+from typing import Any
+
+from engine.clock import Clock
+from engine.config import DomainPolicy, Settings
+from engine.model import ConnectFailure, Disposition, Origin, RecipientOutcome
+from engine.net.mx import RouteFailure, RouteFailureKind
+from engine.runtime.outcome import Attempt, Outcomes
+from engine.sched.backoff import retry_delay
+from engine.sched.classify import classify_connect_failure, classify_route_failure
+from engine.sched.queue import WorkQueue
+from engine.telemetry.metrics import Tally
+from spool import CorruptEntry, EntryRef, ShardQueue
+
+__all__ = ["Verdicts"]
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
+
+
+class Verdicts:
+    def __init__(
+        self,
+        settings: Settings,
+        shard: ShardQueue,
+        queue: WorkQueue,
+        outcomes: Outcomes,
+        tally: Tally,
+        clock: Clock,
+        rng: random.Random,
+    ) -> None:
+        self._s = settings
+        self._shard = shard
+        self._queue = queue
+        self._outcomes = outcomes
+        self._tally = tally
+        self._clock = clock
+        self._rng = rng
+
+    def reconfigure(self, settings: Settings) -> None:
+        self._s = settings
+
+    def bounce_ready(self, domain: str, site: str, until: float) -> None:
+        """A shaping rule in force bounces the site's mail (its `bounce` action): every
+        ready entry of `domain` is bounced, with a report to its sender."""
+        now = self._clock.wall()
+        text = f"bounced: a shaping rule in force for {site} until {_utc(until)} says so"
+        for ref in self._queue.take_all(domain):
+            assert isinstance(ref, EntryRef)
+            loaded = self.load(ref, now)
+            if loaded is None:
+                continue
+            meta, body = loaded
+            outcomes = [
+                RecipientOutcome(r, Disposition.BOUNCED, 550, "5.0.0", text, Origin.LOCAL)
+                for r in meta["rcpts"]
+            ]
+            self.apply(ref, meta, body, outcomes, Attempt(None, None), now)
+
+    def fail_destination(
+        self,
+        domain: str,
+        policy: DomainPolicy,
+        *,
+        route: RouteFailure | None = None,
+        connect: ConnectFailure | None = None,
+    ) -> None:
+        """Apply a whole-destination failure to every ready entry of the domain."""
+        now = self._clock.wall()
+        temporary = route is None or route.kind is RouteFailureKind.TEMPORARY
+        until = now + retry_delay(1, policy.retry_schedule, policy.retry_jitter, self._rng)
+        refs = self._queue.suspend(domain, until) if temporary else self._queue.take_all(domain)
+        attempt = Attempt(connect.host if connect else None, connect.address if connect else None)
+        for ref in refs:
+            assert isinstance(ref, EntryRef)
+            loaded = self.load(ref, now)
+            if loaded is None:
+                continue
+            meta, body = loaded
+            rcpts: list[str] = list(meta["rcpts"])
+            if route is not None:
+                outcomes = classify_route_failure(rcpts, route)
+            else:
+                assert connect is not None
+                outcomes = classify_connect_failure(rcpts, connect)
+            self.apply(ref, meta, body, outcomes, attempt, now)
+
+    def apply(
+        self,
+        ref: EntryRef,
+        meta: dict[str, Any],
+        body: bytes,
+        outcomes: list[RecipientOutcome],
+        attempt: Attempt,
+        now: float,
+    ) -> bool:
+        """Outcomes.apply, and if it fails (a bug: spool errors are its own business), the
+        entry is still decided: retried after the first retry step, said in the log."""
+        try:
+            return self._outcomes.apply(ref, meta, body, outcomes, attempt, now)
+        except Exception as exc:
+            self.internal_error(f"recording the outcome of {ref.name}", exc)
+            policy = self._s.policy(ref.domain)
+            delay = retry_delay(1, policy.retry_schedule, policy.retry_jitter, self._rng)
+            self._queue.done(ref, retry_at=now + delay, now=now)
+            return False
+
+    def internal_error(self, what: str, exc: BaseException) -> None:
+        """Say it loudly: a traceback on stderr (the supervisor's terminal or journal), a
+        log line and a count.  The caller decides the entries it holds."""
+        print(f"volley: internal error while {what}:", file=sys.stderr)
+        traceback.print_exception(exc, file=sys.stderr)
+        self._outcomes.log_internal_error(what, exc, self._clock.wall())
+        self._tally.inc("volley_internal_errors")
+
+    def load(self, ref: EntryRef, now: float) -> tuple[dict[str, Any], bytes] | None:
+        """The entry's meta and body; None (and the entry done) if it is gone or corrupt."""
+        try:
+            meta, body = self._shard.load(ref)
+            if meta.get("dsn"):
+                self._outcomes.seal(ref.name)  # a bounce report gathers no more once sent
+            return meta, body
+        except FileNotFoundError:
+            self._queue.done(ref, retry_at=None, now=now)
+        except CorruptEntry as e:
+            self._outcomes.quarantine(ref, f"cannot decode spool entry: {e.reason}", "corrupt", now)
+        return None

@@ -1,0 +1,27 @@
+"""engine.shaping.sites: site names from MX host sets."""
+
+from __future__ import annotations
+
+from engine.shaping.sites import Site, domain_site, site_name
+
+
+def test_equal_sets_give_equal_names_whatever_the_order() -> None:
+    a = site_name(["alt1.gmail-smtp-in.l.google.com", "gmail-smtp-in.l.google.com"])
+    b = site_name(["gmail-smtp-in.l.google.com.", "ALT1.gmail-smtp-in.l.google.com"])
+    assert a == b == "(alt1)?.gmail-smtp-in.l.google.com"
+    five = ["gmail-smtp-in.l.google.com"] + [
+        f"alt{i}.gmail-smtp-in.l.google.com" for i in (4, 2, 3, 1)
+    ]
+    assert site_name(five) == "(alt1|alt2|alt3|alt4)?.gmail-smtp-in.l.google.com"
+
+
+def test_hosts_under_different_parents_are_listed() -> None:
+    assert site_name(["mx2.b.test", "mx1.a.test", "mx1.b.test"]) == "mx1.a.test,(mx1|mx2).b.test"
+    assert site_name(["relay.example.net"], port=587) == "relay.example.net:587"
+    assert site_name(["localhost"]) == "localhost"
+
+
+def test_keys_site_first_then_provider() -> None:
+    assert Site("x", None).connection_keys == ("x",)
+    assert Site("x", "google").connection_keys == ("x", "provider:google")
+    assert domain_site("a.test") == "domain:a.test"
