@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from engine.config.routes import Relay, RelayAuth, RelayTls, Secret
-from engine.model import ConnectFailure, FailureKind, Phase, TlsPolicy
+from engine.model import ConnectFailure, FailureKind, Phase, TlsPolicy, TransportFailure
 from engine.net.session import SmtpSession, open_session
 from tests.unit.net.test_session import HOST, TIMEOUTS, Handler, Mx, server_context, txn
 
@@ -85,6 +85,19 @@ async def connect(mx: Mx, r: Relay) -> SmtpSession | ConnectFailure:
     )  # fmt: skip
 
 
+def refused(run: Callable[..., Any], mx: Mx, r: Relay) -> TransportFailure:
+    """Open a session that must fail; what the failure says."""
+
+    async def scenario() -> ConnectFailure:
+        got = await connect(mx, r)
+        assert isinstance(got, ConnectFailure), got
+        return got
+
+    failure = run(scenario()).failure
+    assert failure is not None
+    return failure
+
+
 def test_plain_after_starttls_then_mail(
     run: Callable[..., Any], start_mx: Callable[..., Mx], tls_cert: tuple[Path, Path]
 ) -> None:
@@ -129,13 +142,7 @@ def test_a_wrong_password_is_an_auth_failure_naming_the_reply_not_the_password(
     handler = Relayed()
     mx = relay_mx(start_mx, handler, tls_context=server_context(tls_cert))
 
-    async def scenario() -> ConnectFailure:
-        got = await connect(mx, relay(RelayTls.REQUIRED, password="wrong-secret"))
-        assert isinstance(got, ConnectFailure)
-        return got
-
-    failure = run(scenario()).failure
-    assert failure is not None
+    failure = refused(run, mx, relay(RelayTls.REQUIRED, password="wrong-secret"))
     assert (failure.phase, failure.kind) == (Phase.AUTH, FailureKind.AUTH)
     assert failure.detail.startswith("AUTH PLAIN as 'volley' refused: 535 5.7.8")
     assert "wrong-secret" not in failure.detail
@@ -147,13 +154,8 @@ def test_a_temporary_refusal_is_an_auth_failure_too(
 ) -> None:
     mx = relay_mx(start_mx, Relayed(), tls_context=server_context(tls_cert))
 
-    async def scenario() -> ConnectFailure:
-        got = await connect(mx, relay(RelayTls.REQUIRED, password="later"))
-        assert isinstance(got, ConnectFailure)
-        return got
-
-    failure = run(scenario()).failure
-    assert failure is not None and failure.kind is FailureKind.AUTH
+    failure = refused(run, mx, relay(RelayTls.REQUIRED, password="later"))
+    assert failure.kind is FailureKind.AUTH
     assert "454 4.7.0 try again later" in failure.detail
 
 
@@ -163,13 +165,7 @@ def test_required_tls_without_starttls_never_sends_auth(
     handler = Relayed()  # offers AUTH in plaintext: a misconfigured relay
     mx = relay_mx(start_mx, handler, auth_require_tls=False)
 
-    async def scenario() -> ConnectFailure:
-        got = await connect(mx, relay(RelayTls.REQUIRED))
-        assert isinstance(got, ConnectFailure)
-        return got
-
-    failure = run(scenario()).failure
-    assert failure is not None
+    failure = refused(run, mx, relay(RelayTls.REQUIRED))
     assert (failure.phase, failure.kind, failure.detail) == (
         Phase.STARTTLS,
         FailureKind.TLS,
@@ -184,13 +180,7 @@ def test_opportunistic_tls_without_starttls_still_never_sends_auth(
     handler = Relayed()
     mx = relay_mx(start_mx, handler, auth_require_tls=False)
 
-    async def scenario() -> ConnectFailure:
-        got = await connect(mx, relay(RelayTls.OPPORTUNISTIC))
-        assert isinstance(got, ConnectFailure)
-        return got
-
-    failure = run(scenario()).failure
-    assert failure is not None
+    failure = refused(run, mx, relay(RelayTls.OPPORTUNISTIC))
     assert (failure.phase, failure.kind) == (Phase.AUTH, FailureKind.TLS)
     assert "AUTH is never sent over an unencrypted" in failure.detail
     assert 'routes.default.tls = "disabled"' in failure.detail
@@ -219,13 +209,8 @@ def test_a_relay_without_auth_is_an_auth_failure(
     handler = Relayed(offer_auth=False)
     mx = relay_mx(start_mx, handler, tls_context=server_context(tls_cert))
 
-    async def scenario() -> ConnectFailure:
-        got = await connect(mx, relay(RelayTls.REQUIRED))
-        assert isinstance(got, ConnectFailure)
-        return got
-
-    failure = run(scenario()).failure
-    assert failure is not None and failure.kind is FailureKind.AUTH
+    failure = refused(run, mx, relay(RelayTls.REQUIRED))
+    assert failure.kind is FailureKind.AUTH
     assert failure.detail == "the relay offers no AUTH; Volley logs in with PLAIN or LOGIN"
     assert handler.auth_lines == 0
 
