@@ -38,6 +38,7 @@ class TlsPolicy(enum.Enum):
 
     OPPORTUNISTIC = "opportunistic"  # use STARTTLS when offered; on handshake failure retry plain
     REQUIRED = "required"  # no STARTTLS or a failed handshake -> defer, never send in clear
+    VERIFY = "verify"  # as REQUIRED, and the certificate must verify for the MX host name
     DISABLED = "disabled"  # never send STARTTLS
 
 
@@ -130,6 +131,7 @@ class RouteFailureKind(enum.Enum):
     NO_SUCH_DOMAIN = "no_such_domain"  # NXDOMAIN for the domain; bounce
     NO_ROUTE = "no_route"  # authoritative answers, but no host with a usable address
     LOOP = "loop"  # the best MX host is this Volley's own listener; bounce 5.4.6
+    POLICY = "policy"  # an MTA-STS policy in enforce mode lists none of the MX hosts; defer
     TEMPORARY = "temporary"  # DNS trouble; defer, never bounce
 
 

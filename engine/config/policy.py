@@ -37,6 +37,9 @@ class DomainPolicy:
     # Share the limits of every domain with the same MX hosts (engine.shaping.sites);
     # false: this domain is a site by itself.
     mx_rollup: bool = True
+    # Consult the domain's MTA-STS policy (when dns.mta_sts is on): the per-domain way out
+    # of a broken published policy (Mailu #2028: enforce-by-default with no escape).
+    mta_sts: bool = True
 
 
 def _rate_text(r: Rate | None) -> str:
@@ -55,6 +58,7 @@ def policy_dict(p: DomainPolicy) -> dict[str, Any]:
         "max_message_rate": _rate_text(p.max_message_rate),
         "max_connection_rate": _rate_text(p.max_connection_rate),
         "mx_rollup": p.mx_rollup,
+        "mta_sts": p.mta_sts,
     }
 
 
@@ -104,6 +108,7 @@ def read_policy(t: Table, base: DomainPolicy) -> DomainPolicy:
         max_message_rate=_rate(t, "max_message_rate", base.max_message_rate),
         max_connection_rate=_rate(t, "max_connection_rate", base.max_connection_rate),
         mx_rollup=t.boolean("mx_rollup", base.mx_rollup),
+        mta_sts=t.boolean("mta_sts", base.mta_sts),
     )
     t.finish()
     return policy

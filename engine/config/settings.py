@@ -36,7 +36,7 @@ from engine.config.suppress import (
     suppression_dict,
     unsubscribe_dict,
 )
-from engine.config.values import ConfigError, Table, check_listen, parse_address
+from engine.config.values import ConfigError, Table, check_ca_file, check_listen, parse_address
 from engine.model import SmtpTimeouts
 from engine.shaping.providers import Provider, shipped_providers
 
@@ -70,9 +70,15 @@ class Settings:
     dns_nameservers: tuple[str, ...] | None = None  # None: the system resolver
     dns_timeout: float = 5.0
     dns_negative_ttl: float = 300.0
+    # MTA-STS (RFC 8461, engine.net.sts): fetch and apply the policies domains publish.
+    mta_sts: bool = True
+    mta_sts_port: int = 443  # the policy host's HTTPS port; only tests and labs change it
     smtp_port: int = 25
     helo_name: str = field(default_factory=socket.getfqdn)
     source_address: str | None = None
+    # CA certificates (PEM) that verified TLS trusts instead of the system store: tls =
+    # "verify" and MTA-STS sessions, and the MTA-STS policy fetch.  None: the system's.
+    tls_ca_file: Path | None = None
     # Networks whose addresses are never connected to (see IGNORE_TARGET_HOSTS); tests
     # on loopback set [].
     ignore_target_hosts: tuple[str, ...] = IGNORE_TARGET_HOSTS
@@ -138,7 +144,12 @@ class Settings:
             },
             "workers": self.workers,
             "intake": {"interval": self.intake_interval, "batch": self.intake_batch},
-            "dns": {"timeout": self.dns_timeout, "negative_ttl": self.dns_negative_ttl},
+            "dns": {
+                "timeout": self.dns_timeout,
+                "negative_ttl": self.dns_negative_ttl,
+                "mta_sts": self.mta_sts,
+                "mta_sts_port": self.mta_sts_port,
+            },
             "smtp": {
                 "port": self.smtp_port,
                 "helo_name": self.helo_name,
@@ -171,6 +182,8 @@ class Settings:
             out["dns"]["nameservers"] = list(self.dns_nameservers)
         if self.source_address is not None:
             out["smtp"]["source_address"] = self.source_address
+        if self.tls_ca_file is not None:
+            out["smtp"]["tls_ca_file"] = str(self.tls_ca_file)
         if self.admin_token_file is not None:
             out["admin"]["token_file"] = str(self.admin_token_file)
         return out
@@ -204,6 +217,10 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         nameservers = tuple(ns_raw) or None
     dns_timeout = dn.duration("timeout", d.dns_timeout)
     negative_ttl = dn.duration("negative_ttl", d.dns_negative_ttl)
+    mta_sts = dn.boolean("mta_sts", d.mta_sts)
+    mta_sts_port = dn.integer("mta_sts_port", d.mta_sts_port, 1)
+    if mta_sts_port > 65535:
+        raise ConfigError("dns.mta_sts_port: must be at most 65535")
     dn.finish()
     sm = root.table("smtp")
     port = sm.integer("port", d.smtp_port, 1)
@@ -218,6 +235,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     ignore = sm.networks("ignore_target_hosts", d.ignore_target_hosts)
     mx_address_limit = sm.integer("mx_address_limit", d.mx_address_limit, 1)
     mx_session_limit = sm.integer("mx_session_limit", d.mx_session_limit, 1)
+    ca_file = check_ca_file("smtp.tls_ca_file", sm.path("tls_ca_file"))
     lifetime = sm.duration("max_connection_lifetime", d.max_connection_lifetime)
     if lifetime <= 0:
         raise ConfigError("smtp.max_connection_lifetime: must be above 0")
@@ -275,9 +293,12 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         dns_nameservers=nameservers,
         dns_timeout=dns_timeout,
         dns_negative_ttl=negative_ttl,
+        mta_sts=mta_sts,
+        mta_sts_port=mta_sts_port,
         smtp_port=port,
         helo_name=helo,
         source_address=source,
+        tls_ca_file=ca_file,
         ignore_target_hosts=ignore,
         mx_address_limit=mx_address_limit,
         mx_session_limit=mx_session_limit,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 __all__ = [
     "ConfigError",
     "Table",
+    "check_ca_file",
     "check_listen",
     "parse_address",
     "parse_duration",
@@ -198,6 +200,22 @@ def check_listen(key: str, value: object, default: str, *, may_be_off: bool) -> 
         parse_address(value, names=_LISTEN_NAMES)
     except ValueError as e:
         raise ConfigError(f"{key}: {e}") from None
+    return value
+
+
+def check_ca_file(key: str, value: Path | None) -> Path | None:
+    """A PEM file of trusted CA certificates (None: the system store; read it with
+    `Table.path`).  Loaded once here so a missing, unreadable or non-PEM file is one line
+    naming the key before any worker starts, not a failed handshake per connection later."""
+    if value is None:
+        return None
+    try:
+        ssl.create_default_context(cafile=value)
+    except ssl.SSLError as e:  # before OSError: SSLError is one
+        why = e.reason or e
+        raise ConfigError(f"{key}: {value} holds no usable PEM certificate ({why})") from None
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot read {value}: {e.strerror or e}") from None
     return value
 
 

@@ -17,15 +17,16 @@ for a wrong relay password).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Protocol
 
 from engine.config.routes import Relay
-from engine.model import FailureKind, RouteFailure, RouteFailureKind, TransportFailure
+from engine.model import FailureKind, RouteFailure, RouteFailureKind, TlsPolicy, TransportFailure
 from engine.net.mx import MxHost, Route
 
-__all__ = ["AUTH_ALARM_EVERY", "AuthAlarm", "HostResolver", "resolve_route"]
+__all__ = ["AUTH_ALARM_EVERY", "AuthAlarm", "HostResolver", "hop", "resolve_route"]
 
 # A wrong password fails every connection of every worker to the relay: one stderr line
 # per relay per 5 min says it without flooding the journal (the delivery log still has a
@@ -44,13 +45,19 @@ async def resolve_route(
     relay: Relay | None,
     resolver: HostResolver,
     screen: Callable[[Route], Route | RouteFailure],
+    mx_screen: Callable[[Route], Awaitable[Route | RouteFailure]],
 ) -> Route | RouteFailure:
     """The route for `domain`: by MX when `relay` is None, else through the relay;
-    `screen` (engine.net.targets.screen_route) keeps what may be connected to.  Every
+    `screen` (engine.net.targets.screen_route) keeps what may be connected to, and
+    `mx_screen` (MTA-STS, engine.runtime.tlsguard) narrows an MX route after it: a
+    policy is the recipient domain's word on its own MX hosts, not on a relay.  Every
     failure of a relay's route is TEMPORARY (see the module docstring)."""
     if relay is None:
         route = await resolver.resolve(domain)
-        return route if isinstance(route, RouteFailure) else screen(route)
+        if isinstance(route, RouteFailure):
+            return route
+        screened = screen(route)
+        return screened if isinstance(screened, RouteFailure) else await mx_screen(screened)
     if relay.literal:
         got: Route | RouteFailure = Route(
             domain, (MxHost(relay.host, 0, (relay.host,)),), False, relay.port
@@ -65,13 +72,37 @@ async def resolve_route(
     return got
 
 
+def hop(
+    route: Route, relay: Relay | None, mx_tls: TlsPolicy, smtp_port: int
+) -> tuple[int, TlsPolicy]:
+    """(port, STARTTLS policy) of a connection on `route`: a relay's own (Route.port
+    set), else `smtp_port` and the destination's `mx_tls`."""
+    if route.port is None or relay is None:
+        return smtp_port if route.port is None else route.port, mx_tls
+    return route.port, relay.tls.starttls
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 class AuthAlarm:
     """When to say on stderr that a relay refused our AUTH: the first time, then at
-    most every `every` seconds per relay address (pure: `now` is passed in)."""
+    most every `every` seconds per relay address (`line` is pure: `now` is passed in;
+    `failed` says it through `say`)."""
 
-    def __init__(self, every: float = AUTH_ALARM_EVERY) -> None:
+    def __init__(self, every: float = AUTH_ALARM_EVERY, say: Callable[[str], None] = _stderr):
         self._every = every
+        self._say = say
         self._said: dict[str, float] = {}
+
+    def failed(
+        self, relay: Relay | None, domain: str, failure: TransportFailure | None, now: float
+    ) -> None:
+        """A connection on `relay` failed with `failure`: say it if `line` says so."""
+        line = self.line(relay, domain, failure, now)
+        if line is not None:
+            self._say(line)
 
     def line(
         self, relay: Relay | None, domain: str, failure: TransportFailure | None, now: float

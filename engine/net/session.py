@@ -1,11 +1,11 @@
 """SMTP client sessions over asyncio: engine.smtp.ClientProtocol plus sockets and timers.
 
 Responsible for: opening a connection to one MX address (bind the source IP, greeting,
-EHLO/HELO, opportunistic or required STARTTLS; to a relay also implicit TLS and AUTH,
-engine.net.auth), running transactions on it with per-phase timeouts (`SmtpTimeouts`),
-and reporting everything as values: `TxnResult`, `ConnectFailure`, `TransportFailure`.
-Network trouble never raises; only `CancelledError` (and `LocalProtocolError` for caller
-bugs) leave this module.
+EHLO/HELO, opportunistic, required or verified STARTTLS; to a relay also implicit TLS and
+AUTH, engine.net.auth), running transactions on it with per-phase timeouts
+(`SmtpTimeouts`), and reporting everything as values: `TxnResult`, `ConnectFailure`,
+`TransportFailure`.  Network trouble never raises; only `CancelledError` (and
+`LocalProtocolError` for caller bugs) leave this module.
 Not responsible for: protocol logic (engine.smtp decides every byte and every state),
 choosing MX hosts or connections (engine.runtime.delivery), or what a reply means
 (engine.sched.classify).
@@ -16,7 +16,6 @@ The wire itself (callbacks, timers, the reply waits) is engine.net.wire.
 from __future__ import annotations
 
 import asyncio
-import functools
 import ssl
 
 from engine.config.routes import Relay, RelayTls
@@ -31,6 +30,13 @@ from engine.model import (
     TxnResult,
 )
 from engine.net.auth import authenticate
+from engine.net.tls import (
+    STARTTLS_NOT_OFFERED,
+    STARTTLS_REFUSED,
+    handshake_detail,
+    opportunistic_context,
+    verify_context,
+)
 from engine.net.wire import XFER, Wire
 from engine.smtp import (
     ClientProtocol,
@@ -43,15 +49,8 @@ from engine.smtp import (
 __all__ = ["SmtpSession", "open_session"]
 
 
-@functools.cache
-def _opportunistic_context() -> ssl.SSLContext:
-    """Client context that does not verify certificates: the MTA norm without DANE or
-    MTA-STS (RFC 7435 opportunistic security), since most MX certificates do not match
-    the MX name.  Built once: creating an SSLContext costs about a millisecond."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+# Policies under which no STARTTLS (or a failed handshake) means no session.
+_MUST_ENCRYPT = frozenset({TlsPolicy.REQUIRED, TlsPolicy.VERIFY})
 
 
 class SmtpSession:
@@ -68,6 +67,8 @@ class SmtpSession:
         self.port = port
         self.mx_host = mx_host
         self.tls_active = tls_active
+        self.tls_fallback: str | None = None
+        """Why STARTTLS failed when an OPPORTUNISTIC session went on in plaintext."""
         self.transactions = 0
         """Transactions completed on this connection (every reply received, accepted or
         not); the pool's messages-per-connection cap counts these."""
@@ -220,6 +221,10 @@ def _incomplete(proto: ClientProtocol, replies: TransactionReplies) -> Transport
 class _HandshakeFailed(Exception):
     """Opportunistic STARTTLS handshake failed: retry the MX in plaintext."""
 
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
 
 async def open_session(
     address: str,
@@ -238,10 +243,12 @@ async def open_session(
 
     Connect (`connect` timeout), greeting (`greeting`), EHLO with HELO fallback on 5xx
     (`ehlo`), then STARTTLS when offered and `tls` is not DISABLED (`starttls`; EHLO again
-    afterwards, RFC 3207).  Certificates are not verified unless `ssl_context` says so.
+    afterwards, RFC 3207).  Certificates are not verified unless `ssl_context` says so;
+    under VERIFY without one, the system CA store and the `mx_host` name are checked.
     `lifetime` bounds the connection's whole life, this opening included (engine.net.wire).
-    An OPPORTUNISTIC handshake failure reconnects once in plaintext; under REQUIRED a
-    missing, refused or failed STARTTLS is a `ConnectFailure` of kind TLS.  To a `relay`,
+    An OPPORTUNISTIC handshake failure reconnects once in plaintext; under REQUIRED and
+    VERIFY a missing, refused or failed STARTTLS (a certificate that does not verify
+    included) is a `ConnectFailure` of kind TLS, never a plaintext session.  To a `relay`,
     `relay.tls` IMPLICIT runs the handshake right after connect (RFC 8314 §3; `tls` is
     then DISABLED: no STARTTLS inside TLS), and `relay.auth` logs in after the last EHLO
     (engine.net.auth); a refused login is a `ConnectFailure` of kind AUTH.
@@ -266,10 +273,15 @@ async def open_session(
             relay,
         )
 
+    if ssl_context is None and tls is TlsPolicy.VERIFY:
+        ssl_context = verify_context(None)
     try:
         return await attempt(tls is not TlsPolicy.DISABLED)
-    except _HandshakeFailed:
-        return await attempt(False)  # RFC 3207 §4.1: the MTA may then go on in plaintext
+    except _HandshakeFailed as failed:
+        got = await attempt(False)  # RFC 3207 §4.1: the MTA may then go on in plaintext
+        if isinstance(got, SmtpSession):
+            got.tls_fallback = failed.detail
+        return got
 
 
 async def _open(
@@ -304,7 +316,7 @@ async def _open(
     try:
         tls_active = False
         if relay is not None and relay.tls is RelayTls.IMPLICIT:
-            context = ssl_context or _opportunistic_context()
+            context = ssl_context or opportunistic_context()
             await _handshake(wire, mx_host, context, phase=Phase.CONNECT)
             if wire.failure is not None:
                 return ConnectFailure(mx_host, address, failure=wire.failure)
@@ -317,22 +329,22 @@ async def _open(
             if wire.failure is not None:
                 return await _give_up(wire, mx_host, address)
             if proto.state is State.TLS_HANDSHAKE:
-                await _handshake(wire, mx_host, ssl_context or _opportunistic_context())
+                await _handshake(wire, mx_host, ssl_context or opportunistic_context())
                 if wire.failure is not None:
                     if tls is TlsPolicy.OPPORTUNISTIC and wire.failure.kind is FailureKind.TLS:
-                        raise _HandshakeFailed
+                        raise _HandshakeFailed(wire.failure.detail)
                     return ConnectFailure(mx_host, address, failure=wire.failure)
                 tls_active = True
                 if not await _until_ready(wire, helo_name, wait_greeting=False):
                     return await _give_up(wire, mx_host, address)
             elif not proto.is_reusable():  # 421 to STARTTLS
                 return await _give_up(wire, mx_host, address)
-            elif tls is TlsPolicy.REQUIRED:
+            elif tls in _MUST_ENCRYPT:
                 return await _quit_tls_failure(
-                    wire, mx_host, address, f"STARTTLS refused: {proto.last_reply}"
+                    wire, mx_host, address, f"{STARTTLS_REFUSED}: {proto.last_reply}"
                 )
-        elif tls is TlsPolicy.REQUIRED:
-            return await _quit_tls_failure(wire, mx_host, address, "STARTTLS not offered")
+        elif tls in _MUST_ENCRYPT:
+            return await _quit_tls_failure(wire, mx_host, address, STARTTLS_NOT_OFFERED)
         if relay is not None and relay.auth is not None:
             refused = await authenticate(wire, relay, encrypted=tls_active)
             if wire.failure is not None or proto.closing_reply is not None:
@@ -402,7 +414,7 @@ async def _handshake(
     except Exception as exc:  # any failure here is "the handshake failed"
         wire.detach()
         wire.failure = wire.failure or TransportFailure(
-            phase, FailureKind.TLS, f"handshake: {exc!r}"
+            phase, FailureKind.TLS, handshake_detail(exc, mx_host)
         )
         return
     if tls_transport is None:  # typed Optional: the transport closed during the handshake

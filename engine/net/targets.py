@@ -23,13 +23,13 @@ import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine.config import Settings, parse_address
 from engine.model import RouteFailure, RouteFailureKind
 from engine.net.mx import MxHost, Route
 
-__all__ = ["TargetRules", "is_local_address", "screen_route"]
+__all__ = ["TargetRules", "is_local_address", "screen_route", "usable_addresses"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -79,14 +79,14 @@ def screen_route(
                 f"mail for {route.domain} loops back to myself"
                 f" ({'relay' if relay else 'MX'} {host.name} is this Volley's listener)",
             )
-        addresses = _usable(host.addresses, rules.ignore, keep_loopback=relay)
+        addresses = usable_addresses(host.addresses, rules.ignore, keep_loopback=relay)
         if len(addresses) < len(host.addresses):
             dropped.append(f"{host.name} (addresses in smtp.ignore_target_hosts)")
         if addresses and budget > 0:
             kept.append(MxHost(host.name, host.preference, addresses[:budget]))
             budget -= len(kept[-1].addresses)
     if kept:
-        return Route(route.domain, tuple(kept), route.implicit, route.port)
+        return replace(route, hosts=tuple(kept))  # keeps what else the route says (port, sts)
     return RouteFailure(
         route.domain,
         RouteFailureKind.NO_ROUTE,
@@ -94,9 +94,11 @@ def screen_route(
     )
 
 
-def _usable(
+def usable_addresses(
     addresses: Iterable[str], ignore: tuple[_Network, ...], *, keep_loopback: bool = False
 ) -> tuple[str, ...]:
+    """`addresses` without the unparsable ones and those in the `ignore` networks (but
+    for loopback ones with `keep_loopback`: a configured relay's)."""
     out = []
     for text in addresses:
         try:

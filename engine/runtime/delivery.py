@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -41,8 +40,9 @@ from engine.model import (
     TransportFailure,
 )
 from engine.net.mx import Route, RouteFailure, RouteFailureKind
-from engine.net.relay import AuthAlarm, resolve_route
+from engine.net.relay import AuthAlarm, hop, resolve_route
 from engine.net.session import SmtpSession, open_session
+from engine.net.sts import StsResolver
 from engine.net.targets import TargetRules, is_local_address, screen_route
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.outcome import Attempt, Outcomes
@@ -50,6 +50,7 @@ from engine.runtime.pacing import Pacer, RateGrants
 from engine.runtime.sevenbit import body_for
 from engine.runtime.shaping_feed import ShapingFeed
 from engine.runtime.sites import Leases, SiteAccess
+from engine.runtime.tlsguard import TlsGuard
 from engine.runtime.verdicts import Verdicts
 from engine.sched.classify import (
     classify_txn,
@@ -112,6 +113,7 @@ class Deliverer:
         rates: RateGrants | None = None,
         feed: ShapingFeed | None = None,
         open_session_fn: Callable[..., Awaitable[SmtpSession | ConnectFailure]] = open_session,
+        sts: StsResolver | None = None,
     ) -> None:
         self._s = settings
         self._targets = TargetRules.from_settings(settings)
@@ -127,7 +129,7 @@ class Deliverer:
         self._clock = clock
         self._rng = rng
         self._kick = kick
-        self._open = open_session_fn
+        self._tls = TlsGuard(settings, tally, sts, open_session_fn)  # verify, MTA-STS
         self._journal = journal
         self._auth_alarm = AuthAlarm()
         self._work: dict[str, asyncio.Event] = {}
@@ -141,6 +143,7 @@ class Deliverer:
         """A reload: connections opened from now on follow `settings`."""
         self._s = settings
         self._targets = TargetRules.from_settings(settings)
+        self._tls.reconfigure(settings)
         self._sites.reconfigure(settings)
         self._verdicts.reconfigure(settings)
 
@@ -240,12 +243,12 @@ class Deliverer:
 
     async def _resolve(self, domain: str) -> Route | RouteFailure:
         try:
-            relay = self._s.routes.relay_for(domain)  # [routes]: None is MX delivery
-            return await resolve_route(
+            return await resolve_route(  # by MX, or through a [routes] relay
                 domain,
-                relay,
+                self._s.routes.relay_for(domain),
                 self._resolver,
                 lambda route: screen_route(route, self._targets, is_local_address),
+                self._tls.screen,  # MTA-STS narrows MX hosts before anything derives from them
             )
         except Exception as exc:  # a bug of ours must defer the destination, not escape
             self._verdicts.internal_error(f"resolving {domain}", exc)
@@ -260,13 +263,13 @@ class Deliverer:
         sessions = self._s.mx_session_limit
         # A relay's route (engine.net.relay) has its port; its TLS mode and login follow.
         relay = None if route.port is None else self._s.routes.relay_for(route.domain)
-        port = self._s.smtp_port if route.port is None else route.port
-        tls = limits.tls if relay is None else relay.tls.starttls
+        port, tls = hop(route, relay, limits.tls, self._s.smtp_port)
         for host in route.hosts:
             for address in host.addresses:
                 if sessions <= 0:
                     break
-                got = await self._open(
+                got = await self._tls.open(
+                    route.sts,
                     address,
                     port,
                     mx_host=host.name,
@@ -282,9 +285,7 @@ class Deliverer:
                 last = got
                 failure = got.failure
                 self._count_error(failure)
-                alarm = self._auth_alarm.line(relay, route.domain, failure, self._clock.monotonic())
-                if alarm is not None:  # a relay refused our login: said on stderr too
-                    print(alarm, file=sys.stderr, flush=True)
+                self._auth_alarm.failed(relay, route.domain, failure, self._clock.monotonic())
                 if failure is None or failure.phase is not Phase.CONNECT:
                     sessions -= 1
         return last or ConnectFailure(

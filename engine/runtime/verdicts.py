@@ -30,6 +30,10 @@ from spool import CorruptEntry, EntryRef, ShardQueue
 
 __all__ = ["Verdicts"]
 
+# Route failures that suspend the destination for a retry step (the rest bounce): DNS
+# trouble, and an MTA-STS policy that lists none of the MX hosts (it may be fixed).
+_TEMPORARY_ROUTE = frozenset({RouteFailureKind.TEMPORARY, RouteFailureKind.POLICY})
+
 
 def _utc(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
@@ -84,7 +88,7 @@ class Verdicts:
     ) -> None:
         """Apply a whole-destination failure to every ready entry of the domain."""
         now = self._clock.wall()
-        temporary = route is None or route.kind is RouteFailureKind.TEMPORARY
+        temporary = route is None or route.kind in _TEMPORARY_ROUTE
         until = now + retry_delay(1, policy.retry_schedule, policy.retry_jitter, self._rng)
         refs = self._queue.suspend(domain, until) if temporary else self._queue.take_all(domain)
         attempt = Attempt(connect.host if connect else None, connect.address if connect else None)

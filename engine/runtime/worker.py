@@ -45,6 +45,7 @@ from engine.runtime.listener import SmtpListener
 from engine.runtime.outcome import Outcomes
 from engine.runtime.peers import CountingResolver, LeaseClient, RateClient
 from engine.runtime.shaping_feed import ShapingFeed
+from engine.runtime.tlsguard import sts_resolver
 from engine.runtime.writebehind import WriteBehind
 from engine.sched.queue import WorkQueue
 from engine.suppress.agent import SuppressionAgent
@@ -107,6 +108,11 @@ class Worker:
         mx = MxResolver(
             self.dns, clock=clock.monotonic, rng=self.rng, negative_ttl=settings.dns_negative_ttl
         )
+        self.sts = (
+            sts_resolver(lambda: self.s, self.dns, self.tally, clock.wall)
+            if settings.mta_sts
+            else None
+        )
         shard = self.shard
         self.suppression = SuppressionAgent(
             settings, channel.send, self.log, self.tally, clock.wall
@@ -140,6 +146,7 @@ class Worker:
             rng=self.rng,
             kick=self._kick.set,
             journal=self.journal,
+            sts=self.sts,
         )
         self.smtpd = SmtpListener(
             settings,
@@ -277,6 +284,8 @@ class Worker:
         self.log.close()
         self.suppression.close()
         self.journal.close()
+        if self.sts is not None:
+            await self.sts.close()  # before the DNS client its lookups use
         await self.dns.close()
 
     def _count_crashes(self, refs: list[EntryRef], now: float) -> list[EntryRef]:

@@ -76,6 +76,15 @@ _ROUTE: dict[RouteFailureKind, tuple[Disposition, int, str, str]] = {
         "4.4.3",
         "DNS lookup failed temporarily",
     ),
+    # RFC 8461 §5.1: "enforce" -> never deliver to an MX host the policy does not list;
+    # deferred (the policy may be fixed: §5.1 wants a fresh policy checked before any
+    # permanent failure).  X.7.5 as Postfix for TLS policy failures.
+    RouteFailureKind.POLICY: (
+        Disposition.DEFERRED,
+        451,
+        "4.7.5",
+        "MTA-STS policy forbids every MX host",
+    ),
 }
 
 _KIND_CODES: dict[FailureKind, tuple[str, str]] = {

@@ -387,7 +387,9 @@ class Shaper:
 
     def _close(self, site: str, st: _Site, now: float) -> list[Change]:
         w, ceiling = st.window, st.ceiling
-        if w is None or ceiling is None or not w.due(now, self.settings.window):
+        if w is None or ceiling is None:
+            return []
+        if not (w.due(now, self.settings.window) or w.alarming(now, self.settings)):
             return []
         verdict = judge(st.aimd, w, ceiling, self.settings, now)
         if verdict.verdict is Verdict.CARRY:

@@ -25,7 +25,11 @@ __all__ = [
     "OTHER",
     "REJECT_CLASSES",
     "SMTPD_REFUSALS",
+    "STS_MODES",
+    "STS_RESULTS",
     "SUPPRESSION_SOURCES",
+    "TLS_POLICIES",
+    "TLS_RESULTS",
     "UNCATEGORIZED",
     "UNSUBSCRIBE_HEADERS",
     "UNSUBSCRIBE_RESULTS",
@@ -112,6 +116,27 @@ CONNECTION_ERROR_KINDS: tuple[str, ...] = (
     "auth",
 )
 
+# volley_tls_sessions: engine.model.TlsPolicy values that try TLS, and
+# engine.net.tls.TlsResult values (a test holds them equal).
+TLS_POLICIES: tuple[str, ...] = ("opportunistic", "required", "verify")
+TLS_RESULTS: tuple[str, ...] = ("ok", "verify_failed", "unavailable", "handshake_failed")
+# volley_mta_sts_results: the policy modes that count (engine.sched.mta_sts.StsMode less
+# "none", plus engine.net.sts.UNKNOWN_MODE: a fetch failure with no policy cached) and
+# engine.sched.mta_sts.StsResult values.
+STS_MODES: tuple[str, ...] = ("enforce", "testing", "unknown")
+STS_RESULTS: tuple[str, ...] = (
+    "success",
+    "policy_fetch_error",
+    "policy_invalid",
+    "mx_mismatch",
+    "cert_invalid",
+    "starttls_missing",
+    "handshake_failed",
+)
+_STS_INITIAL = tuple(
+    (m, r) for m in STS_MODES for r in STS_RESULTS if (m == "unknown") == r.startswith("policy_")
+)
+
 # The listener's refusal reasons: engine.smtpd.replies.Refusal's values (a test holds
 # them equal; telemetry does not import the listener).
 SMTPD_REFUSALS: tuple[str, ...] = tuple(
@@ -182,6 +207,22 @@ COUNTERS: dict[str, CounterSpec] = {
         tuple((k,) for k in CONNECTION_ERROR_KINDS),
     ),
     "volley_transactions": CounterSpec("SMTP mail transactions attempted (MAIL FROM sent)."),
+    "volley_tls_sessions": CounterSpec(
+        "Outbound connection attempts by TLS policy (opportunistic, required, verify) and"
+        " what TLS did: ok, verify_failed (certificate not valid for the MX host name),"
+        " unavailable (STARTTLS not offered or refused), handshake_failed.",
+        ("policy", "result"),
+        tuple((p, r) for p in TLS_POLICIES for r in TLS_RESULTS),
+    ),
+    "volley_mta_sts_results": CounterSpec(
+        "MTA-STS (RFC 8461) results, TLSRPT-style, by policy mode: success (verified TLS to"
+        " a listed MX host), mx_mismatch (an MX host the policy does not list), cert_invalid,"
+        " starttls_missing, handshake_failed; policy_fetch_error and policy_invalid (mode"
+        " 'unknown' when no policy was cached).  Under testing these are what enforce would"
+        " have refused; the mail went as usual.",
+        ("mode", "result"),
+        _STS_INITIAL,
+    ),
     "volley_dns_lookups": CounterSpec(
         "MX resolutions by result: hit (cache), miss (queried), failure.",
         ("result",),

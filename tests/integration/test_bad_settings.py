@@ -45,6 +45,11 @@ def _one_line(text: str) -> str:
             },
             "routes.default.auth.password_file: cannot read /nonexistent/relay.pw",
         ),
+        (
+            [],
+            {"smtp": {"tls_ca_file": "/nonexistent/ca.pem"}},
+            "smtp.tls_ca_file: cannot read /nonexistent/ca.pem: No such file or directory",
+        ),
     ],
 )
 def test_a_bad_setting_is_one_line_and_status_2(volley, args, config, expected) -> None:

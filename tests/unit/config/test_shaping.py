@@ -23,7 +23,7 @@ def test_defaults() -> None:
     assert s == ShapingSettings()
     assert (s.enabled, s.decrease, s.increase_connections, s.increase_rate) == (
         True,
-        0.5,
+        0.7,
         1,
         0.1,
     )

@@ -33,22 +33,30 @@ def keep(route: Route) -> Route | RouteFailure:
     return route
 
 
-async def test_no_relay_is_mx_delivery_screened() -> None:
+async def never(route: Route) -> Route | RouteFailure:
+    raise AssertionError(f"MTA-STS screening asked for a relay's route {route}")
+
+
+async def test_no_relay_is_mx_delivery_screened_then_narrowed_by_mta_sts() -> None:
     resolver = Resolver()
-    seen: list[Route] = []
+    seen: list[str] = []
 
     def screen(route: Route) -> Route:
-        seen.append(route)
+        seen.append("targets")
         return route
 
-    assert await resolve_route("dest.test", None, resolver, screen) == MX_ROUTE
-    assert resolver.asked == [("MX", "dest.test")] and seen == [MX_ROUTE]
+    async def sts(route: Route) -> Route:
+        seen.append("mta-sts")
+        return replace(route, hosts=route.hosts[:1])
+
+    assert await resolve_route("dest.test", None, resolver, screen, sts) == MX_ROUTE
+    assert resolver.asked == [("MX", "dest.test")] and seen == ["targets", "mta-sts"]
 
 
 async def test_a_relay_by_name_is_its_addresses_on_its_port_never_mx() -> None:
     found = Route("dest.test", (MxHost("smtp.relay.test", 0, ("192.0.2.9",)),), False)
     resolver = Resolver(found)
-    got = await resolve_route("dest.test", RELAY, resolver, keep)
+    got = await resolve_route("dest.test", RELAY, resolver, keep, never)
     assert got == replace(found, port=587)
     assert resolver.asked == [("host", "dest.test", "smtp.relay.test")]
 
@@ -56,7 +64,7 @@ async def test_a_relay_by_name_is_its_addresses_on_its_port_never_mx() -> None:
 async def test_a_relay_by_address_needs_no_dns() -> None:
     relay = replace(RELAY, host="127.0.0.9", literal=True, port=2525)
     resolver = Resolver()
-    got = await resolve_route("dest.test", relay, resolver, keep)
+    got = await resolve_route("dest.test", relay, resolver, keep, never)
     assert got == Route("dest.test", (MxHost("127.0.0.9", 0, ("127.0.0.9",)),), False, 2525)
     assert resolver.asked == []
 
@@ -64,7 +72,7 @@ async def test_a_relay_by_address_needs_no_dns() -> None:
 async def test_every_failure_of_a_relay_route_defers_and_names_the_setting() -> None:
     """A typo in the relay must not bounce all mail, as a missing MX host would (5.4.4)."""
     gone = RouteFailure("dest.test", RouteFailureKind.NO_ROUTE, "no address")
-    got = await resolve_route("dest.test", RELAY, Resolver(gone), keep)
+    got = await resolve_route("dest.test", RELAY, Resolver(gone), keep, never)
     assert isinstance(got, RouteFailure) and got.kind is RouteFailureKind.TEMPORARY
     assert got.detail == "relay smtp.relay.test:587 (routes.default.relay): no address"
 
@@ -72,7 +80,7 @@ async def test_every_failure_of_a_relay_route_defers_and_names_the_setting() -> 
         return RouteFailure(route.domain, RouteFailureKind.LOOP, "loops back to myself")
 
     relay = replace(RELAY, host="127.0.0.1", literal=True)
-    looped = await resolve_route("dest.test", relay, Resolver(), loop)
+    looped = await resolve_route("dest.test", relay, Resolver(), loop, never)
     assert isinstance(looped, RouteFailure) and looped.kind is RouteFailureKind.TEMPORARY
     assert "loops back to myself" in looped.detail
 

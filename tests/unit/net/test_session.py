@@ -35,6 +35,7 @@ from engine.model import (
 from engine.net.session import SmtpSession, open_session
 from engine.smtp import LocalProtocolError, State, wire_body
 from tests.support.receiver import write_self_signed
+from tests.support.tls_certs import LocalCA
 
 HOST = "127.0.0.77"
 SOURCE = "127.0.0.78"
@@ -751,6 +752,104 @@ def test_required_tls_without_starttls_is_a_tls_connect_failure(
         assert result.failure is not None
         assert (result.failure.phase, result.failure.kind) == (Phase.STARTTLS, FailureKind.TLS)
         assert "not offered" in result.failure.detail
+
+    run(scenario())
+
+
+# ---------------------------------------------------------------------------- TLS verify
+
+
+def _ca_server(names: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server context with a certificate for `names` from a fresh CA, a client verify
+    context trusting only that CA)."""
+    ca = LocalCA()
+    return ca.server_context(names), ssl.create_default_context(cafile=ca.cert_path)
+
+
+def test_verify_accepts_a_certificate_for_the_mx_name(
+    run: Callable[..., Any], start_mx: Callable[..., Mx]
+) -> None:
+    server, client = _ca_server("mx.test")
+    mx = start_mx(tls_context=server)
+
+    async def scenario() -> None:
+        session = await connect(mx, tls=TlsPolicy.VERIFY, ssl_context=client)
+        try:
+            assert session.tls_active and session.tls_fallback is None
+        finally:
+            await session.close()
+
+    run(scenario())
+
+
+def test_verify_refuses_a_certificate_for_another_name(
+    run: Callable[..., Any], start_mx: Callable[..., Mx]
+) -> None:
+    server, client = _ca_server("other.test")
+    mx = start_mx(tls_context=server)
+
+    async def scenario() -> None:
+        result = await open_session(
+            HOST, mx.port, mx_host="mx.test", helo_name="volley.test", source_address=None,
+            tls=TlsPolicy.VERIFY, timeouts=TIMEOUTS, ssl_context=client,
+        )  # fmt: skip
+        assert isinstance(result, ConnectFailure)
+        assert result.failure is not None
+        assert (result.failure.phase, result.failure.kind) == (Phase.STARTTLS, FailureKind.TLS)
+        assert result.failure.detail == "certificate verify failed: hostname mismatch for mx.test"
+
+    run(scenario())
+    assert mx.handler.messages == []
+    assert len(mx.handler.peers) == 1  # one EHLO: no plaintext retry
+
+
+def test_verify_without_a_context_uses_the_system_store(
+    run: Callable[..., Any], start_mx: Callable[..., Mx]
+) -> None:
+    server, _ = _ca_server("mx.test")  # a CA the system does not know
+    mx = start_mx(tls_context=server)
+
+    async def scenario() -> None:
+        result = await open_session(
+            HOST, mx.port, mx_host="mx.test", helo_name="volley.test", source_address=None,
+            tls=TlsPolicy.VERIFY, timeouts=TIMEOUTS,
+        )  # fmt: skip
+        assert isinstance(result, ConnectFailure) and result.failure is not None
+        assert result.failure.detail.startswith("certificate verify failed: ")
+        assert "mx.test" in result.failure.detail
+
+    run(scenario())
+
+
+def test_verify_without_starttls_is_a_tls_connect_failure(
+    run: Callable[..., Any], start_mx: Callable[..., Mx]
+) -> None:
+    mx = start_mx()
+
+    async def scenario() -> None:
+        result = await open_session(
+            HOST, mx.port, mx_host="mx.test", helo_name="volley.test", source_address=None,
+            tls=TlsPolicy.VERIFY, timeouts=TIMEOUTS,
+        )  # fmt: skip
+        assert isinstance(result, ConnectFailure) and result.failure is not None
+        assert result.failure.detail == "STARTTLS not offered"
+
+    run(scenario())
+
+
+def test_opportunistic_fallback_says_why_tls_failed(
+    run: Callable[..., Any], start_mx: Callable[..., Mx], tls_cert: tuple[Path, Path]
+) -> None:
+    mx = start_mx(tls_context=server_context(tls_cert, tls13_only=True))
+
+    async def scenario() -> None:
+        session = await connect(mx, ssl_context=_tls12_only_client())
+        try:
+            assert not session.tls_active
+            assert session.tls_fallback is not None
+            assert session.tls_fallback.startswith("handshake failed: ")
+        finally:
+            await session.close()
 
     run(scenario())
 

@@ -90,6 +90,8 @@ class Session:
         return keyword in self.keywords
 
     size_limit = None
+    tls_active = False  # what engine.runtime.tlsguard counts
+    tls_fallback: str | None = None
 
     def is_reusable(self) -> bool:
         return self.failure is None and self.aborted is None and not self.closed

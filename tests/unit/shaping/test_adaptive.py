@@ -20,12 +20,12 @@ from engine.shaping.adaptive import (
     Shaper,
     Stage,
 )
-from engine.shaping.aimd import AimdState
+from engine.shaping.aimd import RATE_KEEP, AimdState
 from engine.shaping.rules import Rule, combine, read_rules
 from engine.shaping.store import MemoryShapingStore, SiteState
 from tests.support.fake_clock import FakeClock
 
-S = ShapingSettings()
+S = ShapingSettings(decrease=0.5)  # the arithmetic below; the default is 0.7
 T0 = 1_700_000_000.0
 SITE = "mx1.yahoodns.test|mx2.yahoodns.test"
 C = Ceiling(10, None)
@@ -184,11 +184,11 @@ def test_disabled_shaping_is_the_ceiling_and_silent() -> None:
 
 def test_window_closes_once_and_changes_only_when_limits_move() -> None:
     sh = shaper()
-    assert sh.observe("s", None, 100, [RATE] * 20, C, T0) == []
-    assert sh.observe("s", None, 100, [], C, T0 + 30) == []
-    (cut,) = sh.observe("s", None, 100, [], C, T0 + 60)
+    assert sh.observe("s", None, 100, [RATE] * 10, C, T0) == []
+    assert sh.observe("s", None, 100, [], C, T0 + 30) == []  # 10 of 210: under 5 %
+    (cut,) = sh.observe("s", None, 100, [RATE] * 20, C, T0 + 60)
     assert (cut.kind, cut.key, cut.connections) == (ChangeKind.DECREASE, "s", 5)
-    assert cut.rate == pytest.approx(0.5 * 300 / 60)
+    assert cut.rate == pytest.approx(RATE_KEEP * 300 / 60)
     assert sh.effective("s", None, C, T0 + 60).connections == 5
     # A site that went quiet still gets its verdict, from tick: 30 replies, none
     # throttling, is a clean window (without `in_use`, one with min_samples counts as
@@ -199,6 +199,19 @@ def test_window_closes_once_and_changes_only_when_limits_move() -> None:
     assert (up.kind, up.connections) == (ChangeKind.INCREASE, 6)
     assert sh.tick(T0 + 180) == []
     assert sh.tick(T0 + 500) == []
+
+
+def test_heavy_throttling_is_cut_before_the_window_ends() -> None:
+    """After a fifth of the window (12 s of 1 min) with min_samples and the share over
+    throttle_share, the window is judged at once; the accepted rate is over 12 s."""
+    sh = shaper()
+    assert sh.observe("s", None, 100, [RATE] * 50, C, T0) == []
+    assert sh.observe("s", None, 20, [RATE] * 50, C, T0 + 11) == []  # too soon
+    (cut,) = sh.observe("s", None, 0, [RATE] * 10, C, T0 + 12)
+    assert cut.kind is ChangeKind.DECREASE
+    assert cut.rate == pytest.approx(RATE_KEEP * 120 / 12)
+    # The next window starts at the cut: a cut needs fresh evidence, 12 s of it.
+    assert sh.observe("s", None, 0, [RATE] * 50, C, T0 + 20) == []
 
 
 def test_state_survives_a_restart_and_ended_actions_are_not_restored() -> None:
@@ -306,36 +319,38 @@ class Receiver:
 
 
 def test_converges_on_what_the_receiver_takes_and_finds_its_way_back() -> None:
+    """With the default settings (decrease 0.7)."""
     clock = FakeClock(T0)
-    sh = shaper()
+    sh = shaper(settings=ShapingSettings())
     ceiling = Ceiling(20, None)  # nothing configured but 20 connections
     rx = Receiver(rate=100.0, connections=8)
 
-    # Unshaped, the first minute provokes 72 throttling replies per 100 delivered.
-    rx.run(sh, ceiling, clock, 60)
+    # Unshaped, the first 12 s (before a verdict may come) provoke 72 throttling
+    # replies per 100 delivered.
+    rx.run(sh, ceiling, clock, 12)
     assert rx.throttled / rx.delivered > 0.7
 
-    # Ten minutes in, over the next twenty: ~80 % of what the receiver takes (AIMD's
-    # saw-tooth between half and 110 %), under 4 throttling replies per 100 delivered.
-    rx.run(sh, ceiling, clock, 540)
+    # Ten minutes in, over the next twenty: ~86 % of what the receiver takes (AIMD's
+    # saw-tooth between 70 % and 110 %), under 2.5 throttling replies per 100 delivered.
+    rx.run(sh, ceiling, clock, 588)
     rx.delivered = rx.throttled = 0
     rx.run(sh, ceiling, clock, 1200)
-    assert 70 <= rx.delivered / 1200 <= 100
-    assert rx.throttled / rx.delivered < 0.04
+    assert 80 <= rx.delivered / 1200 <= 100
+    assert rx.throttled / rx.delivered < 0.025
     conns = [c for c, _, _ in rx.log[-1200:]]
     assert max(conns) <= 12 and min(conns) >= 4  # around the 8 it takes
     rates = [r for _, r, _ in rx.log[-1200:]]
     assert all(r is not None and 45 <= r <= 125 for r in rates)
 
     # The receiver now takes twice as much: within ten minutes the shaper is above the
-    # old level, and over the next twenty it delivers ~80 % of the new one.
+    # old level, and over the next twenty it delivers ~87 % of the new one.
     rx.rate, rx.connections = 200.0, 14
     rx.run(sh, ceiling, clock, 600)
     assert max(a for _, _, a in rx.log[-60:]) >= 150
     rx.delivered = rx.throttled = 0
     rx.run(sh, ceiling, clock, 1200)
-    assert 150 <= rx.delivered / 1200 <= 200
-    assert rx.throttled / rx.delivered < 0.04
+    assert 165 <= rx.delivered / 1200 <= 200
+    assert rx.throttled / rx.delivered < 0.02
 
     # A configured maximum is never exceeded, even while climbing.
     capped = Ceiling(6, 120.0)

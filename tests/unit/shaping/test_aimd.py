@@ -8,7 +8,7 @@ import pytest
 from engine.config.shaping import ShapingSettings
 from engine.shaping.aimd import MAX_CARRY, AimdState, Ceiling, Judgement, Verdict, Window, judge
 
-S = ShapingSettings()  # decrease 0.5, +1 conn, +10 % rate, 60 s, 5 %, 20 samples
+S = ShapingSettings(decrease=0.5)  # +1 conn, +10 % rate, 60 s, 5 %, 20 samples
 T0 = 1_000_000.0
 END = T0 + 60
 
@@ -34,7 +34,7 @@ def test_transaction_throttling_cuts_connections_and_rate_from_what_was_accepted
     j = verdict(AimdState(), window(6000, 600, 600, 600, in_use=20), Ceiling(20, None))
     assert j.verdict is Verdict.DECREASE
     assert j.state.connections == 10
-    assert j.state.rate == pytest.approx(50.0)  # 0.5 x the 100/s the receiver took
+    assert j.state.rate == pytest.approx(90.0)  # RATE_KEEP x the 100/s the receiver took
     assert j.state.scale == pytest.approx(100.0)
     assert (j.state.changed, "600 of 6600 replies throttling (9%)" in j.state.reason) == (END, True)
 
@@ -58,7 +58,7 @@ def test_cut_is_at_least_one_connection_and_never_below_the_floors() -> None:
 def test_rate_cut_never_raises_a_lower_rate_limit() -> None:
     # Limited to 10/s, yet 6 000 went through in a minute (a batch's slack): cut from 10.
     j = verdict(AimdState(rate=10.0), window(6000, 600, 600, 600), Ceiling(20, None))
-    assert j.state.rate == pytest.approx(5.0)
+    assert j.state.rate == pytest.approx(9.0)
 
 
 def test_too_few_samples_carry_on_then_are_dropped() -> None:
