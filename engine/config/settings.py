@@ -22,6 +22,7 @@ from typing import Any
 
 from engine.config.bounce import BounceSettings, bounce_dict, read_bounce
 from engine.config.dkim import DkimDomain, dkim_dict, read_dkim
+from engine.config.egress import EgressSettings, check_pool_names, egress_dict, read_egress
 from engine.config.helo import helo_name_error
 from engine.config.policy import DomainPolicy, policy_dict, read_policy
 from engine.config.providers import providers_dict, read_provider_tables
@@ -121,6 +122,7 @@ class Settings:
         default_factory=lambda: tuple(shipped_providers().values())
     )
     shaping: ShapingSettings = field(default_factory=ShapingSettings)
+    egress: EgressSettings = field(default_factory=EgressSettings)  # [egress]: source IP pools
 
     def policy(self, domain: str) -> DomainPolicy:
         return self.domain_policies.get(domain, self.default_policy)
@@ -174,6 +176,7 @@ class Settings:
             "shutdown": {"drain_timeout": self.drain_timeout},
             "providers": providers_dict(self.providers),
             "shaping": shaping_dict(self.shaping),
+            "egress": egress_dict(self.egress),
             "domains": {"default": policy_dict(self.default_policy)}
             | {name: policy_dict(p) for name, p in self.domain_policies.items()},
             "routes": routes_dict(self.routes),
@@ -282,6 +285,13 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         per_domain[name.lower().rstrip(".")] = read_policy(domains.table(name), default_policy)
     domains.finish()
     routes = read_routes(root.table("routes"), smtpd)
+    egress = read_egress(root.table("egress"))
+    check_pool_names(
+        egress,
+        [("domains.default.egress_pool", default_policy.egress_pool)]
+        + [(f"domains.{n}.egress_pool", p.egress_pool) for n, p in per_domain.items()]
+        + [(f"providers.{p.name}.egress_pool", p.egress_pool) for p in providers],
+    )
     root.finish()
     return Settings(
         spool_path=spool_path,
@@ -323,6 +333,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         routes=routes,
         providers=providers,
         shaping=shaping,
+        egress=egress,
     )
 
 

@@ -22,9 +22,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Protocol
 
-from engine.config.routes import Relay
+from engine.config.routes import Relay, Routes
 from engine.model import FailureKind, RouteFailure, RouteFailureKind, TlsPolicy, TransportFailure
 from engine.net.mx import MxHost, Route
+from engine.net.targets import TargetRules, is_local_address, screen_route
 
 __all__ = ["AUTH_ALARM_EVERY", "AuthAlarm", "HostResolver", "hop", "resolve_route"]
 
@@ -44,19 +45,20 @@ async def resolve_route(
     domain: str,
     relay: Relay | None,
     resolver: HostResolver,
-    screen: Callable[[Route], Route | RouteFailure],
+    targets: TargetRules,
     mx_screen: Callable[[Route], Awaitable[Route | RouteFailure]],
 ) -> Route | RouteFailure:
     """The route for `domain`: by MX when `relay` is None, else through the relay;
-    `screen` (engine.net.targets.screen_route) keeps what may be connected to, and
-    `mx_screen` (MTA-STS, engine.runtime.tlsguard) narrows an MX route after it: a
-    policy is the recipient domain's word on its own MX hosts, not on a relay.  Every
-    failure of a relay's route is TEMPORARY (see the module docstring)."""
+    `targets` (engine.net.targets.screen_route) keeps what may be connected to, and
+    `mx_screen` (MTA-STS, engine.runtime.tlsguard) narrows an MX route after it, before
+    anything derives from the route: a policy is the recipient domain's word on its own
+    MX hosts, not on a relay.  Every failure of a relay's route is TEMPORARY (see the
+    module docstring)."""
     if relay is None:
         route = await resolver.resolve(domain)
         if isinstance(route, RouteFailure):
             return route
-        screened = screen(route)
+        screened = screen_route(route, targets, is_local_address)
         return screened if isinstance(screened, RouteFailure) else await mx_screen(screened)
     if relay.literal:
         got: Route | RouteFailure = Route(
@@ -65,7 +67,7 @@ async def resolve_route(
     else:
         got = await resolver.resolve_host(domain, relay.host)
     if isinstance(got, Route):
-        got = screen(replace(got, port=relay.port))
+        got = screen_route(replace(got, port=relay.port), targets, is_local_address)
     if isinstance(got, RouteFailure):
         detail = f"relay {relay.address} ({relay.table}.relay): {got.detail}"
         return RouteFailure(domain, RouteFailureKind.TEMPORARY, detail)
@@ -73,13 +75,15 @@ async def resolve_route(
 
 
 def hop(
-    route: Route, relay: Relay | None, mx_tls: TlsPolicy, smtp_port: int
-) -> tuple[int, TlsPolicy]:
-    """(port, STARTTLS policy) of a connection on `route`: a relay's own (Route.port
-    set), else `smtp_port` and the destination's `mx_tls`."""
+    route: Route, routes: Routes, mx_tls: TlsPolicy, smtp_port: int
+) -> tuple[Relay | None, int, TlsPolicy]:
+    """(relay, port, STARTTLS policy) of a connection on `route`: a relay's own (its
+    route has its port: `resolve_route`), else no relay, `smtp_port` and the
+    destination's `mx_tls`."""
+    relay = None if route.port is None else routes.relay_for(route.domain)
     if route.port is None or relay is None:
-        return smtp_port if route.port is None else route.port, mx_tls
-    return route.port, relay.tls.starttls
+        return None, smtp_port if route.port is None else route.port, mx_tls
+    return relay, route.port, relay.tls.starttls
 
 
 def _stderr(line: str) -> None:

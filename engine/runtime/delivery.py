@@ -25,7 +25,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from engine.clock import Clock
 from engine.config import DomainPolicy, Settings
@@ -40,10 +40,11 @@ from engine.model import (
     TransportFailure,
 )
 from engine.net.mx import Route, RouteFailure, RouteFailureKind
-from engine.net.relay import AuthAlarm, hop, resolve_route
+from engine.net.relay import AuthAlarm, HostResolver, hop, resolve_route
 from engine.net.session import SmtpSession, open_session
 from engine.net.sts import StsResolver
-from engine.net.targets import TargetRules, is_local_address, screen_route
+from engine.net.targets import TargetRules
+from engine.runtime.egress import EgressAccess, Outbound, QuotaGrants
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.outcome import Attempt, Outcomes
 from engine.runtime.pacing import Pacer, RateGrants
@@ -79,12 +80,6 @@ _TRANSACTIONS = counter_key("volley_transactions")
 _REUSED = counter_key("volley_connections", "reused")
 
 
-class Resolver(Protocol):
-    async def resolve(self, domain: str) -> Route | RouteFailure: ...
-
-    async def resolve_host(self, domain: str, host: str) -> Route | RouteFailure: ...
-
-
 class _NoRates:
     """For a Deliverer made without a rate service: every instant is now."""
 
@@ -102,7 +97,7 @@ class Deliverer:
         settings: Settings,
         shard: ShardQueue,
         queue: WorkQueue,
-        resolver: Resolver,
+        resolver: HostResolver,  # MX routes and relays' addresses (engine.net.relay)
         leases: Leases,
         outcomes: Outcomes,
         tally: Tally,
@@ -112,6 +107,7 @@ class Deliverer:
         journal: InflightJournal | None = None,
         rates: RateGrants | None = None,
         feed: ShapingFeed | None = None,
+        quota: QuotaGrants | None = None,
         open_session_fn: Callable[..., Awaitable[SmtpSession | ConnectFailure]] = open_session,
         sts: StsResolver | None = None,
     ) -> None:
@@ -124,6 +120,8 @@ class Deliverer:
         self._feed = feed
         self._sites = SiteAccess(settings, leases, rates or _NoRates(), clock, self._contend, feed)
         self._site_of: dict[str, tuple[Site, SiteLimits]] = {}  # domain -> site, ceiling
+        self._sites = SiteAccess(settings, leases, rates or _NoRates(), clock, self._contend)
+        self.egress = EgressAccess(settings, queue, clock, rng, tally, quota)
         self._outcomes = outcomes
         self._tally = tally
         self._clock = clock
@@ -146,6 +144,7 @@ class Deliverer:
         self._tls.reconfigure(settings)
         self._sites.reconfigure(settings)
         self._verdicts.reconfigure(settings)
+        self.egress.reconfigure(settings)
 
     @property
     def waiting_for_slot(self) -> Mapping[str, int]:
@@ -173,6 +172,7 @@ class Deliverer:
         for domain in domains:
             self._sites.forget(domain)
             self._site_of.pop(domain, None)
+            self.egress.forget(domain)
             self._work.pop(domain, None)
             self._contended.pop(domain, None)
             if not self.open_sessions.get(domain):
@@ -193,6 +193,7 @@ class Deliverer:
         policy = self._s.policy(domain)
         state = self._queue.domain(domain)
         held: list[str] = []
+        out = self.egress.outbound()  # smtp.source_address until a source is chosen
         try:
             route = await self._resolve(domain)
             if isinstance(route, RouteFailure):
@@ -207,6 +208,10 @@ class Deliverer:
             if suspended is not None:
                 self._queue.pause(domain, suspended, "shaping")
                 return
+            if (later := await self.egress.choose(domain, site, limits, out)) is not None:
+                self._pause(domain, later, "warmup")
+                return
+            site, limits = out.apply(site, limits)  # keys per (source, site); quota caps
             await self._sites.acquire(domain, site, limits, held)
             if not state.ready or self.draining:
                 return
@@ -214,7 +219,7 @@ class Deliverer:
             if later is not None:
                 self._pause(domain, later, "rate")
                 return
-            session = await self._connect(route, limits)
+            session = await self._connect(out.reachable(route), limits, out)
             if isinstance(session, ConnectFailure):
                 if self._feed is not None:
                     self._feed.refused(site, ceiling, session)
@@ -229,7 +234,8 @@ class Deliverer:
             self._kick()
             self.open_sessions[domain] += 1
             try:
-                broke = await self._serve(session, domain, limits, self._sites.pacer(site, limits))
+                pacer = self._sites.pacer(site, limits, out.counter)
+                broke = await self._serve(session, domain, limits, pacer)
             finally:
                 self.open_sessions[domain] -= 1
                 self._count_error(session.failure)
@@ -239,16 +245,14 @@ class Deliverer:
         finally:
             state.connections -= 1
             self._sites.release(domain, held)
+            self.egress.release(out)
             self._kick()
 
     async def _resolve(self, domain: str) -> Route | RouteFailure:
         try:
-            return await resolve_route(  # by MX, or through a [routes] relay
-                domain,
-                self._s.routes.relay_for(domain),
-                self._resolver,
-                lambda route: screen_route(route, self._targets, is_local_address),
-                self._tls.screen,  # MTA-STS narrows MX hosts before anything derives from them
+            relay = self._s.routes.relay_for(domain)  # [routes]; None: by MX, then MTA-STS
+            return await resolve_route(
+                domain, relay, self._resolver, self._targets, self._tls.screen
             )
         except Exception as exc:  # a bug of ours must defer the destination, not escape
             self._verdicts.internal_error(f"resolving {domain}", exc)
@@ -256,14 +260,14 @@ class Deliverer:
                 domain, RouteFailureKind.TEMPORARY, f"local error: {type(exc).__name__}: {exc}"
             )
 
-    async def _connect(self, route: Route, limits: SiteLimits) -> SmtpSession | ConnectFailure:
+    async def _connect(
+        self, route: Route, limits: SiteLimits, out: Outbound
+    ) -> SmtpSession | ConnectFailure:
         last: ConnectFailure | None = None
         # smtp.mx_session_limit counts addresses that answered the connect (Postfix's
         # smtp_mx_session_limit): refused or unreachable ones cost nothing to skip.
         sessions = self._s.mx_session_limit
-        # A relay's route (engine.net.relay) has its port; its TLS mode and login follow.
-        relay = None if route.port is None else self._s.routes.relay_for(route.domain)
-        port, tls = hop(route, relay, limits.tls, self._s.smtp_port)
+        relay, port, tls = hop(route, self._s.routes, limits.tls, self._s.smtp_port)
         for host in route.hosts:
             for address in host.addresses:
                 if sessions <= 0:
@@ -273,8 +277,8 @@ class Deliverer:
                     address,
                     port,
                     mx_host=host.name,
-                    helo_name=self._s.helo_name,
-                    source_address=self._s.source_address,
+                    helo_name=out.helo,
+                    source_address=out.address,
                     tls=tls,
                     timeouts=self._s.smtp_timeouts,
                     lifetime=self._s.max_connection_lifetime,
@@ -440,10 +444,7 @@ class Deliverer:
     ) -> list[RecipientOutcome]:
         """One SMTP transaction for `rcpts`; a verdict per recipient."""
         sender: str = meta["sender"]
-        # RFC 6152 §3: never 8-bit to a server without 8BITMIME (a 7-bit copy, or a bounce).
-        body, body_8bit, unconvertible = body_for(
-            body, bool(meta.get("8bit")), session.supports("8BITMIME"), self._s.dkim
-        )
+        body, body_8bit, why = body_for(body, meta, session.supports("8BITMIME"), self._s.dkim)
         smtputf8 = bool(meta.get("smtputf8"))
         if smtputf8 and not session.supports("SMTPUTF8"):
             # Entries queued before needs_smtputf8 existed say "smtputf8" for a non-ASCII
@@ -460,7 +461,7 @@ class Deliverer:
             txn,
             smtputf8=session.supports("SMTPUTF8"),
             size_limit=session.size_limit,
-            unconvertible=unconvertible,
+            unconvertible=why,
         )
         if refused is not None:
             return refused

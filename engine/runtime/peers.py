@@ -4,8 +4,10 @@ resolution.
 Responsible for: `LeaseClient`, the worker side of the connection-slot protocol (the
 supervisor arbitrates slots across workers: engine.sched.leases, over engine.runtime.ipc),
 `RateClient`, the worker side of the rate protocol (batches of send instants:
-engine.shaping.rates), and `CountingResolver`, the MX resolver with each resolution
-counted for metrics (a cache hit, a query, or a failed query).
+engine.shaping.rates), `QuotaClient`, the worker side of the warm-up quota protocol
+(messages of a source's day: engine.shaping.quota), and `CountingResolver`, the MX
+resolver with each resolution counted for metrics (a cache hit, a query, or a failed
+query).
 Not responsible for: deciding grants (the supervisor), resolving (engine.net.mx), or what
 a worker does with either (engine.runtime.delivery).
 """
@@ -18,10 +20,11 @@ from collections.abc import Awaitable
 from engine.net.mx import MxResolver, Route, RouteFailure
 from engine.runtime.ipc import Channel
 from engine.shaping.gcra import Rate
+from engine.shaping.quota import QuotaGrant
 from engine.shaping.rates import Grant
 from engine.telemetry.metrics import Tally
 
-__all__ = ["CountingResolver", "LeaseClient", "RateClient"]
+__all__ = ["CountingResolver", "LeaseClient", "QuotaClient", "RateClient"]
 
 
 class LeaseClient:
@@ -89,6 +92,39 @@ class RateClient:
     def give_back(self, keys: list[str], unused: list[float]) -> None:
         if unused:
             self._channel.send("rate_back", keys, unused)
+
+
+class QuotaClient:
+    """Worker side of the warm-up quota: ask for up to `want` messages of `source`'s
+    `limit` for UTC `day`, one round trip per connection; give back what it did not send."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+        self._waiting: dict[int, tuple[str, int, asyncio.Future[QuotaGrant]]] = {}
+        self._next = 0
+
+    async def grant(self, source: str, day: int, limit: int, want: int) -> QuotaGrant:
+        self._next += 1
+        req = self._next
+        fut: asyncio.Future[QuotaGrant] = asyncio.get_running_loop().create_future()
+        # Kept until answered, even if the caller is cancelled: the answer's messages
+        # then go straight back (granted()).
+        self._waiting[req] = (source, day, fut)
+        self._channel.send("quota", req, source, day, limit, want)
+        return await fut
+
+    def granted(self, req: int, granted: int, pending: int) -> None:
+        waiting = self._waiting.pop(req, None)
+        if waiting is None:
+            return
+        source, day, fut = waiting
+        if fut.done():  # cancelled while asking: nobody will send these
+            self.give_back(source, day, granted, granted)
+        else:
+            fut.set_result(QuotaGrant(granted, pending))
+
+    def give_back(self, source: str, day: int, granted: int, unused: int) -> None:
+        self._channel.send("quota_back", source, day, granted, unused)
 
 
 class CountingResolver:

@@ -18,6 +18,9 @@ and its cost (a MIME walk and a signature per transaction) does not matter.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import dkim.util
 
 from engine.auth.dkim import DkimKey, Signer, signer_for, unstuff
@@ -31,12 +34,15 @@ _DKIM_SIGNATURE = b"dkim-signature"
 
 
 def body_for(
-    body: bytes, body_8bit: bool, eightbitmime: bool, dkim: tuple[DkimDomain, ...]
+    body: bytes, meta: Mapping[str, Any], eightbitmime: bool, dkim: tuple[DkimDomain, ...]
 ) -> tuple[bytes, bool, str | None]:
-    """What a transaction sends of an entry's `body` (DATA wire form) to a server that
-    does (`eightbitmime`) or does not offer 8BITMIME: (body, whether it is 8-bit, why
-    no 7-bit copy could be made — the classifier then bounces).  The worker's signer
-    for `dkim` (the one intake signs with) signs a converted copy again."""
+    """What a transaction sends of an entry (`meta`, `body` in DATA wire form) to a
+    server that does (`eightbitmime`) or does not offer 8BITMIME — never 8-bit to a
+    server without it (RFC 6152 §3): (body, whether it is 8-bit, why no 7-bit copy
+    could be made — the classifier then bounces).  The
+    worker's signer for `dkim` (the one intake signs with) signs a converted copy
+    again."""
+    body_8bit = bool(meta.get("8bit"))
     if not body_8bit or eightbitmime:
         return body, body_8bit, None
     copy, unconvertible = seven_bit_copy(body, signer_for(dkim))

@@ -142,8 +142,12 @@ class SiteAccess:
         finally:
             pacer.close()
 
-    def pacer(self, site: Site, limits: SiteLimits) -> Pacer | None:
+    def pacer(
+        self, site: Site, limits: SiteLimits, on_close: Callable[[int], None] | None = None
+    ) -> Pacer | None:
+        """The connection's Pacer; `on_close(sent)` (an egress source's count) makes one
+        even without message-rate limits."""
         keys, rates = _keyed(site, "#msg", limits.message_rate, limits.provider_message_rate)
-        if not keys:
+        if not keys and on_close is None:
             return None
-        return Pacer(self._rates, keys, rates, self._clock, self._s.idle_timeout)
+        return Pacer(self._rates, keys, rates, self._clock, self._s.idle_timeout, on_close)

@@ -44,11 +44,13 @@ from prometheus_client import start_http_server
 from engine.admin.runner import Admin, AdminStartError
 from engine.config import ConfigError, Settings, helo_name_warning, parse_address
 from engine.runtime.arbiter import Arbiter
+from engine.runtime.egressdb import QuotaDb, QuotaDbError
 from engine.runtime.ipc import Channel, Message, open_channel
 from engine.runtime.listener import startup_problem
 from engine.runtime.reload import plan_reload
 from engine.runtime.shaping_service import ShapingService
 from engine.runtime.spawn import StderrTail, relay, worker_argv
+from engine.shaping.egress import quota_rows
 from engine.smtpd.clients import ClientTable
 from engine.smtpd.sockets import ListenError, Listening, bind_all, close_all, for_worker
 from engine.suppress.runner import Suppression, SuppressStartError
@@ -109,6 +111,7 @@ class Supervisor:
         self.shaping: ShapingService | None = None
         self.smtpd: list[Listening] = []  # the listener's sockets, per address and worker
         self.clients = ClientTable()  # the listener's sessions per client address
+        self.quota_db: QuotaDb | None = None  # <spool>/egress.db, once a source warms up
 
     async def run(self) -> int:
         """Own the spool (one instance per spool), run until stopped; the exit status."""
@@ -152,6 +155,11 @@ class Supervisor:
         moved = self.spool.rehome(self.s.workers)
         if moved:
             print(f"volley: moved {moved} entries from retired shards", file=sys.stderr)
+        try:
+            self._open_quota()
+        except QuotaDbError as e:
+            print(f"volley: {e}", file=sys.stderr)
+            return 2
         try:
             self.suppression = await Suppression.open(self.s, self.exporter.count)
             self.admin = Admin.open(
@@ -202,9 +210,23 @@ class Supervisor:
             print(f"volley: stopped ({took:.1f} s after the stop was asked)", file=sys.stderr)
         return 0
 
+    def _open_quota(self) -> None:
+        """The warm-up quota survives restarts once a source has a warm-up schedule
+        (engine.runtime.egressdb); without one no file is made."""
+        if self.quota_db is None and any(s.warmup for s in self.s.egress.sources.values()):
+            self.quota_db = QuotaDb.open(self.s.spool_path, time.time())
+            self.arbiter.quota = self.quota_db
+        self._quota_gauges()
+
+    def _quota_gauges(self) -> None:
+        rows = quota_rows(self.s.egress, self.arbiter.quota.used, time.time())
+        self.exporter.set_egress_quota((r.source, r.used, r.left) for r in rows)
+
     async def _close_services(self) -> None:
         if self.shaping is not None:
             self.shaping.close()
+        if self.quota_db is not None:
+            self.quota_db.close()
         if self.admin is not None:
             await self.admin.close()
         if self.suppression is not None:
@@ -267,6 +289,10 @@ class Supervisor:
         if self.shaping is not None:
             self.shaping.reconfigure(self.s)
             self.shaping.reopen_log()
+        try:
+            self._open_quota()
+        except QuotaDbError as e:  # the quota is then counted in memory only
+            print(f"volley: SIGHUP: {e}", file=sys.stderr, flush=True)
         applied = ", ".join(plan.applied) if plan.applied else "nothing changed"
         print(f"volley: SIGHUP: configuration reloaded: {applied}", file=sys.stderr, flush=True)
         if plan.at_restart:
@@ -281,8 +307,10 @@ class Supervisor:
             print(f"volley: warning: {warning}", file=sys.stderr, flush=True)
 
     async def _sample_spool(self) -> None:
-        """Spool filesystem usage for the "disk over 90 %" alert, every 5 s."""
+        """Spool filesystem usage for the "disk over 90 %" alert, and the warm-up quota
+        gauges (a new UTC day starts afresh), every 5 s."""
         while True:
+            self._quota_gauges()
             st = os.statvfs(self.s.spool_path)
             total = st.f_blocks * st.f_frsize
             free = st.f_bavail * st.f_frsize
@@ -455,6 +483,8 @@ class Supervisor:
         kind = msg[0]
         if kind in Arbiter.KINDS:
             self.arbiter.on_message(k, msg)
+            if kind in ("quota", "quota_back"):
+                self._quota_gauges()
         elif kind == "shaping" and self.shaping is not None:
             self.shaping.on_report(msg)
         elif kind == "metrics":

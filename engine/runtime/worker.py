@@ -43,7 +43,7 @@ from engine.runtime.intake import IntakeBatch, Pickup, interrupted_take, take_ba
 from engine.runtime.ipc import Channel, Message, open_channel
 from engine.runtime.listener import SmtpListener
 from engine.runtime.outcome import Outcomes
-from engine.runtime.peers import CountingResolver, LeaseClient, RateClient
+from engine.runtime.peers import CountingResolver, LeaseClient, QuotaClient, RateClient
 from engine.runtime.shaping_feed import ShapingFeed
 from engine.runtime.tlsguard import sts_resolver
 from engine.runtime.writebehind import WriteBehind
@@ -90,6 +90,7 @@ class Worker:
         self.leases = LeaseClient(channel)
         self.rates = RateClient(channel)
         self.shaping = ShapingFeed(channel.send, self.tally)
+        self.quota = QuotaClient(channel)
         self._kick = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -140,6 +141,7 @@ class Worker:
             leases=self.leases,
             rates=self.rates,
             feed=self.shaping,
+            quota=self.quota,
             outcomes=self.outcomes,
             tally=self.tally,
             clock=clock,
@@ -184,6 +186,8 @@ class Worker:
             self.rates.granted(msg[1], msg[2], msg[3])
         elif kind == "shaping_limits":
             self.shaping.apply(msg[1])
+        elif kind == "quota_grant":
+            self.quota.granted(msg[1], msg[2], msg[3])
         elif kind == "contend":
             self.deliverer.contend(msg[1])
         elif kind == "drain":
@@ -387,9 +391,9 @@ class Worker:
             for domain in self.queue.ready_domains():
                 policy = self.s.policy(domain)
                 self.deliverer.work_arrived(domain)
-                n = self.queue.connections_wanted(
-                    domain, policy.max_connections, policy.max_messages_per_connection
-                )
+                # max_connections is per (egress source, site): k sources, k times as many
+                most = policy.max_connections * self.deliverer.egress.fanout(domain)
+                n = self.queue.connections_wanted(domain, most, policy.max_messages_per_connection)
                 for _ in range(n):
                     self.queue.domain(domain).connections += 1
                     task = asyncio.create_task(self.deliverer.run_connection(domain))

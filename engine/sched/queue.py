@@ -277,6 +277,15 @@ class WorkQueue:
         attempt, no deferral); `reason` says why, for `volley queue` and metrics."""
         self._pauses[domain] = (until, reason)
 
+    def unpause(self, reason: str) -> list[str]:
+        """End every pause for `reason` now (what it waits for may have changed: a reload
+        that gives warm-up sources more quota); returns the domains it ended for."""
+        ended = [d for d, (_, why) in self._pauses.items() if why == reason]
+        for domain in ended:
+            del self._pauses[domain]
+            self._maybe_ready.add(domain)
+        return ended
+
     def paused(self, domain: str) -> str | None:
         p = self._pauses.get(domain)
         return p[1] if p else None

@@ -317,6 +317,12 @@ COUNTERS: dict[str, CounterSpec] = {
             (k,) for k in ("decrease", "increase", "rule", "suspend", "resume", "bounce", "expire")
         ),
     ),
+    # One series per [egress.sources.NAME]: a bounded set the operator configured.
+    "volley_egress_messages": CounterSpec(
+        "Messages sent per egress source ([egress.sources.NAME]), counted when their"
+        " connection ends.",
+        ("source",),
+    ),
     "volley_operator_removed": CounterSpec(
         "Recipients removed from the queue by an operator's bounce (with a DSN) or delete.",
         ("action",),
@@ -354,10 +360,11 @@ GAUGES: dict[str, GaugeSpec] = {
         "Ready entries held back by a limit, per destination and reason: rate (waiting for"
         " the site's next send instant under max_message_rate / max_connection_rate),"
         " connection (waiting for a slot of the site or its provider), shaping (adaptive"
-        " shaping suspended the site or its provider).",
+        " shaping suspended the site or its provider), warmup (every egress source of its"
+        " pool has sent its warm-up quota for the day).",
         ("domain", "reason"),
         Agg.SUM,
-        ((OTHER, "rate"), (OTHER, "connection"), (OTHER, "shaping")),
+        ((OTHER, "rate"), (OTHER, "connection"), (OTHER, "shaping"), (OTHER, "warmup")),
     ),
     "volley_smtpd_sessions_open": GaugeSpec("SMTP listener sessions open now.", (), Agg.SUM, ((),)),
     "volley_intake_paused": GaugeSpec(

@@ -164,6 +164,21 @@ class Exporter:
             ("site",),
             registry=self.registry,
         )
+        # The supervisor keeps the warm-up quota (engine.shaping.quota): one series per
+        # egress source in warm-up today, a set the operator configured.
+        self._quota_used = Gauge(
+            "volley_egress_quota_used",
+            "Messages of today's (UTC) warm-up quota granted to connections of each egress"
+            " source and not given back.",
+            ("source",),
+            registry=self.registry,
+        )
+        self._quota_left = Gauge(
+            "volley_egress_quota_left",
+            "Messages left of today's (UTC) warm-up quota of each egress source.",
+            ("source",),
+            registry=self.registry,
+        )
 
     # -- the supervisor's own numbers ---------------------------------------------------
     def count(self, name: str, *labels: str, n: int = 1) -> None:
@@ -196,6 +211,15 @@ class Exporter:
                 self._shaping_rate.labels(key).set(rate)
             if isinstance(until, float | int):
                 self._shaping_until.labels(key).set(until)
+
+    def set_egress_quota(self, rows: Iterable[tuple[str, int, int]]) -> None:
+        """Today's warm-up quota: (source, used, left) for every source in warm-up, the
+        whole set (a source past its warm-up drops out)."""
+        self._quota_used.clear()
+        self._quota_left.clear()
+        for source, used, left in rows:
+            self._quota_used.labels(source).set(used)
+            self._quota_left.labels(source).set(left)
 
     def gauge_sum(self, name: str, *labels: str) -> float:
         """One gauge series summed over the live workers' last flushes (what the

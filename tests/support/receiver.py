@@ -315,6 +315,12 @@ class Receiver:
             return self._state.peak
 
     @property
+    def peak_connections_by_peer(self) -> dict[str, int]:
+        """Most sessions open at once from each client address (Volley's source address)."""
+        with self._state.lock:
+            return dict(self._state.peak_by_peer)
+
+    @property
     def open_connections(self) -> int:
         """Sessions open now."""
         with self._state.lock:

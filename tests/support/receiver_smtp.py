@@ -69,7 +69,8 @@ class Received:
     `data` is aiosmtpd's `envelope.original_content`: the bytes after dot-unstuffing, CRLFs
     kept. `peer` is the client's IP (the source address Volley bound). `conn_id` numbers this
     receiver's connections from 1. `mail_options` are upper-cased by aiosmtpd; `rcpt_options`
-    are those of the accepted RCPTs, concatenated. `at` is wall-clock `time.time()`.
+    are those of the accepted RCPTs, concatenated. `at` is wall-clock `time.time()`. `helo` is
+    the name the client gave in its last EHLO/HELO on the connection.
     `auth_user` is who logged in on the session ("" when nobody did).
     """
 
@@ -84,6 +85,7 @@ class Received:
     dropped: bool
     at: float
     auth_user: str = ""
+    helo: str = ""
 
 
 class _Admission(enum.Enum):
@@ -115,6 +117,9 @@ class State:
         self.open: dict[ReceiverSMTP, _Admission] = {}
         self.live = 0  # open SESSION connections
         self.peak = 0
+        # The same per client address (the source address Volley bound).
+        self.live_by_peer: collections.Counter[str] = collections.Counter()
+        self.peak_by_peer: dict[str, int] = {}
         self.total = 0
         self.rejected = 0
         self.next_conn_id = 0
@@ -147,6 +152,9 @@ class State:
                     kind = _Admission.SESSION
                     self.live += 1
                     self.peak = max(self.peak, self.live)
+                    ip = proto.peer_ip
+                    self.live_by_peer[ip] += 1
+                    self.peak_by_peer[ip] = max(self.peak_by_peer.get(ip, 0), self.live_by_peer[ip])
                 if kind is not _Admission.SESSION:
                     self.rejected += 1
             self.open[proto] = kind
@@ -156,6 +164,7 @@ class State:
         with self.lock:
             if self.open.pop(proto, None) is _Admission.SESSION:
                 self.live -= 1
+                self.live_by_peer[proto.peer_ip] -= 1
 
     def count_rcpt(self, address: str) -> int:
         with self.lock:
@@ -335,6 +344,7 @@ class Handler:
                 dropped=outcome is _DataOutcome.DROP,
                 at=time.time(),
                 auth_user=_login(session),
+                helo=session.host_name or "",
             )
         )
         if outcome is _DataOutcome.DROP:

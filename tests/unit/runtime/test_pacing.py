@@ -70,3 +70,26 @@ async def test_an_instant_beyond_patience_is_returned_not_waited_for() -> None:
     assert later == 60.0  # not granted (beyond the horizon): when it would be
     pacer.close()
     assert grants.back == [[]]
+
+
+async def test_messages_are_counted_and_heard_at_close(monkeypatch) -> None:
+    clock = FakeClock(0.0)
+
+    async def sleep(delay: float) -> None:
+        clock.advance(delay)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    heard: list[int] = []
+    grants = Grants(clock)
+    # Without rate keys a Pacer only counts: every message goes at once, nothing is asked.
+    counting = Pacer(grants, [], [], clock, patience=5.0, on_close=heard.append)
+    for _ in range(3):
+        assert await counting.take(10) is None
+    counting.undo()
+    counting.close()
+    assert heard == [2] and grants.asked == [] and grants.back == []
+    paced = Pacer(grants, ["k"], [parse_rate("10/s")], clock, patience=5.0, on_close=heard.append)
+    for _ in range(4):
+        assert await paced.take(10) is None
+    paced.close()
+    assert heard == [2, 4] and grants.asked == [1, 1, 1, 1]  # 50 ms of 10/s: one each

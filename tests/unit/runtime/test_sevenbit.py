@@ -96,9 +96,9 @@ def test_dot_stuffing_survives_the_copy() -> None:
 
 def test_body_for_sends_8bit_as_is_to_a_server_with_8bitmime() -> None:
     wire = wire_body(MESSAGE)
-    assert body_for(wire, True, True, ()) == (wire, True, None)
-    assert body_for(wire, False, False, ()) == (wire, False, None)
-    copy, is_8bit, why = body_for(wire, True, False, ())
+    assert body_for(wire, {"8bit": True}, True, ()) == (wire, True, None)
+    assert body_for(wire, {}, False, ()) == (wire, False, None)
+    copy, is_8bit, why = body_for(wire, {"8bit": True}, False, ())
     assert copy.isascii() and not is_8bit and why is None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from engine.config import load_settings
 from engine.net.mx import MxHost, Route
 from engine.runtime.sites import SiteAccess
@@ -81,3 +83,23 @@ def test_domains_through_one_relay_share_its_site_named_with_the_port() -> None:
     )
     assert site_a.name == site_b.name != other_port.name
     assert "587" in site_a.name and "465" in other_port.name
+
+
+async def test_a_source_has_its_own_slots_and_a_counting_pacer() -> None:
+    s = load_settings(
+        None, {"providers": {"p": {"mx_suffixes": [".p.test"], "provider_max_connections": 4}}}
+    )
+    leases = Leases()
+    access = SiteAccess(s, leases, Rates(at=0.0), FakeClock(0.0), [].append)
+    site, limits = access.site("a.test", _route("mx1.p.test"), s.policy("a.test"))
+    held: list[str] = []
+    await access.acquire("a.test", replace(site, source="ip1"), limits, held)
+    assert held == ["ip1|mx1.p.test", "ip1|provider:p"]
+    assert access.domains_of("ip1|mx1.p.test") == {"a.test"}
+    assert access.pacer(site, limits) is None
+    heard: list[int] = []
+    pacer = access.pacer(site, limits, heard.append)
+    assert pacer is not None
+    await pacer.take(5)
+    pacer.close()
+    assert heard == [1]

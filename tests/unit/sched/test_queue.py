@@ -320,3 +320,16 @@ def test_a_paused_domain_starts_no_connection_and_keeps_its_entries_ready() -> N
     assert "paced.test" in q.release_due(10.0)
     assert q.paused("paced.test") is None
     assert q.connections_wanted("paced.test", 10, 100) == 1
+
+
+def test_pauses_for_one_reason_can_end_early() -> None:
+    q = WorkQueue()
+    for domain in ("warm.test", "paced.test"):
+        q.add(E("x", domain), due=0.0, now=0.0)
+    q.release_due(0.0)
+    q.pause("warm.test", 86400.0, "warmup")
+    q.pause("paced.test", 10.0, "rate")
+    assert q.unpause("warmup") == ["warm.test"]
+    assert q.paused("warm.test") is None and q.paused("paced.test") == "rate"
+    assert q.connections_wanted("warm.test", 10, 100) == 1
+    assert "warm.test" in q.ready_domains()
