@@ -13,7 +13,7 @@ engine.net.session), or connection limits (the destination's, as for MX delivery
 [routes.default]                  # all mail (absent: MX delivery)
 relay = "email-smtp.eu-west-1.amazonaws.com:587"  # or "[192.0.2.1]:25", "[2001:db8::1]:25"
 auth = { user = "AKIAEXAMPLE", password_file = "/etc/volley/ses.password" }
-tls = "required"                  # | "implicit" | "opportunistic" | "disabled"
+tls = "required"                  # | "verify" | "implicit" | "opportunistic" | "disabled"
 [routes."example.org"]
 relay = "mx"                      # this domain goes by MX again
 ```
@@ -55,6 +55,7 @@ class RelayTls(enum.Enum):
     """How the connection to a relay is encrypted (`routes.*.tls`)."""
 
     REQUIRED = "required"  # STARTTLS, or no session (never in clear)
+    VERIFY = "verify"  # REQUIRED, and the certificate verified for the relay's name
     IMPLICIT = "implicit"  # TLS from the first byte (RFC 8314 §3, port 465)
     OPPORTUNISTIC = "opportunistic"  # STARTTLS when offered (AUTH still never in clear)
     DISABLED = "disabled"  # never STARTTLS; the only mode that sends AUTH in clear
@@ -67,6 +68,7 @@ class RelayTls(enum.Enum):
 
 _STARTTLS = {
     RelayTls.REQUIRED: TlsPolicy.REQUIRED,
+    RelayTls.VERIFY: TlsPolicy.VERIFY,  # engine.runtime.tlsguard: CA store or smtp.tls_ca_file
     RelayTls.IMPLICIT: TlsPolicy.DISABLED,
     RelayTls.OPPORTUNISTIC: TlsPolicy.OPPORTUNISTIC,
     RelayTls.DISABLED: TlsPolicy.DISABLED,

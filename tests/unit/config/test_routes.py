@@ -115,7 +115,7 @@ def test_relay_forms(relay: str, host: str, port: int, literal: bool) -> None:
         ({"relay": "bad_host!:25"}, "is not a host name"),
         ({"relay": 25}, "routes.default.relay: expected"),
         ({}, "routes.default.relay: expected"),
-        ({"relay": "a.example:25", "tls": "verify"}, "routes.default.tls: expected one of"),
+        ({"relay": "a.example:25", "tls": "verified"}, "routes.default.tls: expected one of"),
         ({"relay": "a.example:25", "port": 25}, "unknown configuration key: routes.default.port"),
         ({"relay": "mx", "tls": "required"}, 'routes.default.tls: not with relay = "mx"'),
         ({"relay": "a.example:25", "auth": "user:pw"}, "routes.default.auth: expected"),
@@ -253,3 +253,18 @@ def test_a_relay_on_another_port_of_our_host_is_fine() -> None:
         }
     )
     assert settings.routes.default is not None
+
+
+@pytest.mark.parametrize(
+    ("tls", "starttls"),
+    [
+        ("required", TlsPolicy.REQUIRED),
+        ("verify", TlsPolicy.VERIFY),
+        ("implicit", TlsPolicy.DISABLED),  # TLS from connect: no STARTTLS inside it
+        ("opportunistic", TlsPolicy.OPPORTUNISTIC),
+        ("disabled", TlsPolicy.DISABLED),
+    ],
+)
+def test_each_tls_mode_and_its_starttls_policy(tls: str, starttls: TlsPolicy) -> None:
+    relay = routes({"default": {"relay": "a.example:25", "tls": tls}}).default
+    assert relay is not None and relay.tls.value == tls and relay.tls.starttls is starttls
