@@ -25,7 +25,7 @@ Invariants:
   * A domain's table is the whole route: nothing is inherited from `[routes.default]`,
     so the default relay's password is never sent to a domain's other relay.
   * AUTH never goes over an unencrypted connection unless `tls = "disabled"` is
-    written in the same table (engine.net.auth enforces it).
+    written in the same table (engine.net.relay.authenticate enforces it).
 """
 
 from __future__ import annotations

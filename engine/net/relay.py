@@ -3,11 +3,18 @@
 Responsible for: the `Route` of a destination domain under `[routes]` — the MX route
 when no relay applies, else the relay as the route's one host with its port (an IP
 literal as written; a host name by its A/AAAA records, never by MX) — with a relay that
-has no usable address made a temporary failure; and `AuthAlarm`, which decides when a relay's
-AUTH refusal is said on stderr (once per relay per `AUTH_ALARM_EVERY` seconds).
+has no usable address made a temporary failure; logging in (`authenticate`, SMTP AUTH,
+RFC 4954, on a session that reached READY): AUTH never goes over an unencrypted
+connection unless the route says `tls = "disabled"`, a relay offering no mechanism we
+speak is refused, the exchange runs through the sans-IO protocol (engine.smtp.auth picks
+PLAIN or LOGIN), and a refusal is a `TransportFailure` of kind AUTH (or TLS) naming the
+relay's reply, the user and the setting to check — never the password; and `AuthAlarm`,
+which decides when a relay's AUTH refusal is said on stderr (once per relay per
+`AUTH_ALARM_EVERY` seconds).
 Not responsible for: reading `[routes]` (engine.config.routes), which addresses may be
-used (engine.net.targets: a relay may be on loopback), connecting and logging in
-(engine.net.session, engine.net.auth), or what a failure means (engine.sched.classify).
+used (engine.net.targets: a relay may be on loopback), connecting, encrypting and
+closing (engine.net.session calls `authenticate` after the last EHLO and QUITs on a
+refusal), or what a failure means (engine.sched.classify defers a refused login).
 
 Why a relay without a usable address defers where an MX host without one bounces (5.4.4,
 and 5.4.6 for a loop to ourselves): the relay is the operator's setting, not the
@@ -22,12 +29,28 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Protocol
 
-from engine.config.routes import Relay, Routes
-from engine.model import FailureKind, RouteFailure, RouteFailureKind, TlsPolicy, TransportFailure
+from engine.config.routes import Relay, RelayTls, Routes
+from engine.model import (
+    FailureKind,
+    Phase,
+    RouteFailure,
+    RouteFailureKind,
+    TlsPolicy,
+    TransportFailure,
+)
 from engine.net.mx import MxHost, Route
 from engine.net.targets import TargetRules, is_local_address, screen_route
+from engine.net.wire import Wire
+from engine.smtp.auth import choose_mechanism, offered_mechanisms
 
-__all__ = ["AUTH_ALARM_EVERY", "AuthAlarm", "HostResolver", "hop", "resolve_route"]
+__all__ = [
+    "AUTH_ALARM_EVERY",
+    "AuthAlarm",
+    "HostResolver",
+    "authenticate",
+    "hop",
+    "resolve_route",
+]
 
 # A wrong password fails every connection of every worker to the relay: one stderr line
 # per relay per 5 min says it without flooding the journal (the delivery log still has a
@@ -84,6 +107,44 @@ def hop(
     if route.port is None or relay is None:
         return None, smtp_port if route.port is None else route.port, mx_tls
     return relay, route.port, relay.tls.starttls
+
+
+async def authenticate(wire: Wire, relay: Relay, *, encrypted: bool) -> TransportFailure | None:
+    """Log in to `relay` over `wire` (READY).  None: authenticated, or a transport
+    failure or a 421 ended the exchange (the caller reads `wire`); else why not, with
+    the session still READY for a QUIT.
+
+    Args:
+        encrypted: TLS protects the connection (STARTTLS ran, or implicit TLS).
+    """
+    auth = relay.auth
+    assert auth is not None, "authenticate() needs a relay with auth"
+    proto = wire.proto
+    if not encrypted and relay.tls is not RelayTls.DISABLED:
+        return TransportFailure(
+            Phase.AUTH,
+            FailureKind.TLS,
+            "no TLS on this connection, and AUTH is never sent over an unencrypted one"
+            f' (only {relay.table}.tls = "disabled" allows it)',
+        )
+    mechanism = choose_mechanism(proto.extensions)
+    if mechanism is None:
+        offered = " ".join(offered_mechanisms(proto.extensions))
+        what = f"offers AUTH {offered}" if offered else "offers no AUTH"
+        return TransportFailure(
+            Phase.AUTH,
+            FailureKind.AUTH,
+            f"the relay {what}; Volley logs in with PLAIN or LOGIN",
+        )
+    wire.write(proto.send_auth(auth.user, auth.password.reveal()))
+    await wire.wait()
+    if proto.authenticated or wire.failure is not None or proto.closing_reply is not None:
+        return None
+    return TransportFailure(
+        Phase.AUTH,
+        FailureKind.AUTH,
+        f"AUTH {mechanism.value} as {auth.user!r} refused: {proto.last_reply}",
+    )
 
 
 def _stderr(line: str) -> None:

@@ -2,7 +2,7 @@
 
 Responsible for: opening a connection to one MX address (bind the source IP, greeting,
 EHLO/HELO, opportunistic, required or verified STARTTLS; to a relay also implicit TLS and
-AUTH, engine.net.auth), running transactions on it with per-phase timeouts
+AUTH, engine.net.relay), running transactions on it with per-phase timeouts
 (`SmtpTimeouts`), and reporting everything as values: `TxnResult`, `ConnectFailure`,
 `TransportFailure`.  Network trouble never raises; only `CancelledError` (and
 `LocalProtocolError` for caller bugs) leave this module.
@@ -29,7 +29,7 @@ from engine.model import (
     TransportFailure,
     TxnResult,
 )
-from engine.net.auth import authenticate
+from engine.net.relay import authenticate
 from engine.net.tls import (
     STARTTLS_NOT_OFFERED,
     STARTTLS_REFUSED,
@@ -251,7 +251,7 @@ async def open_session(
     included) is a `ConnectFailure` of kind TLS, never a plaintext session.  To a `relay`,
     `relay.tls` IMPLICIT runs the handshake right after connect (RFC 8314 §3; `tls` is
     then DISABLED: no STARTTLS inside TLS), and `relay.auth` logs in after the last EHLO
-    (engine.net.auth); a refused login is a `ConnectFailure` of kind AUTH.
+    (engine.net.relay); a refused login is a `ConnectFailure` of kind AUTH.
 
     Returns:
         The session, or a ConnectFailure carrying the server's refusal (`reply`: a 421

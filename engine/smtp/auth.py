@@ -4,7 +4,7 @@ Responsible for: choosing a mechanism from the EHLO `AUTH` keyword (PLAIN, RFC 4
 with its initial response: one round trip; else LOGIN, the draft mechanism every relay
 still offers), the AUTH command line, and the line to send after each `334` challenge —
 or "*" (cancel, RFC 4954 §4) when the server asks for more than the mechanism has.
-Not responsible for: when to authenticate (engine.net.auth: only over TLS unless the
+Not responsible for: when to authenticate (engine.net.relay: only over TLS unless the
 route allows otherwise), matching replies to commands (engine.smtp.protocol), or what
 a refusal means for the mail (engine.sched.classify).
 

@@ -1,5 +1,5 @@
 """Fixtures of tests/unit/net/test_session.py shared with the other session-level tests
-(test_auth.py): the loop choice (`run`), aiosmtpd servers on 127.0.0.77 (`start_mx`) and
+(test_relay.py): the loop choice (`run`), aiosmtpd servers on 127.0.0.77 (`start_mx`) and
 a throw-away certificate (`tls_cert`)."""
 
 from tests.unit.net.test_session import run, start_mx, tls_cert
