@@ -50,6 +50,7 @@ class Phase(enum.Enum):
     GREETING = "greeting"
     EHLO = "ehlo"
     STARTTLS = "starttls"
+    AUTH = "auth"  # logging in to a relay (RFC 4954)
     MAIL = "mail"
     RCPT = "rcpt"
     DATA = "data"  # the DATA command itself (354 expected)
@@ -66,6 +67,7 @@ class FailureKind(enum.Enum):
     CLOSED = "closed"  # peer closed or reset the connection
     PROTOCOL = "protocol"  # peer sent something that is not SMTP
     TLS = "tls"  # STARTTLS handshake failed, or TLS required but not offered
+    AUTH = "auth"  # a relay refused our AUTH, or offers no way to log in we may use
     CANCELLED = "cancelled"  # we cancelled the exchange (shutdown, deadline)
     LOCAL = "local"  # our own fault: a bug or a setting the protocol refuses (never remote)
 

@@ -3,7 +3,7 @@
 Responsible for: every setting's name, type and default; rejecting unknown keys with
 the key's dotted name; per-destination policy lookup (`Settings.policy(domain)`).
 Sections with many keys of their own live beside it (engine.config.policy, .smtpd,
-.dkim, .bounce).
+.dkim, .bounce, .routes).
 Not responsible for: acting on settings (the runtime does), or reading any file but
 the one TOML file it is given (and, through those sections, the files it names).
 
@@ -26,6 +26,7 @@ from engine.config.egress import EgressSettings, check_pool_names, egress_dict, 
 from engine.config.helo import helo_name_error
 from engine.config.policy import DomainPolicy, policy_dict, read_policy
 from engine.config.providers import providers_dict, read_provider_tables
+from engine.config.routes import Routes, read_routes, routes_dict
 from engine.config.shaping import ShapingSettings, read_shaping, shaping_dict
 from engine.config.smtpd import SmtpdSettings, read_smtpd, smtpd_dict
 from engine.config.suppress import (
@@ -121,6 +122,7 @@ class Settings:
     unsubscribe: UnsubscribeSettings | None = None  # None: [unsubscribe] is not configured
     default_policy: DomainPolicy = field(default_factory=DomainPolicy)
     domain_policies: Mapping[str, DomainPolicy] = field(default_factory=dict)
+    routes: Routes = field(default_factory=Routes)  # [routes]: smarthosts (engine.config.routes)
     # The shipped providers (engine/shaping/providers.toml) with [providers.NAME] applied.
     providers: tuple[Provider, ...] = field(
         default_factory=lambda: tuple(shipped_providers().values())
@@ -184,6 +186,7 @@ class Settings:
             "egress": egress_dict(self.egress),
             "domains": {"default": policy_dict(self.default_policy)}
             | {name: policy_dict(p) for name, p in self.domain_policies.items()},
+            "routes": routes_dict(self.routes),
         }
         if self.dns_nameservers is not None:
             out["dns"]["nameservers"] = list(self.dns_nameservers)
@@ -289,6 +292,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
             continue
         per_domain[name.lower().rstrip(".")] = read_policy(domains.table(name), default_policy)
     domains.finish()
+    routes = read_routes(root.table("routes"), smtpd)
     egress = read_egress(root.table("egress"))
     check_pool_names(
         egress,
@@ -335,6 +339,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         drain_timeout=drain,
         default_policy=default_policy,
         domain_policies=per_domain,
+        routes=routes,
         providers=providers,
         shaping=shaping,
         egress=egress,

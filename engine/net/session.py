@@ -1,10 +1,11 @@
 """SMTP client sessions over asyncio: engine.smtp.ClientProtocol plus sockets and timers.
 
 Responsible for: opening a connection to one MX address (bind the source IP, greeting,
-EHLO/HELO, opportunistic, required or verified STARTTLS), running transactions on it
-with per-phase timeouts (`SmtpTimeouts`) — one at a time (`send`), or pipelined behind
-each other (`start` now, `result` later; RFC 2920) — and reporting everything as values:
-`TxnResult`, `ConnectFailure`, `TransportFailure`.  Network trouble never raises; only
+EHLO/HELO, opportunistic, required or verified STARTTLS; to a relay also implicit TLS and
+AUTH, engine.net.relay), running transactions on it with per-phase timeouts
+(`SmtpTimeouts`) — one at a time (`send`), or pipelined behind each other (`start` now,
+`result` later; RFC 2920) — and reporting everything as values: `TxnResult`,
+`ConnectFailure`, `TransportFailure`.  Network trouble never raises; only
 `CancelledError` (and `LocalProtocolError` for caller bugs) leave this module.
 Not responsible for: protocol logic (engine.smtp decides every byte and every state),
 choosing MX hosts or connections (engine.runtime.delivery), or what a reply means
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 
+from engine.config.routes import Relay, RelayTls
 from engine.model import (
     ConnectFailure,
     FailureKind,
@@ -28,11 +30,12 @@ from engine.model import (
     TransportFailure,
     TxnResult,
 )
+from engine.net.relay import authenticate
 from engine.net.results import txn_result
 from engine.net.tls import (
     STARTTLS_NOT_OFFERED,
     STARTTLS_REFUSED,
-    handshake_detail,
+    handshake,
     opportunistic_context,
     verify_context,
 )
@@ -270,6 +273,7 @@ async def open_session(
     timeouts: SmtpTimeouts,
     ssl_context: ssl.SSLContext | None = None,
     lifetime: float | None = None,
+    relay: Relay | None = None,
 ) -> SmtpSession | ConnectFailure:
     """Connect to one MX address and bring the session to READY.
 
@@ -280,7 +284,10 @@ async def open_session(
     `lifetime` bounds the connection's whole life, this opening included (engine.net.wire).
     An OPPORTUNISTIC handshake failure reconnects once in plaintext; under REQUIRED and
     VERIFY a missing, refused or failed STARTTLS (a certificate that does not verify
-    included) is a `ConnectFailure` of kind TLS, never a plaintext session.
+    included) is a `ConnectFailure` of kind TLS, never a plaintext session.  To a `relay`,
+    `relay.tls` IMPLICIT runs the handshake right after connect (RFC 8314 §3; `tls` is
+    then DISABLED: no STARTTLS inside TLS), and `relay.auth` logs in after the last EHLO
+    (engine.net.relay); a refused login is a `ConnectFailure` of kind AUTH.
 
     Returns:
         The session, or a ConnectFailure carrying the server's refusal (`reply`: a 421
@@ -299,6 +306,7 @@ async def open_session(
             ssl_context,
             starttls,
             lifetime,
+            relay,
         )
 
     if ssl_context is None and tls is TlsPolicy.VERIFY:
@@ -323,6 +331,7 @@ async def _open(
     ssl_context: ssl.SSLContext | None,
     starttls: bool,
     lifetime: float | None,
+    relay: Relay | None = None,
 ) -> SmtpSession | ConnectFailure:
     loop = asyncio.get_running_loop()
     wire = Wire(loop, timeouts, lifetime)
@@ -341,16 +350,22 @@ async def _open(
     # returned: a dead one made the caller reconnect at once, 15 360 times in 2 s against
     # a server that closed on accept (issue #14, finding 1).
     try:
+        tls_active = False
+        if relay is not None and relay.tls is RelayTls.IMPLICIT:
+            context = ssl_context or opportunistic_context()
+            await handshake(wire, mx_host, context, phase=Phase.CONNECT)
+            if wire.failure is not None:
+                return ConnectFailure(mx_host, address, failure=wire.failure)
+            tls_active = True
         if not await _until_ready(wire, helo_name, wait_greeting=True):
             return await _give_up(wire, mx_host, address)
-        tls_active = False
         if starttls and proto.supports("STARTTLS"):
             wire.write(proto.send_starttls())
             await wire.wait()
             if wire.failure is not None:
                 return await _give_up(wire, mx_host, address)
             if proto.state is State.TLS_HANDSHAKE:
-                await _handshake(wire, mx_host, ssl_context or opportunistic_context())
+                await handshake(wire, mx_host, ssl_context or opportunistic_context())
                 if wire.failure is not None:
                     if tls is TlsPolicy.OPPORTUNISTIC and wire.failure.kind is FailureKind.TLS:
                         raise _HandshakeFailed(wire.failure.detail)
@@ -366,6 +381,12 @@ async def _open(
                 )
         elif tls in _MUST_ENCRYPT:
             return await _quit_tls_failure(wire, mx_host, address, STARTTLS_NOT_OFFERED)
+        if relay is not None and relay.auth is not None:
+            refused = await authenticate(wire, relay, encrypted=tls_active)
+            if wire.failure is not None or proto.closing_reply is not None:
+                return await _give_up(wire, mx_host, address)
+            if refused is not None:
+                return await _quit_failure(wire, mx_host, address, refused)
     except asyncio.CancelledError:
         wire.fail(FailureKind.CANCELLED, "open_session() cancelled")
         raise
@@ -408,37 +429,6 @@ async def _until_ready(wire: Wire, helo_name: str, *, wait_greeting: bool) -> bo
     return proto.state is State.READY
 
 
-async def _handshake(wire: Wire, mx_host: str, context: ssl.SSLContext) -> None:
-    """Run the TLS handshake after 220 to STARTTLS; record a TLS failure on the wire."""
-    transport = wire.transport
-    assert transport is not None
-    try:
-        tls_transport = await wire.loop.start_tls(
-            transport,
-            wire,
-            context,
-            server_hostname=mx_host or None,
-            ssl_handshake_timeout=wire.timeouts.starttls,
-        )
-    except asyncio.CancelledError:
-        wire.detach()
-        raise
-    except Exception as exc:  # any failure here is "the handshake failed"
-        wire.detach()
-        wire.failure = wire.failure or TransportFailure(
-            Phase.STARTTLS, FailureKind.TLS, handshake_detail(exc, mx_host)
-        )
-        return
-    if tls_transport is None:  # typed Optional: the transport closed during the handshake
-        wire.detach()
-        wire.failure = wire.failure or TransportFailure(
-            Phase.STARTTLS, FailureKind.TLS, "closed in handshake"
-        )
-        return
-    wire.transport = tls_transport
-    wire.proto.tls_established()
-
-
 def _failure(
     mx_host: str, address: str, phase: Phase, kind: FailureKind, detail: str
 ) -> ConnectFailure:
@@ -462,8 +452,17 @@ async def _give_up(wire: Wire, mx_host: str, address: str) -> ConnectFailure:
 
 async def _quit_tls_failure(wire: Wire, mx_host: str, address: str, detail: str) -> ConnectFailure:
     """TLS REQUIRED but unavailable: QUIT politely, report kind TLS."""
+    failure = TransportFailure(Phase.STARTTLS, FailureKind.TLS, detail)
+    return await _quit_failure(wire, mx_host, address, failure)
+
+
+async def _quit_failure(
+    wire: Wire, mx_host: str, address: str, failure: TransportFailure
+) -> ConnectFailure:
+    """The session is fine but must not be used (no TLS, AUTH refused): QUIT politely
+    and report `failure`."""
     if wire.proto.is_reusable():
         wire.write(wire.proto.send_quit())
         await wire.wait()
     await wire.closed(wire.timeouts.quit)
-    return _failure(mx_host, address, Phase.STARTTLS, FailureKind.TLS, detail)
+    return ConnectFailure(mx_host, address, failure=failure)

@@ -2,10 +2,12 @@
 
 Responsible for: building the client `SSLContext`s once and handing out the same object
 afterwards (`opportunistic_context`: no verification; `verify_context`: the system CA
-store or `smtp.tls_ca_file`), turning a failed handshake into one line of text
+store or `smtp.tls_ca_file`), running a handshake on an open connection (`handshake`:
+after STARTTLS's 220, or right after connect for implicit TLS), turning a failed
+handshake into one line of text
 (`handshake_detail`: "certificate verify failed: hostname mismatch for mx1.example"), and
 reading what TLS did to one connection attempt (`TlsResult`, `tls_result`) for metrics.
-Not responsible for: running handshakes or STARTTLS (engine.net.session), deciding which
+Not responsible for: the STARTTLS exchange itself (engine.net.session), deciding which
 policy applies to a destination (engine.config, engine.sched.mta_sts), or counting.
 
 Why cached: creating a context is not free (measured on this 2-core machine, Python
@@ -21,6 +23,7 @@ name, so checking them without DANE or MTA-STS would only turn TLS off).
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import functools
 import os
@@ -29,16 +32,18 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.model import ConnectFailure, FailureKind, TlsPolicy
+from engine.model import ConnectFailure, FailureKind, Phase, TlsPolicy, TransportFailure
 
 if TYPE_CHECKING:
     from engine.net.session import SmtpSession
+    from engine.net.wire import Wire
 
 __all__ = [
     "STARTTLS_NOT_OFFERED",
     "STARTTLS_REFUSED",
     "VERIFY_FAILED",
     "TlsResult",
+    "handshake",
     "handshake_detail",
     "opportunistic_context",
     "tls_result",
@@ -133,3 +138,38 @@ def tls_result(policy: TlsPolicy, got: SmtpSession | ConnectFailure) -> TlsResul
     if got.tls_fallback is not None:
         return TlsResult.HANDSHAKE_FAILED  # opportunistic: handshake failed, went on plain
     return TlsResult.UNAVAILABLE
+
+
+async def handshake(
+    wire: Wire, mx_host: str, context: ssl.SSLContext, phase: Phase = Phase.STARTTLS
+) -> None:
+    """Run the TLS handshake after 220 to STARTTLS (or, `phase` CONNECT, right after
+    connect: implicit TLS); record a TLS failure on the wire."""
+    transport = wire.transport
+    assert transport is not None
+    try:
+        tls_transport = await wire.loop.start_tls(
+            transport,
+            wire,
+            context,
+            server_hostname=mx_host or None,
+            ssl_handshake_timeout=wire.timeouts.starttls,
+        )
+    except asyncio.CancelledError:
+        wire.detach()
+        raise
+    except Exception as exc:  # any failure here is "the handshake failed"
+        wire.detach()
+        wire.failure = wire.failure or TransportFailure(
+            phase, FailureKind.TLS, handshake_detail(exc, mx_host)
+        )
+        return
+    if tls_transport is None:  # typed Optional: the transport closed during the handshake
+        wire.detach()
+        wire.failure = wire.failure or TransportFailure(
+            phase, FailureKind.TLS, "closed in handshake"
+        )
+        return
+    wire.transport = tls_transport
+    if phase is Phase.STARTTLS:
+        wire.proto.tls_established()

@@ -53,6 +53,7 @@ XFER: dict[Command, tuple[Phase, str]] = {
     Command.EHLO: (Phase.EHLO, "ehlo"),
     Command.HELO: (Phase.EHLO, "ehlo"),
     Command.STARTTLS: (Phase.STARTTLS, "starttls"),
+    Command.AUTH: (Phase.AUTH, "ehlo"),  # part of opening the session, bounded like EHLO
     Command.MAIL: (Phase.MAIL, "mail"),
     Command.RCPT: (Phase.RCPT, "rcpt"),
     Command.DATA: (Phase.DATA, "data"),

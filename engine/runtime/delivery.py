@@ -25,7 +25,6 @@ import random
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
 
 from engine.clock import Clock
 from engine.config import DomainPolicy, Settings
@@ -39,9 +38,10 @@ from engine.model import (
     TxnResult,
 )
 from engine.net.mx import Route, RouteFailure, RouteFailureKind
+from engine.net.relay import AuthAlarm, HostResolver, hop, resolve_route
 from engine.net.session import SmtpSession, open_session
 from engine.net.sts import StsResolver
-from engine.net.targets import TargetRules, is_local_address, screen_route
+from engine.net.targets import TargetRules
 from engine.runtime.egress import EgressAccess, Outbound, QuotaGrants
 from engine.runtime.flight import Flight, local_error, recipient_batches, start_batch
 from engine.runtime.inflight import InflightJournal
@@ -72,10 +72,6 @@ _TRANSACTIONS = counter_key("volley_transactions")
 _REUSED = counter_key("volley_connections", "reused")
 
 
-class Resolver(Protocol):
-    async def resolve(self, domain: str) -> Route | RouteFailure: ...
-
-
 class _NoRates:
     """For a Deliverer made without a rate service: every instant is now."""
 
@@ -93,7 +89,7 @@ class Deliverer:
         settings: Settings,
         shard: ShardQueue,
         queue: WorkQueue,
-        resolver: Resolver,
+        resolver: HostResolver,  # MX routes and relays' addresses (engine.net.relay)
         leases: Leases,
         outcomes: Outcomes,
         tally: Tally,
@@ -125,6 +121,7 @@ class Deliverer:
         self._kick = kick
         self._tls = TlsGuard(settings, tally, sts, open_session_fn)  # verify, MTA-STS
         self._journal = journal
+        self._auth_alarm = AuthAlarm()
         self._work: dict[str, asyncio.Event] = {}
         self._contended: dict[str, float] = {}
         self.draining = False
@@ -245,14 +242,10 @@ class Deliverer:
 
     async def _resolve(self, domain: str) -> Route | RouteFailure:
         try:
-            route = await self._resolver.resolve(domain)
-            if isinstance(route, RouteFailure):
-                return route
-            screened = screen_route(route, self._targets, is_local_address)
-            if isinstance(screened, RouteFailure):
-                return screened
-            # MTA-STS narrows the MX hosts here, before anything derives from the route.
-            return await self._tls.screen(screened)
+            relay = self._s.routes.relay_for(domain)  # [routes]; None: by MX, then MTA-STS
+            return await resolve_route(
+                domain, relay, self._resolver, self._targets, self._tls.screen
+            )
         except Exception as exc:  # a bug of ours must defer the destination, not escape
             self._verdicts.internal_error(f"resolving {domain}", exc)
             return RouteFailure(
@@ -266,6 +259,7 @@ class Deliverer:
         # smtp.mx_session_limit counts addresses that answered the connect (Postfix's
         # smtp_mx_session_limit): refused or unreachable ones cost nothing to skip.
         sessions = self._s.mx_session_limit
+        relay, port, tls = hop(route, self._s.routes, limits.tls, self._s.smtp_port)
         for host in route.hosts:
             for address in host.addresses:
                 if sessions <= 0:
@@ -273,19 +267,21 @@ class Deliverer:
                 got = await self._tls.open(
                     route.sts,
                     address,
-                    self._s.smtp_port,
+                    port,
                     mx_host=host.name,
                     helo_name=out.helo,
                     source_address=out.address,
-                    tls=limits.tls,
+                    tls=tls,
                     timeouts=self._s.smtp_timeouts,
                     lifetime=self._s.max_connection_lifetime,
+                    relay=relay,
                 )
                 if not isinstance(got, ConnectFailure):
                     return got
                 last = got
                 failure = got.failure
                 self._count_error(failure)
+                self._auth_alarm.failed(relay, route.domain, failure, self._clock.monotonic())
                 if failure is None or failure.phase is not Phase.CONNECT:
                     sessions -= 1
         return last or ConnectFailure(
@@ -441,7 +437,9 @@ class Deliverer:
         while flight.rest and flight.pending is None:
             batch = flight.rest.pop(0)
             try:
-                verdicts, flight.pending = start_batch(session, flight.meta, flight.body, batch)
+                verdicts, flight.pending = start_batch(
+                    session, flight.meta, flight.body, batch, self._s.dkim
+                )
             except Exception as exc:
                 self._local_failure(session, flight, batch, exc)
                 continue

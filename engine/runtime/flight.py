@@ -16,8 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.config.dkim import DkimDomain
 from engine.model import Disposition, Origin, RecipientOutcome, Transaction
 from engine.net.session import SmtpSession
+from engine.runtime.sevenbit import body_for
 from engine.sched.classify import precheck, refuse_unsendable
 from engine.smtp import LocalProtocolError
 from engine.smtp.encode import needs_smtputf8
@@ -56,7 +58,11 @@ def recipient_batches(rcpts: list[str], size: int) -> list[list[str]]:
 
 
 def start_batch(
-    session: SmtpSession, meta: dict[str, Any], body: bytes, rcpts: list[str]
+    session: SmtpSession,
+    meta: dict[str, Any],
+    body: bytes,
+    rcpts: list[str],
+    dkim: tuple[DkimDomain, ...] = (),
 ) -> tuple[list[RecipientOutcome], Pending | None]:
     """Start one transaction for `rcpts` on `session` (behind those in flight).
 
@@ -68,6 +74,9 @@ def start_batch(
         LocalProtocolError: refused with no address to blame (our bug).
     """
     sender: str = meta["sender"]
+    # A server without 8BITMIME gets a 7-bit copy (re-signed), or a 5.6.3 when the
+    # message cannot be converted (engine.runtime.sevenbit, RFC 6152 §3).
+    sent, body_8bit, why = body_for(body, meta, session.supports("8BITMIME"), dkim)
     smtputf8 = bool(meta.get("smtputf8"))
     if smtputf8 and not session.supports("SMTPUTF8"):
         # Entries queued before needs_smtputf8 existed say "smtputf8" for a non-ASCII
@@ -76,11 +85,16 @@ def start_batch(
     txn = Transaction(
         sender=sender,
         recipients=tuple(rcpts),
-        body=body,
-        body_8bit=bool(meta.get("8bit")),
+        body=sent,
+        body_8bit=body_8bit,
         smtputf8=smtputf8,
     )
-    refused = precheck(txn, smtputf8=session.supports("SMTPUTF8"), size_limit=session.size_limit)
+    refused = precheck(
+        txn,
+        smtputf8=session.supports("SMTPUTF8"),
+        size_limit=session.size_limit,
+        unconvertible=why,
+    )
     if refused is not None:
         return refused, None
     if not session.can_start():
@@ -96,7 +110,7 @@ def start_batch(
         bad, rest = split
         if not rest:
             return bad, None
-        more, pending = start_batch(session, meta, body, list(rest))
+        more, pending = start_batch(session, meta, body, list(rest), dkim)
         return bad + more, pending
 
 

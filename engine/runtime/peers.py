@@ -16,6 +16,7 @@ a worker does with either (engine.runtime.delivery).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from engine.net.mx import MxResolver, Route, RouteFailure
 from engine.runtime.ipc import Channel, Message
@@ -137,9 +138,16 @@ class CountingResolver:
         self._tally = tally
 
     async def resolve(self, domain: str) -> Route | RouteFailure:
+        return await self._counted(self._inner.resolve(domain))
+
+    async def resolve_host(self, domain: str, host: str) -> Route | RouteFailure:
+        """A relay's address lookup (engine.net.relay), counted like an MX resolution."""
+        return await self._counted(self._inner.resolve_host(domain, host))
+
+    async def _counted(self, lookup: Awaitable[Route | RouteFailure]) -> Route | RouteFailure:
         inner = self._inner
         hits, failures = inner.hits, inner.failures
-        got = await inner.resolve(domain)
+        got = await lookup
         if inner.failures > failures:
             result = "failure"  # was never counted: the dashboard's panel showed 0 always
         elif inner.hits > hits:

@@ -75,7 +75,8 @@ class SiteAccess:
         self._providers = settings.providers
 
     def site(self, domain: str, route: Route, policy: DomainPolicy) -> tuple[Site, SiteLimits]:
-        site = site_for(domain, (h.name for h in route.hosts), policy, self._providers)
+        hosts = (h.name for h in route.hosts)
+        site = site_for(domain, hosts, policy, self._providers, route.port)  # port: a relay's
         provider = next((p for p in self._providers if p.name == site.provider), None)
         return site, site_limits(policy, provider)
 

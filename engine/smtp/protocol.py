@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections import deque
 
 from engine.smtp import encode
+from engine.smtp.auth import AuthExchange, choose_mechanism
 from engine.smtp.errors import LocalProtocolError, RemoteProtocolError
 from engine.smtp.pipeline import Transactions
 from engine.smtp.replies import Reply, ReplyParser
@@ -59,6 +60,9 @@ class ClientProtocol(Transactions):
         self._init_transactions()
         self._extensions: dict[str, str] = {}
         self._size_limit: int | None = None  # derived from _extensions (see the setter)
+        self._auth: AuthExchange | None = None  # the AUTH exchange in progress
+        self.authenticated = False
+        """A 235 answered our AUTH (RFC 4954)."""
         self.greeting: Reply | None = None
         self.last_reply: Reply | None = None
         """The most recent reply received (for the connect phase and logs)."""
@@ -148,6 +152,21 @@ class ClientProtocol(Transactions):
         except KeyError:
             raise LocalProtocolError(f"no TLS handshake due in state {self._state.value}") from None
         self.extensions = {}
+
+    def send_auth(self, user: str, password: str) -> bytes:
+        """Start AUTH (engine.smtp.auth: PLAIN with its initial response, else LOGIN);
+        each 334 is answered from `data_to_send()`; 235 sets `authenticated`.
+
+        Raises:
+            LocalProtocolError: not READY, or no mechanism we speak was offered.
+        """
+        mechanism = choose_mechanism(self._extensions)
+        if mechanism is None:
+            raise LocalProtocolError("server offers no AUTH mechanism we speak (PLAIN, LOGIN)")
+        exchange = AuthExchange(mechanism, user, password)
+        self._send(Command.AUTH)
+        self._auth = exchange
+        return exchange.start()
 
     def send_quit(self) -> bytes:
         self._send(Command.QUIT)
@@ -260,6 +279,14 @@ class ClientProtocol(Transactions):
             self.greeting = reply
         elif command is Command.EHLO and _ok(reply):
             self.extensions = _parse_ehlo(reply)
+        elif command is Command.AUTH and self._auth is not None:
+            if reply.code == 334:  # RFC 4954 §4: a challenge; our next response is due
+                self._send(Command.AUTH)
+                self._out.append(self._auth.answer())
+            else:
+                self.authenticated = reply.code == 235
+                self._auth.forget()
+                self._auth = None
         txns = self._txns
         # Transaction commands never interleave with others: while one is in flight,
         # every reply is the oldest transaction's.

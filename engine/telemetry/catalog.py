@@ -107,7 +107,14 @@ UNSUBSCRIBE_RESULTS: tuple[str, ...] = (
 UNSUBSCRIBE_HEADERS: tuple[str, ...] = ("added", "present", "several_recipients", "unusable")
 
 # engine.model.FailureKind values the peer or the network can cause (not cancelled, local).
-CONNECTION_ERROR_KINDS: tuple[str, ...] = ("timeout", "refused", "closed", "protocol", "tls")
+CONNECTION_ERROR_KINDS: tuple[str, ...] = (
+    "timeout",
+    "refused",
+    "closed",
+    "protocol",
+    "tls",
+    "auth",
+)
 
 # volley_tls_sessions: engine.model.TlsPolicy values that try TLS, and
 # engine.net.tls.TlsResult values (a test holds them equal).

@@ -23,6 +23,7 @@ import uvloop
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from engine.config.routes import Relay, RelayTls
 from engine.model import (
     ConnectFailure,
     FailureKind,
@@ -906,3 +907,51 @@ def test_opportunistic_fallback_says_why_tls_failed(
             await session.close()
 
     run(scenario())
+
+
+# ---------------------------------------------------------------------------- implicit TLS
+
+
+def _implicit(port: int) -> Relay:
+    return Relay(HOST, port, True, RelayTls.IMPLICIT, None, "routes.default")
+
+
+def test_implicit_tls_handshakes_before_the_greeting_and_sends_no_starttls(
+    run: Callable[..., Any], start_mx: Callable[..., Mx], tls_cert: tuple[Path, Path]
+) -> None:
+    """RFC 8314 §3 (port 465): TLS from the first byte; EHLO once, inside TLS."""
+    mx = start_mx(ssl_context=server_context(tls_cert))
+
+    async def scenario() -> None:
+        session = await open_session(
+            HOST, mx.port, mx_host="mx.test", helo_name="volley.test", source_address=None,
+            tls=TlsPolicy.DISABLED, timeouts=TIMEOUTS, relay=_implicit(mx.port),
+        )  # fmt: skip
+        assert isinstance(session, SmtpSession), session
+        try:
+            assert session.tls_active and not session.supports("STARTTLS")
+            result = await session.send(txn("ok@dst.test"))
+            assert result.final is not None and result.final.code == 250
+        finally:
+            await session.close()
+
+    run(scenario())
+    assert len(mx.handler.peers) == 1 and len(mx.handler.messages) == 1
+
+
+def test_implicit_tls_to_a_plaintext_server_is_a_tls_failure_at_connect(
+    run: Callable[..., Any], start_mx: Callable[..., Mx]
+) -> None:
+    mx = start_mx()
+
+    async def scenario() -> None:
+        result = await open_session(
+            HOST, mx.port, mx_host="mx.test", helo_name="volley.test", source_address=None,
+            tls=TlsPolicy.DISABLED, timeouts=TIMEOUTS, relay=_implicit(mx.port),
+        )  # fmt: skip
+        assert isinstance(result, ConnectFailure)
+        assert result.failure is not None
+        assert (result.failure.phase, result.failure.kind) == (Phase.CONNECT, FailureKind.TLS)
+
+    run(scenario())
+    assert mx.handler.peers == []  # no EHLO ever went out in clear

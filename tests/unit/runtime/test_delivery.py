@@ -9,17 +9,20 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.config import DomainPolicy, Settings
+from engine.config.routes import Relay, RelayAuth, RelayTls, Routes, Secret
 from engine.model import (
     ConnectFailure,
     FailureKind,
     Phase,
     Reply,
+    TlsPolicy,
     Transaction,
     TransportFailure,
     TxnResult,
@@ -46,8 +49,16 @@ ROUTE = Route(
 
 
 class Resolver:
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
     async def resolve(self, domain: str) -> Route:
+        self.asked.append(f"MX {domain}")
         return ROUTE
+
+    async def resolve_host(self, domain: str, host: str) -> Route:
+        self.asked.append(f"host {host}")
+        return Route(domain, (MxHost(host, 0, ("127.0.0.9",)),), False)
 
 
 class Leases:
@@ -63,8 +74,13 @@ class Session:
     the transaction's result is asked for.  `calls` records ("start" | "result", first
     recipient) in order; `peak` the most transactions in flight at once."""
 
-    def __init__(self, reply: Callable[[Session, Transaction], TxnResult]) -> None:
+    def __init__(
+        self,
+        reply: Callable[[Session, Transaction], TxnResult],
+        keywords: tuple[str, ...] = ("PIPELINING", "8BITMIME"),
+    ) -> None:
         self.reply = reply
+        self.keywords = keywords
         self.mx_host, self.address = "mx1.d.test", "127.0.0.2"
         self.transactions = 0
         self.failure: TransportFailure | None = None
@@ -76,7 +92,7 @@ class Session:
         self.peak = 0
 
     def supports(self, keyword: str) -> bool:
-        return keyword in ("PIPELINING", "8BITMIME")
+        return keyword in self.keywords
 
     size_limit = None
     tls_active = False  # what engine.runtime.tlsguard counts
@@ -127,6 +143,7 @@ class World:
         sessions: Callable[[], Session | ConnectFailure],
         depth: int = 1,
         policy: DomainPolicy | None = None,
+        **overrides: Any,
     ) -> None:
         self.settings = Settings(
             spool_path=tmp_path / "spool",
@@ -137,6 +154,7 @@ class World:
             pipeline_depth=depth,
             default_policy=policy or DomainPolicy(retry_schedule=(60.0,), retry_jitter=0.0),
         )
+        self.settings = replace(self.settings, **overrides)
         spool = Spool(self.settings.spool_path)
         spool.ensure(1)
         self.shard = spool.shard(0)
@@ -146,6 +164,8 @@ class World:
         self.tally = CheckedTally()
         self.clock = FakeClock(NOW)
         self.opened: list[str] = []
+        self.opened_with: list[dict[str, Any]] = []  # port and keywords of each open
+        self.resolver = Resolver()
         self.refs: list[EntryRef] = []
         outcomes = Outcomes(
             self.settings, self.shard, self.queue, self.log, self.tally, random.Random(1)
@@ -153,6 +173,7 @@ class World:
 
         async def open_session(address: str, port: int, **kwargs: Any) -> Any:
             self.opened.append(address)
+            self.opened_with.append({"port": port, **kwargs})
             got = sessions()
             if isinstance(got, ConnectFailure):
                 return ConnectFailure(kwargs["mx_host"], address, got.reply, got.failure)
@@ -162,7 +183,7 @@ class World:
             settings=self.settings,
             shard=self.shard,
             queue=self.queue,
-            resolver=Resolver(),
+            resolver=self.resolver,
             leases=Leases(),
             outcomes=outcomes,
             tally=self.tally,
@@ -172,12 +193,14 @@ class World:
             open_session_fn=open_session,
         )
 
-    def queue_entries(self, *rcpt_lists: list[str]) -> None:
+    def queue_entries(
+        self, *rcpt_lists: list[str], body: bytes = b"Subject: x\r\n\r\nhi\r\n", **meta: Any
+    ) -> None:
         items = []
         for i, rcpts in enumerate(rcpt_lists):
-            meta = {"sender": "s@a.test", "rcpts": rcpts, "created": NOW, "attempts": 0}
+            entry = {"sender": "s@a.test", "rcpts": rcpts, "created": NOW, "attempts": 0, **meta}
             eid = entry_id(int(NOW * 1e9) + i * 1000, b"%d" % i)
-            items.append(NewEntry(eid, DOMAIN, meta, b"Subject: x\r\n\r\nhi\r\n", NOW))
+            items.append(NewEntry(eid, DOMAIN, entry, body, NOW))
         for ref in self.shard.add(items):
             self.queue.add(ref, NOW, NOW)
             self.refs.append(ref)
@@ -431,3 +454,102 @@ async def test_an_entry_of_several_transactions_sends_the_next_behind_the_pipeli
         "a2@d.test",
         "b@d.test",
     ]
+
+
+# -- [routes]: a relay instead of MX ---------------------------------------------------------
+
+AUTH = RelayAuth("volley", Secret("pw"), Path("/unused"))
+BY_NAME = Relay("smtp.relay.test", 587, False, RelayTls.REQUIRED, AUTH, "routes.default")
+BY_ADDRESS = Relay("127.0.0.9", 2525, True, RelayTls.IMPLICIT, None, "routes.default")
+
+
+async def test_a_relay_by_name_is_looked_up_by_address_and_used_with_its_port_tls_and_login(
+    world: Any,
+) -> None:
+    session = Session(delivered)
+    w = world(lambda: session, routes=Routes(default=BY_NAME))
+    w.queue_entries(["a@d.test"])
+    await w.connect_once()
+    assert w.resolver.asked == ["host smtp.relay.test"]  # no MX lookup for d.test
+    assert w.opened == ["127.0.0.9"]
+    (how,) = w.opened_with
+    assert (how["port"], how["tls"], how["relay"], how["mx_host"]) == (
+        587, TlsPolicy.REQUIRED, BY_NAME, "smtp.relay.test"
+    )  # fmt: skip
+    assert [e["rcpt"] for e in w.events("delivered")] == ["a@d.test"]
+
+
+async def test_implicit_tls_sends_no_starttls_and_a_domain_route_opts_out(world: Any) -> None:
+    routes = Routes(default=BY_ADDRESS, domains={"other.test": None})
+    w = world(lambda: Session(delivered), routes=routes)
+    w.queue_entries(["a@d.test"])
+    await w.connect_once()
+    assert w.resolver.asked == []  # an address needs no DNS at all
+    (how,) = w.opened_with
+    assert (how["port"], how["tls"], how["relay"]) == (2525, TlsPolicy.DISABLED, BY_ADDRESS)
+    assert routes.relay_for("other.test") is None
+
+
+async def test_mx_delivery_passes_no_relay(world: Any) -> None:
+    w = world(lambda: Session(delivered))
+    w.queue_entries(["a@d.test"])
+    await w.connect_once()
+    assert w.resolver.asked == ["MX d.test"]
+    assert (w.opened_with[0]["port"], w.opened_with[0]["relay"]) == (25, None)
+
+
+async def test_a_refused_login_defers_the_destination_and_is_said_on_stderr(
+    world: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refused = TransportFailure(
+        Phase.AUTH, FailureKind.AUTH, "AUTH PLAIN as 'volley' refused: 535 5.7.8 bad credentials"
+    )
+    w = world(lambda: ConnectFailure("", "", failure=refused), routes=Routes(default=BY_NAME))
+    w.queue_entries(["a@d.test"], ["b@d.test"])
+    await w.connect_once()
+    deferred = w.events("deferred")
+    assert [d["rcpt"] for d in deferred] == ["a@d.test", "b@d.test"] and not w.events("bounced")
+    assert (deferred[0]["code"], deferred[0]["enhanced"]) == (451, "4.7.8")
+    assert "refused: 535 5.7.8 bad credentials" in deferred[0]["text"]
+    err = capsys.readouterr().err
+    assert err.count("volley: relay smtp.relay.test:587: AUTH PLAIN as 'volley' refused") == 1
+    assert "check routes.default.auth" in err and "pw" not in err.replace("'volley'", "")
+    assert ["volley_connection_errors", ["auth"], 1] in w.tally.drain()[0]
+
+
+EIGHT_BIT = (
+    b"Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\n" + "Grüße\r\n".encode()
+)
+
+
+async def test_an_8bit_entry_goes_as_7bit_to_a_server_without_8bitmime(world: Any) -> None:
+    session = Session(delivered, keywords=("PIPELINING",))
+    w = world(lambda: session)
+    w.queue_entries(["a@d.test"], body=EIGHT_BIT, **{"8bit": True})
+    await w.connect_once()
+    (txn,) = session.sent
+    assert txn.body.isascii() and not txn.body_8bit
+    assert b"Content-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe\r\n" in txn.body
+    assert w.events("delivered")
+
+
+async def test_an_8bit_entry_goes_as_is_to_a_server_with_8bitmime(world: Any) -> None:
+    session = Session(delivered)
+    w = world(lambda: session)
+    w.queue_entries(["a@d.test"], body=EIGHT_BIT, **{"8bit": True})
+    await w.connect_once()
+    (txn,) = session.sent
+    assert txn.body == EIGHT_BIT and txn.body_8bit
+
+
+async def test_an_unconvertible_entry_bounces_5_6_3_and_is_never_sent(world: Any) -> None:
+    session = Session(delivered, keywords=("PIPELINING",))
+    w = world(lambda: session)
+    body = EIGHT_BIT.replace(b"Subject: x", "Subject: Grüße".encode())
+    w.queue_entries(["a@d.test"], body=body, **{"8bit": True})
+    await w.connect_once()
+    assert session.sent == []
+    (bounced,) = w.events("bounced")
+    assert (bounced["code"], bounced["enhanced"]) == (554, "5.6.3")
+    assert "8-bit bytes in a header field" in bounced["text"]

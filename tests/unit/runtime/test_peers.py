@@ -60,6 +60,9 @@ class Resolver:
             self.failures += 1
         return self.next
 
+    async def resolve_host(self, domain: str, host: str) -> Route | RouteFailure:
+        return await self.resolve(domain)
+
 
 async def test_resolutions_are_counted_as_hit_miss_or_failure() -> None:
     """Issue #9: `volley_dns_lookups_total{result="failure"}` was never incremented."""
@@ -76,6 +79,17 @@ async def test_resolutions_are_counted_as_hit_miss_or_failure() -> None:
     await resolver.resolve("f.test")  # an answer, not a failure
     counts = {tuple(lbl): n for name, lbl, n in tally.drain()[0] if name == "volley_dns_lookups"}
     assert counts == {("miss",): 2, ("hit",): 1, ("failure",): 1}
+
+
+async def test_a_relay_lookup_is_counted_the_same_way() -> None:
+    inner = Resolver()
+    tally = CheckedTally()
+    resolver = CountingResolver(inner, tally)  # type: ignore[arg-type]
+    await resolver.resolve_host("d.test", "smtp.relay.test")
+    inner.hit = True
+    await resolver.resolve_host("d.test", "smtp.relay.test")
+    counts = {tuple(lbl): n for name, lbl, n in tally.drain()[0] if name == "volley_dns_lookups"}
+    assert counts == {("miss",): 1, ("hit",): 1}
 
 
 async def test_rate_instants_are_asked_in_one_round_trip() -> None:

@@ -70,6 +70,21 @@ async def test_site_then_provider_slots_are_taken_and_given_back_in_reverse() ->
     assert access.domains_of("provider:p") == {"b.test"}
 
 
+def test_domains_through_one_relay_share_its_site_named_with_the_port() -> None:
+    """[routes]: a relay's route (Route.port set) is one site for every domain sent
+    through it, and a relay on another port of the same host is another site."""
+    s = load_settings(None, {})
+    access = SiteAccess(s, Leases(), Rates(at=0.0), FakeClock(0.0), lambda domain: None)
+    relay = Route("a.test", (MxHost("smtp.relay.test", 0, ("127.0.0.9",)),), False, 587)
+    site_a, _ = access.site("a.test", relay, s.policy("a.test"))
+    site_b, _ = access.site("b.test", Route("b.test", relay.hosts, False, 587), s.policy("b.test"))
+    other_port, _ = access.site(
+        "c.test", Route("c.test", relay.hosts, False, 465), s.policy("c.test")
+    )
+    assert site_a.name == site_b.name != other_port.name
+    assert "587" in site_a.name and "465" in other_port.name
+
+
 async def test_a_source_has_its_own_slots_and_a_counting_pacer() -> None:
     s = load_settings(
         None, {"providers": {"p": {"mx_suffixes": [".p.test"], "provider_max_connections": 4}}}

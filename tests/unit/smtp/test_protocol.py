@@ -3,6 +3,7 @@ pipelined reply matching, the RFC 2920 cleanup rules, and reusability after fail
 
 from __future__ import annotations
 
+import base64
 import itertools
 from collections.abc import Iterable
 from typing import cast
@@ -188,6 +189,89 @@ def test_bytes_after_220_to_starttls_are_an_injection(extra: bytes) -> None:
     with pytest.raises(RemoteProtocolError):
         p.receive_data(b"220 go ahead\r\n" + extra)
     assert p.state is State.BROKEN
+
+
+# ---------------------------------------------------------------- AUTH (RFC 4954)
+
+AUTH_EXT = ("PIPELINING", "AUTH LOGIN PLAIN", "8BITMIME")
+
+
+def test_auth_plain_one_round_trip_then_transactions() -> None:
+    p = ready(AUTH_EXT)
+    line = p.send_auth("user", "pw")
+    assert line == b"AUTH PLAIN " + base64.b64encode(b"\0user\0pw") + b"\r\n"
+    assert (p.state, p.awaiting()) == (State.AWAIT_AUTH, Command.AUTH)
+    assert not p.is_reusable()
+    events = p.receive_data(b"235 2.7.0 Authentication successful\r\n")
+    assert codes(events) == [(Command.AUTH, 235)]
+    assert p.authenticated and p.is_reusable() and p.data_to_send() == b""
+    assert p.begin_transaction("s@b.example", ["r@d.example"], BODY).startswith(b"MAIL FROM:")
+
+
+def test_auth_login_answers_each_334_from_data_to_send() -> None:
+    p = ready(("AUTH LOGIN",))
+    assert p.send_auth("user", "pw") == b"AUTH LOGIN\r\n"
+    p.receive_data(b"334 VXNlcm5hbWU6\r\n")
+    assert p.data_to_send() == base64.b64encode(b"user") + b"\r\n"
+    assert (p.state, p.awaiting()) == (State.AWAIT_AUTH, Command.AUTH)
+    p.receive_data(b"334 UGFzc3dvcmQ6\r\n")
+    assert p.data_to_send() == base64.b64encode(b"pw") + b"\r\n"
+    p.receive_data(b"235 2.7.0 ok\r\n")
+    assert p.authenticated and p.is_reusable()
+
+
+@pytest.mark.parametrize("refusal", [b"535 5.7.8 bad credentials", b"454 4.7.0 try later"])
+def test_auth_refused_leaves_the_session_ready_for_quit(refusal: bytes) -> None:
+    p = ready(AUTH_EXT)
+    p.send_auth("user", "wrong")
+    p.receive_data(refusal + b"\r\n")
+    assert not p.authenticated
+    assert p.state is State.READY and p.last_reply is not None
+    assert p.last_reply.code == int(refusal[:3])
+    assert p.send_quit() == b"QUIT\r\n"
+
+
+def test_a_third_challenge_gets_a_cancel() -> None:
+    p = ready(("AUTH PLAIN",))
+    p.send_auth("user", "pw")
+    p.receive_data(b"334 \r\n")  # PLAIN already sent everything it has
+    assert p.data_to_send() == b"*\r\n"
+    p.receive_data(b"501 5.7.0 cancelled\r\n")
+    assert not p.authenticated and p.state is State.READY
+
+
+def test_auth_421_closes() -> None:
+    p = ready(AUTH_EXT)
+    p.send_auth("user", "pw")
+    p.receive_data(b"421 4.7.0 go away\r\n")
+    assert p.state is State.CLOSED and not p.authenticated
+    assert p.closing_command is Command.AUTH
+
+
+def test_auth_250_is_not_an_answer() -> None:
+    p = ready(AUTH_EXT)
+    p.send_auth("user", "pw")
+    with pytest.raises(RemoteProtocolError, match="AUTH"):
+        p.receive_data(b"250 ok\r\n")
+    assert p.state is State.BROKEN and not p.authenticated
+
+
+@pytest.mark.parametrize("extensions", [("PIPELINING",), ("AUTH CRAM-MD5",)])
+def test_auth_without_a_mechanism_we_speak_raises_before_anything(
+    extensions: tuple[str, ...],
+) -> None:
+    p = ready(extensions)
+    with pytest.raises(LocalProtocolError, match="PLAIN, LOGIN"):
+        p.send_auth("user", "pw")
+    assert p.state is State.READY and p.awaiting() is None
+
+
+def test_auth_only_when_ready() -> None:
+    p = ClientProtocol()
+    p.receive_data(b"220 hi\r\n")
+    p.extensions = {"AUTH": "PLAIN"}
+    with pytest.raises(LocalProtocolError):
+        p.send_auth("user", "pw")
 
 
 # ---------------------------------------------------------------- pipelined transactions
