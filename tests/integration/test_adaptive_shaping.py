@@ -3,7 +3,7 @@ connect beyond 4 sessions and 451 4.7.1 at RCPT beyond 100 messages a second.  V
 (no configured limits but the default 10 connections) sees the throttling share of a
 window rise, cuts the site's limits (a `shaping` record says why), and when the receiver
 relaxes, clean windows raise them again (an `increase` record): it finds its way back
-without an operator.  All mail is delivered."""
+without an operator.  /metrics and `volley queue` show the limits in force.  All mail is delivered."""
 
 from __future__ import annotations
 
@@ -47,6 +47,9 @@ def test_shaping_backs_off_then_climbs_back(net, volley) -> None:
             ),
             timeout=10,
         )
+        # ... and so does `volley queue`, per site.
+        shown = v.cli("queue").stdout
+        assert "adaptive shaping in force" in shown and "mx.throttle.test" in shown, shown
         rx.rate_gate = RateGate(100_000)  # the receiver relaxes
         wait_for(lambda: "increase" in kinds(), timeout=90, message=lambda: repr(kinds()))
         wait_for(lambda: len(rx.messages) >= MESSAGES, timeout=180, message=lambda: repr(rx))
