@@ -112,7 +112,6 @@ class Deliverer:
         self._feed = feed
         self._sites = SiteAccess(settings, leases, rates or _NoRates(), clock, self._contend, feed)
         self._site_of: dict[str, tuple[Site, SiteLimits]] = {}  # domain -> site, ceiling
-        self._sites = SiteAccess(settings, leases, rates or _NoRates(), clock, self._contend)
         self.egress = EgressAccess(settings, queue, clock, rng, tally, quota)
         self._outcomes = outcomes
         self._tally = tally
@@ -207,6 +206,11 @@ class Deliverer:
             await self._sites.acquire(domain, site, limits, held)
             if not state.ready or self.draining:
                 return
+            # The wait for a slot can be long: what shaping has in force now decides.
+            limits, suspended, _ = self._sites.in_force(site, limits, self._clock.wall())
+            if suspended is not None:
+                self._queue.pause(domain, suspended, "shaping")
+                return
             later = await self._sites.connection_instant(site, limits)
             if later is not None:
                 self._pause(domain, later, "rate")
@@ -215,7 +219,7 @@ class Deliverer:
             if isinstance(session, ConnectFailure):
                 if self._feed is not None:
                     self._feed.refused(site, ceiling, session)
-                self._connection_failed(domain, policy, session)
+                self._verdicts.connection_failed(domain, policy, session)
                 return
             self._tally.inc("volley_connections", "opened")
             # Slow start: the window doubles with each session that reaches READY, so a
@@ -226,14 +230,14 @@ class Deliverer:
             self._kick()
             self.open_sessions[domain] += 1
             try:
-                pacer = self._sites.pacer(site, limits, out.counter)
-                broke = await self._serve(session, domain, limits, pacer)
+                pace = self._sites.pacing(site, limits, out.counter)
+                broke = await self._serve(session, domain, limits, pace(None), pace)
             finally:
                 self.open_sessions[domain] -= 1
                 self._count_error(session.failure)
                 await session.close()
             if broke is not None:
-                self._connection_failed(domain, policy, broke)
+                self._verdicts.connection_failed(domain, policy, broke)
         finally:
             state.connections -= 1
             self._sites.release(domain, held)
@@ -290,20 +294,6 @@ class Deliverer:
             failure=TransportFailure(Phase.CONNECT, FailureKind.REFUSED, "no MX host address"),
         )
 
-    def _connection_failed(
-        self, domain: str, policy: DomainPolicy, failure: ConnectFailure
-    ) -> None:
-        """Negative feedback (Postfix qmgr_queue_throttle): a connection that failed while
-        others of this worker to the domain live lowers the window; the last one failing
-        makes the destination dead for one retry step (every ready entry deferred)."""
-        self._tally.inc("volley_connections", "failed")
-        state = self._queue.domain(domain)
-        if state.connections > 1:
-            state.window = max(1, state.connections - 1)
-        else:
-            state.window = 1
-            self._verdicts.fail_destination(domain, policy, connect=failure)
-
     def _count_error(self, failure: TransportFailure | None) -> None:
         """volley_connection_errors: what the peer or the network did to a connection
         (each is also in the log, as the deferral's text)."""
@@ -311,7 +301,12 @@ class Deliverer:
             self._tally.inc("volley_connection_errors", failure.kind.value)
 
     async def _serve(
-        self, session: SmtpSession, domain: str, limits: SiteLimits, pacer: Pacer | None
+        self,
+        session: SmtpSession,
+        domain: str,
+        limits: SiteLimits,
+        pacer: Pacer | None,
+        pace: Callable[[Pacer | None], Pacer | None],
     ) -> ConnectFailure | None:
         """Send ready entries over `session`, each at its rate instant, up to
         `smtp.pipeline_depth` transactions in flight (RFC 2920: the next entries'
@@ -338,6 +333,7 @@ class Deliverer:
                     and state.ready
                     and session.can_start()
                 ):
+                    pacer = pace(pacer)  # what shaping has in force now
                     if pacer is not None:
                         self.rate_waits[domain] += 1
                         try:

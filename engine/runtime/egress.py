@@ -83,7 +83,7 @@ class Outbound:
         return None if self.source is None else self._count
 
     def _count(self, sent: int) -> None:
-        self.sent = sent
+        self.sent += sent  # a connection may pace with several Pacers (new limits)
 
     def reachable(self, route: Route) -> Route:
         """`route` with only the addresses our bound address can reach: an IPv6 source

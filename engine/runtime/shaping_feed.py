@@ -57,6 +57,7 @@ class ShapingFeed:
         self._throttling = shipped_throttling()
         self._pending: dict[str, _Pending] = {}
         self._in_force: dict[str, InForce] = {}
+        self.version = 0  # one more per table received: live connections re-read it
 
     # -- reports ------------------------------------------------------------------------
     def outcomes(
@@ -112,6 +113,7 @@ class ShapingFeed:
     # -- what is in force ----------------------------------------------------------------
     def apply(self, table: dict[str, list[Any]]) -> None:
         """The supervisor's whole table (it sends it whole on every change)."""
+        self.version += 1
         self._in_force = {
             key: InForce(
                 None if c is None else int(c),

@@ -142,6 +142,27 @@ class SiteAccess:
         finally:
             pacer.close()
 
+    def pacing(
+        self, site: Site, limits: SiteLimits, on_close: Callable[[int], None] | None = None
+    ) -> Callable[[Pacer | None], Pacer | None]:
+        """A connection's pacer under `limits` and what shaping has in force now:
+        `current(p)` returns `p` while the shaping table is unchanged, else a Pacer under
+        the new limits (p's unused instants go back), so a cut slows the connections
+        already open, not only those opened after it."""
+        version: int | None = None  # the first call makes the first Pacer
+
+        def current(p: Pacer | None) -> Pacer | None:
+            nonlocal version
+            now = self._feed.version if self._feed is not None else 0
+            if now == version:
+                return p
+            version = now
+            if p is not None:
+                p.close()
+            return self.pacer(site, self.in_force(site, limits, self._clock.wall())[0], on_close)
+
+        return current
+
     def pacer(
         self, site: Site, limits: SiteLimits, on_close: Callable[[int], None] | None = None
     ) -> Pacer | None:

@@ -1,7 +1,9 @@
 """Verdicts a connection hands down on entries outside a transaction's own outcome.
 
-Responsible for: applying a whole-destination failure (no route, no MX host would take
-a session) to every ready entry of the destination, recording outcomes so that even a
+Responsible for: a failed connection's feedback (a lower concurrency window, or, for
+the last one, a dead destination), applying a whole-destination failure (no route, no MX
+host would take a session) to every ready entry of the destination, bouncing a site's
+ready mail when a shaping rule says so, recording outcomes so that even a
 bug of ours leaves the entry decided (retried after the first retry step), loading an
 entry for delivery (a vanished one is done, a corrupt one quarantined), and reporting
 internal errors loudly (stderr traceback, log record, count).
@@ -60,6 +62,18 @@ class Verdicts:
 
     def reconfigure(self, settings: Settings) -> None:
         self._s = settings
+
+    def connection_failed(self, domain: str, policy: DomainPolicy, failure: ConnectFailure) -> None:
+        """Negative feedback (Postfix qmgr_queue_throttle): a connection that failed while
+        others of this worker to the domain live lowers the window; the last one failing
+        makes the destination dead for one retry step (every ready entry deferred)."""
+        self._tally.inc("volley_connections", "failed")
+        state = self._queue.domain(domain)
+        if state.connections > 1:
+            state.window = max(1, state.connections - 1)
+        else:
+            state.window = 1
+            self.fail_destination(domain, policy, connect=failure)
 
     def bounce_ready(self, domain: str, site: str, until: float) -> None:
         """A shaping rule in force bounces the site's mail (its `bounce` action): every

@@ -3,7 +3,8 @@ connect beyond 4 sessions and 451 4.7.1 at RCPT beyond 100 messages a second.  V
 (no configured limits but the default 10 connections) sees the throttling share of a
 window rise, cuts the site's limits (a `shaping` record says why), and when the receiver
 relaxes, clean windows raise them again (an `increase` record): it finds its way back
-without an operator.  /metrics and `volley queue` show the limits in force.  All mail is delivered."""
+without an operator.  The cut is enforced (the receiver's throttling share falls), and
+/metrics and `volley queue` show the limits in force.  All mail is delivered."""
 
 from __future__ import annotations
 
@@ -39,6 +40,15 @@ def test_shaping_backs_off_then_climbs_back(net, volley) -> None:
         wait_for(lambda: "decrease" in kinds(), timeout=60, message=lambda: repr(list(v.log)))
         cut = next(r for r in v.events("shaping") if r["kind"] == "decrease")
         assert cut["connections"] < 10 and "throttl" in cut["reason"], cut
+        # The cut is enforced, on the connections already open too: 300 messages later
+        # the receiver is throttling a few per hundred, not one per message (~0.5 per
+        # delivered before the cut; also when the limits are decided but not applied).
+        throttled, delivered = rx.throttling_replies, len(rx.messages)
+        wait_for(lambda: len(rx.messages) >= delivered + 100, timeout=30)
+        throttled, delivered = rx.throttling_replies, len(rx.messages)
+        wait_for(lambda: len(rx.messages) >= delivered + 300, timeout=60)
+        share = (rx.throttling_replies - throttled) / (len(rx.messages) - delivered)
+        assert share < 0.2, share
         # While it is cut, /metrics shows the limits in force.
         wait_for(
             lambda: (

@@ -103,3 +103,20 @@ async def test_a_source_has_its_own_slots_and_a_counting_pacer() -> None:
     await pacer.take(5)
     pacer.close()
     assert heard == [1]
+
+
+async def test_a_live_connection_paces_under_the_limits_in_force_now() -> None:
+    from engine.runtime.shaping_feed import ShapingFeed
+    from engine.telemetry.metrics import CheckedTally
+
+    s = load_settings(None, {})
+    feed = ShapingFeed(lambda *m: None, CheckedTally())
+    access = SiteAccess(s, Leases(), Rates(at=0.0), FakeClock(0.0), lambda d: None, feed)
+    site, limits = access.site("a.test", _route("mx1.a.test"), s.policy("a.test"))
+    pace = access.pacing(site, limits)
+    assert pace(None) is None  # no rate configured, none in force: nothing to pace
+    feed.apply({site.name: [2, 5.0, None, None]})  # shaping cut the site to 5 msg/s
+    pacer = pace(None)
+    assert pacer is not None and pace(pacer) is pacer  # the same while nothing changes
+    feed.apply({})  # the cut ended
+    assert pace(pacer) is None
