@@ -101,7 +101,11 @@ class PostfixRelay:
         domains: Sequence[str],
         concurrency: int = 20,
         active_limit: int = 20_000,
+        retry: float | None = None,
     ) -> None:
+        """`retry`: seconds between a deferral and the next attempt (minimal = maximal
+        backoff = queue_run_delay; the backpressure mode); None: the queue is not scanned
+        before the flush (queue_run_delay 3600 s) and Postfix's own backoff applies."""
         self.root = root
         self.conf = root / "conf"
         self.queue = root / "queue"
@@ -113,6 +117,7 @@ class PostfixRelay:
         self.domains = list(domains)
         self.concurrency = concurrency
         self.active_limit = active_limit
+        self.retry = retry
         self._started = False
         self._pids: set[int] = set()
 
@@ -158,11 +163,14 @@ class PostfixRelay:
             "default_destination_concurrency_limit": str(self.concurrency),
             "smtp_destination_concurrency_limit": str(self.concurrency),
             "smtp_connection_cache_on_demand": "yes",
-            "queue_run_delay": "3600s",
+            "queue_run_delay": "3600s" if self.retry is None else f"{self.retry:g}s",
             "qmgr_message_active_limit": str(self.active_limit),
             "biff": "no",
             "append_dot_mydomain": "no",
         }
+        if self.retry is not None:
+            step = f"{self.retry:g}s"
+            main.update(minimal_backoff_time=step, maximal_backoff_time=step)
         (self.conf / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in main.items()))
         master = _MASTER_CF.format(inject=f"127.0.0.1:{self.inject_port}")
         (self.conf / "master.cf").write_text(master)

@@ -160,6 +160,8 @@ def summary(res: dict[str, Any]) -> str:
             f"{v['delivered']:,} delivered, "
             f"{_fmt(v['msgs_per_s_after_first'])} msg/s after the first"
         )
+    elif res["mode"] == "backpressure":
+        lines += _backpressure_lines(res)
     elif res["mode"] == "locust":
         lines.append(
             f"locust: {_fmt(v.get('drops'))} drops at {_fmt(v.get('drop_rate'))}/s for "
@@ -168,3 +170,36 @@ def summary(res: dict[str, Any]) -> str:
             f"drained in {_fmt(v.get('drain_s'))} s"
         )
     return "\n".join(lines)
+
+
+def _backpressure_lines(res: dict[str, Any]) -> list[str]:
+    lines = [f"receivers' mix {res['mix']}, retry step {res['retry_s']:g} s (both engines)"]
+    lines.append(
+        f"{'':<9}{'msg/s':>8}{'wall s':>8}{'CPU µs/msg':>12}{'delivered':>10}{'bounced':>9}"
+        f"{'deferrals':>10}{'msgs deferred':>14}{'retried+ok':>11}"
+    )
+    for who in ("volley", "postfix"):
+        r = res.get(who)
+        if not r:
+            continue
+        q = r["queue"]
+        lines.append(
+            f"{who:<9}{_fmt(r['msgs_per_s']):>8}{_fmt(r['wall_s']):>8}"
+            f"{_fmt(r['cpu_us_per_msg']):>12}{_fmt(q['delivered']):>10}{_fmt(q['bounced']):>9}"
+            f"{_fmt(q['deferrals']):>10}{_fmt(q['deferred_messages']):>14}"
+            f"{_fmt(q['delivered_after_retry']):>11}"
+        )
+        reasons = ", ".join(f"{k}: {v}" for k, v in list(q["deferrals_by_reason"].items())[:6])
+        lines.append(f"  deferrals by reason: {reasons or '-'}")
+        rx = r.get("receivers", {})
+        lines.append(
+            f"  receivers: {_fmt(rx.get('connections'))} connections "
+            f"({_fmt(rx.get('refused_connections'))} refused), refusals "
+            f"{rx.get('refusals')}, {_fmt(rx.get('slow_replies'))} slow replies, "
+            f"{_fmt(rx.get('accepted'))} accepted ({_fmt(rx.get('accepted_twice'))} twice), "
+            f"50/90/100 % of them {_fmt(rx.get('accepted_s_p50'))}/"
+            f"{_fmt(rx.get('accepted_s_p90'))}/{_fmt(rx.get('accepted_s_last'))} s after the start"
+        )
+    for k, v in res.get("ratios", {}).items():
+        lines.append(f"{k.replace('_', ' ')}: {v:.2f}x")
+    return lines

@@ -4,8 +4,9 @@ Responsible for: the command line, picking the mode, the default comparison (`co
 each phase of `--only` against fresh sinks, and the ratios between them), and printing a
 human summary followed by one JSON line (always the last line of stdout). Modes: the
 default comparison, `--wan-rtt` (per-connection throughput under latency), `--scale` (a
-large queue at start-up) and `--locust` (a sustained drop rate driven by
-bench/locustfile.py); the last three are in bench.modes.
+large queue at start-up), `--locust` (a sustained drop rate driven by
+bench/locustfile.py), all three in bench.modes, and `--backpressure` (receivers that say
+no, Volley and Postfix: bench.backpressure).
 Not responsible for: the destination side and the Volley and Postfix phases
 (bench.phases), the other modes (bench.modes), the summary's wording (bench.report), the
 pieces themselves (bench.workload, sinks, postfix, raw, measure), or judging: targets are
@@ -30,6 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.backpressure import backpressure
+from bench.backpressure_mix import DEFAULT_MIX
 from bench.listener import run_listener
 from bench.modes import locust, scale, wan
 from bench.phases import (
@@ -172,6 +175,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=60.0,
         help="scale mode: seconds to keep delivering after the first (0: until all)",
     )
+    p.add_argument(
+        "--backpressure",
+        nargs="?",
+        const=DEFAULT_MIX,
+        metavar="MIX",
+        help="backpressure mode: receivers answering a seeded mix, Volley and Postfix "
+        f'(--only volley,postfix); default mix "{DEFAULT_MIX}"',
+    )
+    p.add_argument(
+        "--backpressure-retry",
+        type=_duration,
+        default=10.0,
+        help="backpressure mode: both engines' retry step (default 10s)",
+    )
     p.add_argument("--locust", action="store_true", help="locust mode (bench/locustfile.py)")
     p.add_argument("--locust-rate", type=float, default=3000.0, help="drops per second")
     p.add_argument("--locust-users", type=int, default=10)
@@ -217,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.messages = args.scale
         elif args.locust:
             res = locust(args, root)
+        elif args.backpressure is not None:
+            res = backpressure(args, root)
         else:
             res = compare(args, root)
     res["date"] = started.isoformat(timespec="seconds")

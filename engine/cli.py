@@ -65,22 +65,45 @@ def _age(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
-def _live_waits(settings: Settings) -> dict[str, str] | None:
-    """What holds each destination back now (volley_queue_throttled from the running
-    engine's /metrics): domain -> "rate" / "connection" / "shaping"; None when no engine
-    answers (the spool's counts are shown all the same)."""
+_SHAPED = {
+    "volley_shaping_connections": "connections",
+    "volley_shaping_message_rate": "msg/s",
+    "volley_shaping_suspended_until_timestamp_seconds": "until",
+}
+
+
+def _live(settings: Settings) -> tuple[dict[str, str], dict[str, dict[str, float]]] | None:
+    """From the running engine's /metrics: what holds each destination back now
+    (volley_queue_throttled: domain -> "rate" / "connection" / "shaping" / "warmup") and
+    the limits adaptive shaping has in force per site (volley_shaping_*); None when no
+    engine answers (the spool's counts are shown all the same)."""
     from engine.telemetry import top
 
     try:
         scrape = top.fetch(top.metrics_url(settings.metrics_listen), timeout=1.0)
     except (OSError, ValueError):
         return None
-    out: dict[str, set[str]] = {}
+    waits: dict[str, set[str]] = {}
+    sites: dict[str, dict[str, float]] = {}
     for (name, labels), value in scrape.samples.items():
+        d = dict(labels)
         if name == "volley_queue_throttled" and value > 0:
-            d = dict(labels)
-            out.setdefault(d["domain"], set()).add(d["reason"])
-    return {domain: ",".join(sorted(reasons)) for domain, reasons in out.items()}
+            waits.setdefault(d["domain"], set()).add(d["reason"])
+        elif name in _SHAPED:
+            sites.setdefault(d["site"], {})[_SHAPED[name]] = value
+    return {domain: ",".join(sorted(r)) for domain, r in waits.items()}, sites
+
+
+def _print_shaped(sites: dict[str, dict[str, float]], now: float) -> None:
+    if not sites:
+        return
+    print("\nadaptive shaping in force (volley_shaping_*):")
+    print(f"{'site':<48} {'connections':>11} {'msg/s':>9}  suspended")
+    for site, v in sorted(sites.items()):
+        conns = f"{v['connections']:.0f}" if "connections" in v else "-"
+        rate = f"{v['msg/s']:.3g}" if "msg/s" in v else "-"
+        until = f"for {_age(v['until'] - now)}" if v.get("until", 0) > now else "-"
+        print(f"{site:<48} {conns:>11} {rate:>9}  {until}")
 
 
 def cmd_queue(settings: Settings, as_json: bool) -> int:
@@ -94,7 +117,8 @@ def cmd_queue(settings: Settings, as_json: bool) -> int:
     now = time.time()
     summary = queue_summary(settings.spool_path, now)
     rows = sorted(summary.items(), key=lambda kv: -(kv[1].queued + kv[1].deferred))
-    waits = _live_waits(settings)
+    live = _live(settings)
+    waits = None if live is None else live[0]
     if as_json:
         out = {
             domain: {
@@ -121,8 +145,10 @@ def cmd_queue(settings: Settings, as_json: bool) -> int:
         age = _age(now - s.oldest_id_time)
         print(f"{domain:<40} {s.queued:>8} {s.deferred:>9} {age:>8}  {nxt:<12} {wait}")
     print(f"{'total':<40} {tq:>8} {td:>9}")
-    if waits is None:
+    if live is None:
         print("(waiting for: ? - no running engine answered on metrics.listen)")
+    else:
+        _print_shaped(live[1], now)
     return 0
 
 

@@ -38,6 +38,7 @@ class TlsPolicy(enum.Enum):
 
     OPPORTUNISTIC = "opportunistic"  # use STARTTLS when offered; on handshake failure retry plain
     REQUIRED = "required"  # no STARTTLS or a failed handshake -> defer, never send in clear
+    VERIFY = "verify"  # as REQUIRED, and the certificate must verify for the MX host name
     DISABLED = "disabled"  # never send STARTTLS
 
 
@@ -49,6 +50,7 @@ class Phase(enum.Enum):
     GREETING = "greeting"
     EHLO = "ehlo"
     STARTTLS = "starttls"
+    AUTH = "auth"  # logging in to a relay (RFC 4954)
     MAIL = "mail"
     RCPT = "rcpt"
     DATA = "data"  # the DATA command itself (354 expected)
@@ -65,6 +67,7 @@ class FailureKind(enum.Enum):
     CLOSED = "closed"  # peer closed or reset the connection
     PROTOCOL = "protocol"  # peer sent something that is not SMTP
     TLS = "tls"  # STARTTLS handshake failed, or TLS required but not offered
+    AUTH = "auth"  # a relay refused our AUTH, or offers no way to log in we may use
     CANCELLED = "cancelled"  # we cancelled the exchange (shutdown, deadline)
     LOCAL = "local"  # our own fault: a bug or a setting the protocol refuses (never remote)
 
@@ -128,6 +131,7 @@ class RouteFailureKind(enum.Enum):
     NO_SUCH_DOMAIN = "no_such_domain"  # NXDOMAIN for the domain; bounce
     NO_ROUTE = "no_route"  # authoritative answers, but no host with a usable address
     LOOP = "loop"  # the best MX host is this Volley's own listener; bounce 5.4.6
+    POLICY = "policy"  # an MTA-STS policy in enforce mode lists none of the MX hosts; defer
     TEMPORARY = "temporary"  # DNS trouble; defer, never bounce
 
 

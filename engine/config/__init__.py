@@ -3,7 +3,8 @@
 The package's modules: `values` (the error type and shared parsers), `helo` (the EHLO
 name's checks), `policy` (per-destination limits), `smtpd` (the listener's section), `dkim`
 (signing domains), `suppress` (`[suppression]`, `[unsubscribe]`), `bounce` (the user's
-bounce classification rules) and `settings` (everything else, and loading).
+bounce classification rules), `routes` (smarthost relays) and `settings` (everything
+else, and loading).
 """
 
 from engine.config.bounce import BounceSettings

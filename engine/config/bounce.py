@@ -15,12 +15,11 @@ rules the supervisor checked and never read the file themselves.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config.values import ConfigError, Table
+from engine.config.values import ConfigError, Table, read_toml_file
 from engine.policy.classifier import Classifier, default_classifier
 from engine.policy.rules import Rule, RuleError, parse_rule, parse_rules
 
@@ -37,15 +36,9 @@ class BounceSettings:
 
 def read_bounce(t: Table) -> BounceSettings:
     inline = _inline(t)
-    raw_file = t.get("rules_file")
+    path = t.path("rules_file")
     t.finish()
-    path: Path | None = None
-    from_file: list[Rule] = []
-    if raw_file is not None and raw_file != "":
-        if not isinstance(raw_file, str):
-            raise ConfigError(f"{t.key('rules_file')}: expected a file path, got {raw_file!r}")
-        path = Path(raw_file)
-        from_file = _file_rules(path, t.key("rules_file"))
+    from_file = [] if path is None else _file_rules(path, t.key("rules_file"))
     rules = [*inline, *from_file]
     seen: dict[str, str] = {}
     for i, rule in enumerate(rules):
@@ -79,13 +72,7 @@ def _inline(t: Table) -> list[Rule]:
 
 
 def _file_rules(path: Path, key: str) -> list[Rule]:
-    try:
-        with open(path, "rb") as fh:
-            document = tomllib.load(fh)
-    except OSError as e:
-        raise ConfigError(f"{key}: cannot read {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{key}: {path}: {e}") from None
+    document = read_toml_file(path, key)
     try:
         return parse_rules(document, "rules", default_ids=path.name)
     except RuleError as e:

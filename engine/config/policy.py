@@ -37,6 +37,12 @@ class DomainPolicy:
     # Share the limits of every domain with the same MX hosts (engine.shaping.sites);
     # false: this domain is a site by itself.
     mx_rollup: bool = True
+    # Consult the domain's MTA-STS policy (when dns.mta_sts is on): the per-domain way out
+    # of a broken published policy (Mailu #2028: enforce-by-default with no escape).
+    mta_sts: bool = True
+    # The [egress.pools.NAME] this destination's connections bind from (engine.config.egress);
+    # None: its provider's pool, else the pool "default", else smtp.source_address.
+    egress_pool: str | None = None
 
 
 def _rate_text(r: Rate | None) -> str:
@@ -55,6 +61,8 @@ def policy_dict(p: DomainPolicy) -> dict[str, Any]:
         "max_message_rate": _rate_text(p.max_message_rate),
         "max_connection_rate": _rate_text(p.max_connection_rate),
         "mx_rollup": p.mx_rollup,
+        "mta_sts": p.mta_sts,
+        "egress_pool": p.egress_pool or "",
     }
 
 
@@ -70,6 +78,15 @@ def _rate(t: Table, key: str, base: Rate | None) -> Rate | None:
         return parse_rate(raw)
     except RateError as e:
         raise ConfigError(f"{t.key(key)}: {e}") from None
+
+
+def _pool(t: Table, base: str | None) -> str | None:
+    raw = t.get("egress_pool")
+    if raw is None:
+        return base
+    if not isinstance(raw, str):
+        raise ConfigError(f'{t.key("egress_pool")}: expected a pool name such as "gmail"')
+    return raw or None  # "": none of its own (a domain lifting [domains.default]'s)
 
 
 def read_policy(t: Table, base: DomainPolicy) -> DomainPolicy:
@@ -104,6 +121,8 @@ def read_policy(t: Table, base: DomainPolicy) -> DomainPolicy:
         max_message_rate=_rate(t, "max_message_rate", base.max_message_rate),
         max_connection_rate=_rate(t, "max_connection_rate", base.max_connection_rate),
         mx_rollup=t.boolean("mx_rollup", base.mx_rollup),
+        mta_sts=t.boolean("mta_sts", base.mta_sts),
+        egress_pool=_pool(t, base.egress_pool),
     )
     t.finish()
     return policy

@@ -3,7 +3,7 @@
 Responsible for: every setting's name, type and default; rejecting unknown keys with
 the key's dotted name; per-destination policy lookup (`Settings.policy(domain)`).
 Sections with many keys of their own live beside it (engine.config.policy, .smtpd,
-.dkim, .bounce).
+.dkim, .bounce, .routes).
 Not responsible for: acting on settings (the runtime does), or reading any file but
 the one TOML file it is given (and, through those sections, the files it names).
 
@@ -22,9 +22,12 @@ from typing import Any
 
 from engine.config.bounce import BounceSettings, bounce_dict, read_bounce
 from engine.config.dkim import DkimDomain, dkim_dict, read_dkim
+from engine.config.egress import EgressSettings, check_pool_names, egress_dict, read_egress
 from engine.config.helo import helo_name_error
 from engine.config.policy import DomainPolicy, policy_dict, read_policy
 from engine.config.providers import providers_dict, read_provider_tables
+from engine.config.routes import Routes, read_routes, routes_dict
+from engine.config.shaping import ShapingSettings, read_shaping, shaping_dict
 from engine.config.smtpd import SmtpdSettings, read_smtpd, smtpd_dict
 from engine.config.suppress import (
     SuppressionSettings,
@@ -34,7 +37,7 @@ from engine.config.suppress import (
     suppression_dict,
     unsubscribe_dict,
 )
-from engine.config.values import ConfigError, Table, check_listen, parse_address
+from engine.config.values import ConfigError, Table, check_ca_file, check_listen, parse_address
 from engine.model import SmtpTimeouts
 from engine.shaping.providers import Provider, shipped_providers
 
@@ -68,9 +71,15 @@ class Settings:
     dns_nameservers: tuple[str, ...] | None = None  # None: the system resolver
     dns_timeout: float = 5.0
     dns_negative_ttl: float = 300.0
+    # MTA-STS (RFC 8461, engine.net.sts): fetch and apply the policies domains publish.
+    mta_sts: bool = True
+    mta_sts_port: int = 443  # the policy host's HTTPS port; only tests and labs change it
     smtp_port: int = 25
     helo_name: str = field(default_factory=socket.getfqdn)
     source_address: str | None = None
+    # CA certificates (PEM) that verified TLS trusts instead of the system store: tls =
+    # "verify" and MTA-STS sessions, and the MTA-STS policy fetch.  None: the system's.
+    tls_ca_file: Path | None = None
     # Networks whose addresses are never connected to (see IGNORE_TARGET_HOSTS); tests
     # on loopback set [].
     ignore_target_hosts: tuple[str, ...] = IGNORE_TARGET_HOSTS
@@ -85,6 +94,12 @@ class Settings:
     # is 300 s; 15 min keeps long-lived reuse to a slow receiver.
     max_connection_lifetime: float = 900.0
     smtp_timeouts: SmtpTimeouts = field(default_factory=SmtpTimeouts)
+    # Transactions in flight per connection (RFC 2920 across transactions): 2 lets the
+    # next message's MAIL/RCPT/DATA leave with the previous one's content, one round trip
+    # and one write per message instead of two; more gains nothing (each content waits
+    # for its own 354) and raises the kill -9 resend bound, depth x open connections
+    # (README, Guarantees).  1: one transaction at a time.  Measured in bench/README.md.
+    pipeline_depth: int = 2
     idle_timeout: float = 5.0  # an unused pooled connection is closed after this long
     metrics_listen: str = "127.0.0.1:9108"
     # Per-destination series only for the N busiest domains; the rest are summed under
@@ -107,10 +122,13 @@ class Settings:
     unsubscribe: UnsubscribeSettings | None = None  # None: [unsubscribe] is not configured
     default_policy: DomainPolicy = field(default_factory=DomainPolicy)
     domain_policies: Mapping[str, DomainPolicy] = field(default_factory=dict)
+    routes: Routes = field(default_factory=Routes)  # [routes]: smarthosts (engine.config.routes)
     # The shipped providers (engine/shaping/providers.toml) with [providers.NAME] applied.
     providers: tuple[Provider, ...] = field(
         default_factory=lambda: tuple(shipped_providers().values())
     )
+    shaping: ShapingSettings = field(default_factory=ShapingSettings)
+    egress: EgressSettings = field(default_factory=EgressSettings)  # [egress]: source IP pools
 
     def policy(self, domain: str) -> DomainPolicy:
         return self.domain_policies.get(domain, self.default_policy)
@@ -134,7 +152,12 @@ class Settings:
             },
             "workers": self.workers,
             "intake": {"interval": self.intake_interval, "batch": self.intake_batch},
-            "dns": {"timeout": self.dns_timeout, "negative_ttl": self.dns_negative_ttl},
+            "dns": {
+                "timeout": self.dns_timeout,
+                "negative_ttl": self.dns_negative_ttl,
+                "mta_sts": self.mta_sts,
+                "mta_sts_port": self.mta_sts_port,
+            },
             "smtp": {
                 "port": self.smtp_port,
                 "helo_name": self.helo_name,
@@ -143,6 +166,7 @@ class Settings:
                 "mx_address_limit": self.mx_address_limit,
                 "mx_session_limit": self.mx_session_limit,
                 "max_connection_lifetime": self.max_connection_lifetime,
+                "pipeline_depth": self.pipeline_depth,
                 "timeouts": {
                     f.name: getattr(self.smtp_timeouts, f.name) for f in fields(SmtpTimeouts)
                 },
@@ -158,13 +182,18 @@ class Settings:
             "unsubscribe": unsubscribe_dict(self.unsubscribe),
             "shutdown": {"drain_timeout": self.drain_timeout},
             "providers": providers_dict(self.providers),
+            "shaping": shaping_dict(self.shaping),
+            "egress": egress_dict(self.egress),
             "domains": {"default": policy_dict(self.default_policy)}
             | {name: policy_dict(p) for name, p in self.domain_policies.items()},
+            "routes": routes_dict(self.routes),
         }
         if self.dns_nameservers is not None:
             out["dns"]["nameservers"] = list(self.dns_nameservers)
         if self.source_address is not None:
             out["smtp"]["source_address"] = self.source_address
+        if self.tls_ca_file is not None:
+            out["smtp"]["tls_ca_file"] = str(self.tls_ca_file)
         if self.admin_token_file is not None:
             out["admin"]["token_file"] = str(self.admin_token_file)
         return out
@@ -198,6 +227,10 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         nameservers = tuple(ns_raw) or None
     dns_timeout = dn.duration("timeout", d.dns_timeout)
     negative_ttl = dn.duration("negative_ttl", d.dns_negative_ttl)
+    mta_sts = dn.boolean("mta_sts", d.mta_sts)
+    mta_sts_port = dn.integer("mta_sts_port", d.mta_sts_port, 1)
+    if mta_sts_port > 65535:
+        raise ConfigError("dns.mta_sts_port: must be at most 65535")
     dn.finish()
     sm = root.table("smtp")
     port = sm.integer("port", d.smtp_port, 1)
@@ -212,9 +245,11 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     ignore = sm.networks("ignore_target_hosts", d.ignore_target_hosts)
     mx_address_limit = sm.integer("mx_address_limit", d.mx_address_limit, 1)
     mx_session_limit = sm.integer("mx_session_limit", d.mx_session_limit, 1)
+    ca_file = check_ca_file("smtp.tls_ca_file", sm.path("tls_ca_file"))
     lifetime = sm.duration("max_connection_lifetime", d.max_connection_lifetime)
     if lifetime <= 0:
         raise ConfigError("smtp.max_connection_lifetime: must be above 0")
+    pipeline_depth = sm.integer("pipeline_depth", d.pipeline_depth, 1)
     tt = sm.table("timeouts")
     timeouts = SmtpTimeouts(
         **{
@@ -248,6 +283,7 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
     drain = sh.duration("drain_timeout", d.drain_timeout)
     sh.finish()
     providers = read_provider_tables(root.table("providers"))
+    shaping = read_shaping(root.table("shaping"))
     domains = root.table("domains")
     default_policy = read_policy(domains.table("default"), DomainPolicy())
     per_domain: dict[str, DomainPolicy] = {}
@@ -256,6 +292,14 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
             continue
         per_domain[name.lower().rstrip(".")] = read_policy(domains.table(name), default_policy)
     domains.finish()
+    routes = read_routes(root.table("routes"), smtpd)
+    egress = read_egress(root.table("egress"))
+    check_pool_names(
+        egress,
+        [("domains.default.egress_pool", default_policy.egress_pool)]
+        + [(f"domains.{n}.egress_pool", p.egress_pool) for n, p in per_domain.items()]
+        + [(f"providers.{p.name}.egress_pool", p.egress_pool) for p in providers],
+    )
     root.finish()
     return Settings(
         spool_path=spool_path,
@@ -267,13 +311,17 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         dns_nameservers=nameservers,
         dns_timeout=dns_timeout,
         dns_negative_ttl=negative_ttl,
+        mta_sts=mta_sts,
+        mta_sts_port=mta_sts_port,
         smtp_port=port,
         helo_name=helo,
         source_address=source,
+        tls_ca_file=ca_file,
         ignore_target_hosts=ignore,
         mx_address_limit=mx_address_limit,
         mx_session_limit=mx_session_limit,
         max_connection_lifetime=lifetime,
+        pipeline_depth=pipeline_depth,
         smtp_timeouts=timeouts,
         idle_timeout=idle,
         metrics_listen=listen,
@@ -291,7 +339,10 @@ def from_dict(data: Mapping[str, Any]) -> Settings:
         drain_timeout=drain,
         default_policy=default_policy,
         domain_policies=per_domain,
+        routes=routes,
         providers=providers,
+        shaping=shaping,
+        egress=egress,
     )
 
 

@@ -71,15 +71,6 @@ def _addresses(t: Table, name: str, default: tuple[str, ...]) -> tuple[str, ...]
     return tuple(raw)
 
 
-def _path(t: Table, name: str) -> Path | None:
-    raw = t.get(name)
-    if raw is None or raw == "":
-        return None
-    if not isinstance(raw, str):
-        raise ConfigError(f"{t.key(name)}: expected a file path, got {raw!r}")
-    return Path(raw)
-
-
 def read_smtpd(t: Table) -> SmtpdSettings:
     d = SmtpdSettings()
     domains_raw = t.get("bounce_domains")
@@ -93,9 +84,9 @@ def read_smtpd(t: Table) -> SmtpdSettings:
     s = SmtpdSettings(
         listen=_addresses(t, "listen", d.listen),
         relay_networks=t.networks("relay_networks", d.relay_networks),
-        users_file=_path(t, "users_file"),
-        tls_cert=_path(t, "tls_cert"),
-        tls_key=_path(t, "tls_key"),
+        users_file=t.path("users_file"),
+        tls_cert=t.path("tls_cert"),
+        tls_key=t.path("tls_key"),
         implicit_tls_listen=_addresses(t, "implicit_tls_listen", d.implicit_tls_listen),
         max_message_size=t.integer("max_message_size", d.max_message_size, 1),
         max_recipients=t.integer("max_recipients", d.max_recipients, 1),

@@ -132,15 +132,6 @@ def suppression_dict(s: SuppressionSettings) -> dict[str, Any]:
     }
 
 
-def _path(t: Table, name: str) -> Path | None:
-    raw = t.get(name)
-    if raw is None or raw == "":
-        return None
-    if not isinstance(raw, str):
-        raise ConfigError(f"{t.key(name)}: expected a file path, got {raw!r}")
-    return Path(raw)
-
-
 def read_unsubscribe(t: Table) -> UnsubscribeSettings | None:
     """None when the table is absent or empty: the feature is off."""
     if not t.data:
@@ -163,10 +154,10 @@ def read_unsubscribe(t: Table) -> UnsubscribeSettings | None:
     s = UnsubscribeSettings(
         url_base=base.rstrip("/"),
         listen=listen,
-        secret_file=_path(t, "secret_file"),
+        secret_file=t.path("secret_file"),
         mailto=mailto,
-        tls_cert=_path(t, "tls_cert"),
-        tls_key=_path(t, "tls_key"),
+        tls_cert=t.path("tls_cert"),
+        tls_key=t.path("tls_key"),
     )
     if (s.tls_cert is None) != (s.tls_key is None):
         raise ConfigError(f"{t.key('tls_cert')}: tls_cert and tls_key must be set together")

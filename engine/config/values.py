@@ -10,10 +10,21 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
+import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigError", "Table", "check_listen", "parse_address", "parse_duration"]
+__all__ = [
+    "ConfigError",
+    "Table",
+    "check_ca_file",
+    "check_listen",
+    "parse_address",
+    "parse_duration",
+    "read_toml_file",
+]
 
 
 class ConfigError(ValueError):
@@ -87,6 +98,15 @@ class Table:
         if not isinstance(v, str) or not v:
             raise ConfigError(f"{self.key(name)}: expected a non-empty string, got {v!r}")
         return v
+
+    def path(self, name: str) -> Path | None:
+        """A file path; None when absent or "" (the feature's default applies)."""
+        v = self.get(name)
+        if v is None or v == "":
+            return None
+        if not isinstance(v, str):
+            raise ConfigError(f"{self.key(name)}: expected a file path, got {v!r}")
+        return Path(v)
 
     def boolean(self, name: str, default: bool) -> bool:
         v = self.get(name)
@@ -181,3 +201,32 @@ def check_listen(key: str, value: object, default: str, *, may_be_off: bool) -> 
     except ValueError as e:
         raise ConfigError(f"{key}: {e}") from None
     return value
+
+
+def check_ca_file(key: str, value: Path | None) -> Path | None:
+    """A PEM file of trusted CA certificates (None: the system store; read it with
+    `Table.path`).  Loaded once here so a missing, unreadable or non-PEM file is one line
+    naming the key before any worker starts, not a failed handshake per connection later."""
+    if value is None:
+        return None
+    try:
+        ssl.create_default_context(cafile=value)
+    except ssl.SSLError as e:  # before OSError: SSLError is one
+        why = e.reason or e
+        raise ConfigError(f"{key}: {value} holds no usable PEM certificate ({why})") from None
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot read {value}: {e.strerror or e}") from None
+    return value
+
+
+def read_toml_file(path: Path, key: str) -> dict[str, Any]:
+    """The document in the TOML file a setting names (`bounce.rules_file`,
+    `shaping.rules_file`); ConfigError "<key>: cannot read <path>: <why>" or
+    "<key>: <path>: <TOML error>"."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot read {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{key}: {path}: {e}") from None

@@ -24,7 +24,8 @@ Invariants:
     c-ares backs off randomly between tries (timeout=0.5, tries=3 measured 2.66-2.94 s), so
     `timeout * tries` is not the total.
 
-See also: engine/net/mx.py (the only caller), tests/support/dns_server.py (test server).
+See also: engine/net/mx.py and engine/net/sts.py (the callers), tests/support/dns_server.py
+(test server).
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ class DnsRecord:
     """One resource record of the answer section.
 
     `data` is the address for A/AAAA, the exchange for MX ("" for the null MX "." — c-ares
-    strips the root dot), the target for CNAME, and `str()` of the c-ares value otherwise.
+    strips the root dot), the target for CNAME, the record's strings joined for TXT, and
+    `str()` of the c-ares value otherwise.
     """
 
     name: str  # owner name, lower-case, without trailing dot
@@ -160,6 +162,10 @@ def _record(rec: Any) -> DnsRecord:
         return DnsRecord(owner, rtype, rec.ttl, exchange, int(data.priority))
     if rtype == "CNAME":
         return DnsRecord(owner, rtype, rec.ttl, str(data.cname).rstrip(".").lower())
+    if rtype == "TXT":
+        # pycares 5 joins a record's character-strings into `data` (bytes), as RFC 8461
+        # §3.1 and RFC 6376 §3.6.2.2 want them read; non-UTF-8 bytes cannot matter there.
+        return DnsRecord(owner, rtype, rec.ttl, bytes(data.data).decode("utf-8", "replace"))
     return DnsRecord(owner, rtype, rec.ttl, str(data))
 
 

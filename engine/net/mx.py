@@ -8,7 +8,8 @@ records, a bounded TTL cache of every answer (positive, negative and temporary f
 and single-flight lookups so a burst of messages for one domain sends one query.
 Not responsible for: sending queries or deadlines (engine.net.dns), IDNA (the caller
 passes A-labels), deciding bounce vs defer (engine.sched.classify maps `RouteFailureKind`),
-remembering which MX hosts are down (the connection layer), MTA-STS/DANE.
+remembering which MX hosts are down (the connection layer), MTA-STS (engine.net.sts)
+and DANE.
 
 Structure: the decisions are pure functions — `classify_mx_answer`,
 `classify_address_answer`, `order_mx`, `assemble_route`, `cache_lifetime` — and
@@ -43,6 +44,7 @@ from dataclasses import dataclass
 
 from engine.model import RouteFailure, RouteFailureKind
 from engine.net.dns import DnsAnswer, DnsClient, DnsFailure, DnsFailureKind, DnsResult
+from engine.sched.mta_sts import StsPolicy
 
 __all__ = [
     "MAX_MX_HOSTS",
@@ -88,6 +90,12 @@ class Route:
     domain: str
     hosts: tuple[MxHost, ...]  # in the order to try
     implicit: bool  # no MX records: the domain's own addresses (RFC 5321 §5.1)
+    # Set for a configured relay's route (engine.net.relay): its one host, on this port.
+    # None: MX delivery on smtp.port.
+    port: int | None = None
+    # The MTA-STS policy the hosts were screened under (engine.runtime.tlsguard); its
+    # connections follow it.  Keep it when deriving a route (dataclasses.replace).
+    sts: StsPolicy | None = None
 
 
 # -- pure decisions ------------------------------------------------------------------------
@@ -376,6 +384,13 @@ class MxResolver:
         lookups, w = await self._lookup_hosts([h for _, h in hosts])
         waited |= w
         return self._count(assemble_route(domain, hosts, lookups, implicit=implicit), waited)
+
+    async def resolve_host(self, domain: str, host: str) -> Route | RouteFailure:
+        """A route for `domain` through the one named `host` (a configured relay): its
+        A and AAAA records, cached like an MX host's; no MX lookup."""
+        host = _norm(host)
+        lookups, waited = await self._lookup_hosts([host])
+        return self._count(assemble_route(domain, [(0, host)], lookups, implicit=False), waited)
 
     async def close(self) -> None:
         """Cancel lookups in flight (shutdown). The DnsClient is the caller's to close."""

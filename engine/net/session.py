@@ -1,8 +1,10 @@
 """SMTP client sessions over asyncio: engine.smtp.ClientProtocol plus sockets and timers.
 
 Responsible for: opening a connection to one MX address (bind the source IP, greeting,
-EHLO/HELO, opportunistic or required STARTTLS), running transactions on it with
-per-phase timeouts (`SmtpTimeouts`), and reporting everything as values: `TxnResult`,
+EHLO/HELO, opportunistic, required or verified STARTTLS; to a relay also implicit TLS and
+AUTH, engine.net.relay), running transactions on it with per-phase timeouts
+(`SmtpTimeouts`) — one at a time (`send`), or pipelined behind each other (`start` now,
+`result` later; RFC 2920) — and reporting everything as values: `TxnResult`,
 `ConnectFailure`, `TransportFailure`.  Network trouble never raises; only
 `CancelledError` (and `LocalProtocolError` for caller bugs) leave this module.
 Not responsible for: protocol logic (engine.smtp decides every byte and every state),
@@ -15,9 +17,9 @@ The wire itself (callbacks, timers, the reply waits) is engine.net.wire.
 from __future__ import annotations
 
 import asyncio
-import functools
 import ssl
 
+from engine.config.routes import Relay, RelayTls
 from engine.model import (
     ConnectFailure,
     FailureKind,
@@ -28,34 +30,37 @@ from engine.model import (
     TransportFailure,
     TxnResult,
 )
+from engine.net.relay import authenticate
+from engine.net.results import txn_result
+from engine.net.tls import (
+    STARTTLS_NOT_OFFERED,
+    STARTTLS_REFUSED,
+    handshake,
+    opportunistic_context,
+    verify_context,
+)
 from engine.net.wire import XFER, Wire
 from engine.smtp import (
-    ClientProtocol,
     LocalProtocolError,
     Reply,
     State,
-    TransactionReplies,
 )
+from engine.smtp.transaction import Txn
 
 __all__ = ["SmtpSession", "open_session"]
 
 
-@functools.cache
-def _opportunistic_context() -> ssl.SSLContext:
-    """Client context that does not verify certificates: the MTA norm without DANE or
-    MTA-STS (RFC 7435 opportunistic security), since most MX certificates do not match
-    the MX name.  Built once: creating an SSLContext costs about a millisecond."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+# Policies under which no STARTTLS (or a failed handshake) means no session.
+_MUST_ENCRYPT = frozenset({TlsPolicy.REQUIRED, TlsPolicy.VERIFY})
 
 
 class SmtpSession:
     """An open, greeted (and maybe TLS-protected) SMTP connection to one MX address.
 
-    Runs one transaction at a time.  Reuse it only while `is_reusable()`; a session
-    that saw a transport failure, a cancellation or a 421 never becomes reusable again.
+    Runs transactions one at a time (`send`), or, when the server offers PIPELINING,
+    several in flight (`start` each while `can_start()`, then `result` of each in the
+    order they were started).  Reuse it only while `is_reusable()`; a session that saw a
+    transport failure, a cancellation or a 421 never becomes reusable again.
     """
 
     def __init__(self, wire: Wire, address: str, port: int, mx_host: str, tls_active: bool) -> None:
@@ -65,6 +70,8 @@ class SmtpSession:
         self.port = port
         self.mx_host = mx_host
         self.tls_active = tls_active
+        self.tls_fallback: str | None = None
+        """Why STARTTLS failed when an OPPORTUNISTIC session went on in plaintext."""
         self.transactions = 0
         """Transactions completed on this connection (every reply received, accepted or
         not); the pool's messages-per-connection cap counts these."""
@@ -128,26 +135,38 @@ class SmtpSession:
             and not wire.expired
         )
 
-    async def send(self, txn: Transaction) -> TxnResult:
-        """Run one mail transaction and report every reply.
+    @property
+    def in_flight(self) -> int:
+        """Transactions started and not finished."""
+        return self._wire.proto.in_flight
 
-        With PIPELINING, MAIL, every RCPT and DATA go out in one write (RFC 2920), then the
-        content after a 354.  Without it, lock-step.  SIZE, BODY=8BITMIME and SMTPUTF8 are
-        added per the server's EHLO (engine.smtp.protocol).
+    def can_start(self) -> bool:
+        """`start` may be called now: the session is usable and either idle or (the
+        server offers PIPELINING) running transactions that another may follow."""
+        wire = self._wire
+        return (
+            not wire.is_lost
+            and wire.failure is None
+            and not wire.expired
+            and wire.proto.can_begin()
+        )
+
+    async def send(self, txn: Transaction) -> TxnResult:
+        """Run one mail transaction and report every reply: `start`, then `result`.
+
+        A session that cannot take it (`can_start()` false) gets no byte; the result then
+        carries a CLOSED failure at MAIL.
 
         Raises:
-            LocalProtocolError: caller bugs, before anything is sent: SMTPUTF8 needed but
-                not offered (check `supports()` first), no recipients, an address that
-                cannot be sent, a body not in wire form, or a concurrent `send`.
+            LocalProtocolError: as `start`, or a concurrent `send`/`result`.
             CancelledError: the session is then aborted and never reusable.
         """
         if self._busy:
             raise LocalProtocolError("send() already running on this session")
         wire = self._wire
-        proto = wire.proto
-        if not self.is_reusable():
+        if not self.can_start():
             failure = wire.failure
-            detail = f"session not usable (state {proto.state.value})"
+            detail = f"session not usable (state {wire.proto.state.value})"
             if failure is not None:
                 detail += f" after {failure.kind.value} in {failure.phase.value}"
             return TxnResult(
@@ -157,32 +176,66 @@ class SmtpSession:
                 None,
                 TransportFailure(Phase.MAIL, FailureKind.CLOSED, detail),
             )
-        out = proto.begin_transaction(
+        return await self.result(self.start(txn))
+
+    def start(self, txn: Transaction) -> Txn:
+        """Begin a mail transaction now, behind those in flight; `result` reports it.
+
+        With PIPELINING, MAIL, every RCPT and DATA go out in one write (RFC 2920), then the
+        content after a 354; a transaction started while others are in flight leaves right
+        behind the newest one's content, in the same write (engine.smtp.pipeline).
+        Without PIPELINING, lock-step, one at a time.  SIZE, BODY=8BITMIME and SMTPUTF8
+        are added per the server's EHLO.
+
+        Raises:
+            LocalProtocolError: caller bugs, before anything is sent: not `can_start()`,
+                SMTPUTF8 needed but not offered (check `supports()` first), no recipients,
+                an address that cannot be sent, a body not in wire form.
+        """
+        wire = self._wire
+        proto = wire.proto
+        if not self.can_start():
+            raise LocalProtocolError(f"session cannot start a transaction ({self!r})")
+        handle = proto.start_transaction(
             txn.sender,
             txn.recipients,
             txn.body,
             body_8bit=txn.body_8bit,
             smtputf8=txn.smtputf8,
         )
-        self._busy = True
-        try:
+        out = proto.data_to_send()
+        if out:
             wire.write(out)
-            await wire.wait()
-        except asyncio.CancelledError:
-            # The server may be mid-transaction: never reuse (dependency-facts §1.2,
-            # aiosmtplib's "503 nested MAIL" after a cancelled send).
-            wire.fail(FailureKind.CANCELLED, "send() cancelled")
-            raise
-        finally:
-            self._busy = False
-        replies = proto.transaction()
-        assert replies is not None  # begin_transaction() made one
-        failure = wire.failure
-        if failure is None and not replies.complete and not replies.delivered:
-            failure = _incomplete(proto, replies)
-        if failure is None:
+        return handle
+
+    async def result(self, handle: Txn) -> TxnResult:
+        """Wait for a started transaction's last reply (or the connection's end) and
+        report it.  Call it for each transaction in the order they were started.
+
+        Raises:
+            LocalProtocolError: another `result` or `send` is waiting on this session.
+            CancelledError: the session is then aborted and never reusable.
+        """
+        if self._busy:
+            raise LocalProtocolError("result() already waiting on this session")
+        wire = self._wire
+        if not handle.done:
+            self._busy = True
+            try:
+                await wire.wait(handle)
+            except asyncio.CancelledError:
+                # The server may be mid-transaction: never reuse (dependency-facts §1.2,
+                # aiosmtplib's "503 nested MAIL" after a cancelled send).
+                wire.fail(FailureKind.CANCELLED, "send() cancelled")
+                raise
+            finally:
+                self._busy = False
+        replies = handle.result
+        assert replies is not None  # done (the connection's failure finishes it too)
+        result = txn_result(replies, wire.failure, wire.proto)
+        if result.failure is None:
             self.transactions += 1
-        return TxnResult(replies.mail, replies.rcpts, replies.data, replies.final, failure)
+        return result
 
     async def close(self) -> None:
         """QUIT politely if the session is reusable (quit timeout), else abort.  Never
@@ -201,21 +254,12 @@ class SmtpSession:
             wire.fail(FailureKind.CLOSED, f"close failed: {exc!r}")
 
 
-def _incomplete(proto: ClientProtocol, replies: TransactionReplies) -> TransportFailure:
-    """Why a transaction ended early although the transport is fine, as a failure, so
-    that the reply slots left empty are deferred, never bounced."""
-    rset = replies.rset
-    if rset is not None and rset.code // 100 != 2 and rset.code != 421:
-        # The RSET owed by the previous transaction was refused: later replies may
-        # describe a server state we did not intend (a "503 nested MAIL").
-        return TransportFailure(Phase.RSET, FailureKind.PROTOCOL, f"RSET refused: {rset}")
-    command = proto.closing_command
-    phase = XFER[command][0] if command is not None else Phase.MAIL
-    return TransportFailure(phase, FailureKind.CLOSED, f"server closing: {proto.closing_reply}")
-
-
 class _HandshakeFailed(Exception):
     """Opportunistic STARTTLS handshake failed: retry the MX in plaintext."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 async def open_session(
@@ -229,15 +273,21 @@ async def open_session(
     timeouts: SmtpTimeouts,
     ssl_context: ssl.SSLContext | None = None,
     lifetime: float | None = None,
+    relay: Relay | None = None,
 ) -> SmtpSession | ConnectFailure:
     """Connect to one MX address and bring the session to READY.
 
     Connect (`connect` timeout), greeting (`greeting`), EHLO with HELO fallback on 5xx
     (`ehlo`), then STARTTLS when offered and `tls` is not DISABLED (`starttls`; EHLO again
-    afterwards, RFC 3207).  Certificates are not verified unless `ssl_context` says so.
+    afterwards, RFC 3207).  Certificates are not verified unless `ssl_context` says so;
+    under VERIFY without one, the system CA store and the `mx_host` name are checked.
     `lifetime` bounds the connection's whole life, this opening included (engine.net.wire).
-    An OPPORTUNISTIC handshake failure reconnects once in plaintext; under REQUIRED a
-    missing, refused or failed STARTTLS is a `ConnectFailure` of kind TLS.
+    An OPPORTUNISTIC handshake failure reconnects once in plaintext; under REQUIRED and
+    VERIFY a missing, refused or failed STARTTLS (a certificate that does not verify
+    included) is a `ConnectFailure` of kind TLS, never a plaintext session.  To a `relay`,
+    `relay.tls` IMPLICIT runs the handshake right after connect (RFC 8314 §3; `tls` is
+    then DISABLED: no STARTTLS inside TLS), and `relay.auth` logs in after the last EHLO
+    (engine.net.relay); a refused login is a `ConnectFailure` of kind AUTH.
 
     Returns:
         The session, or a ConnectFailure carrying the server's refusal (`reply`: a 421
@@ -256,12 +306,18 @@ async def open_session(
             ssl_context,
             starttls,
             lifetime,
+            relay,
         )
 
+    if ssl_context is None and tls is TlsPolicy.VERIFY:
+        ssl_context = verify_context(None)
     try:
         return await attempt(tls is not TlsPolicy.DISABLED)
-    except _HandshakeFailed:
-        return await attempt(False)  # RFC 3207 §4.1: the MTA may then go on in plaintext
+    except _HandshakeFailed as failed:
+        got = await attempt(False)  # RFC 3207 §4.1: the MTA may then go on in plaintext
+        if isinstance(got, SmtpSession):
+            got.tls_fallback = failed.detail
+        return got
 
 
 async def _open(
@@ -275,6 +331,7 @@ async def _open(
     ssl_context: ssl.SSLContext | None,
     starttls: bool,
     lifetime: float | None,
+    relay: Relay | None = None,
 ) -> SmtpSession | ConnectFailure:
     loop = asyncio.get_running_loop()
     wire = Wire(loop, timeouts, lifetime)
@@ -293,31 +350,43 @@ async def _open(
     # returned: a dead one made the caller reconnect at once, 15 360 times in 2 s against
     # a server that closed on accept (issue #14, finding 1).
     try:
+        tls_active = False
+        if relay is not None and relay.tls is RelayTls.IMPLICIT:
+            context = ssl_context or opportunistic_context()
+            await handshake(wire, mx_host, context, phase=Phase.CONNECT)
+            if wire.failure is not None:
+                return ConnectFailure(mx_host, address, failure=wire.failure)
+            tls_active = True
         if not await _until_ready(wire, helo_name, wait_greeting=True):
             return await _give_up(wire, mx_host, address)
-        tls_active = False
         if starttls and proto.supports("STARTTLS"):
             wire.write(proto.send_starttls())
             await wire.wait()
             if wire.failure is not None:
                 return await _give_up(wire, mx_host, address)
             if proto.state is State.TLS_HANDSHAKE:
-                await _handshake(wire, mx_host, ssl_context or _opportunistic_context())
+                await handshake(wire, mx_host, ssl_context or opportunistic_context())
                 if wire.failure is not None:
                     if tls is TlsPolicy.OPPORTUNISTIC and wire.failure.kind is FailureKind.TLS:
-                        raise _HandshakeFailed
+                        raise _HandshakeFailed(wire.failure.detail)
                     return ConnectFailure(mx_host, address, failure=wire.failure)
                 tls_active = True
                 if not await _until_ready(wire, helo_name, wait_greeting=False):
                     return await _give_up(wire, mx_host, address)
             elif not proto.is_reusable():  # 421 to STARTTLS
                 return await _give_up(wire, mx_host, address)
-            elif tls is TlsPolicy.REQUIRED:
+            elif tls in _MUST_ENCRYPT:
                 return await _quit_tls_failure(
-                    wire, mx_host, address, f"STARTTLS refused: {proto.last_reply}"
+                    wire, mx_host, address, f"{STARTTLS_REFUSED}: {proto.last_reply}"
                 )
-        elif tls is TlsPolicy.REQUIRED:
-            return await _quit_tls_failure(wire, mx_host, address, "STARTTLS not offered")
+        elif tls in _MUST_ENCRYPT:
+            return await _quit_tls_failure(wire, mx_host, address, STARTTLS_NOT_OFFERED)
+        if relay is not None and relay.auth is not None:
+            refused = await authenticate(wire, relay, encrypted=tls_active)
+            if wire.failure is not None or proto.closing_reply is not None:
+                return await _give_up(wire, mx_host, address)
+            if refused is not None:
+                return await _quit_failure(wire, mx_host, address, refused)
     except asyncio.CancelledError:
         wire.fail(FailureKind.CANCELLED, "open_session() cancelled")
         raise
@@ -360,37 +429,6 @@ async def _until_ready(wire: Wire, helo_name: str, *, wait_greeting: bool) -> bo
     return proto.state is State.READY
 
 
-async def _handshake(wire: Wire, mx_host: str, context: ssl.SSLContext) -> None:
-    """Run the TLS handshake after 220 to STARTTLS; record a TLS failure on the wire."""
-    transport = wire.transport
-    assert transport is not None
-    try:
-        tls_transport = await wire.loop.start_tls(
-            transport,
-            wire,
-            context,
-            server_hostname=mx_host or None,
-            ssl_handshake_timeout=wire.timeouts.starttls,
-        )
-    except asyncio.CancelledError:
-        wire.detach()
-        raise
-    except Exception as exc:  # any failure here is "the handshake failed"
-        wire.detach()
-        wire.failure = wire.failure or TransportFailure(
-            Phase.STARTTLS, FailureKind.TLS, f"handshake: {exc!r}"
-        )
-        return
-    if tls_transport is None:  # typed Optional: the transport closed during the handshake
-        wire.detach()
-        wire.failure = wire.failure or TransportFailure(
-            Phase.STARTTLS, FailureKind.TLS, "closed in handshake"
-        )
-        return
-    wire.transport = tls_transport
-    wire.proto.tls_established()
-
-
 def _failure(
     mx_host: str, address: str, phase: Phase, kind: FailureKind, detail: str
 ) -> ConnectFailure:
@@ -414,8 +452,17 @@ async def _give_up(wire: Wire, mx_host: str, address: str) -> ConnectFailure:
 
 async def _quit_tls_failure(wire: Wire, mx_host: str, address: str, detail: str) -> ConnectFailure:
     """TLS REQUIRED but unavailable: QUIT politely, report kind TLS."""
+    failure = TransportFailure(Phase.STARTTLS, FailureKind.TLS, detail)
+    return await _quit_failure(wire, mx_host, address, failure)
+
+
+async def _quit_failure(
+    wire: Wire, mx_host: str, address: str, failure: TransportFailure
+) -> ConnectFailure:
+    """The session is fine but must not be used (no TLS, AUTH refused): QUIT politely
+    and report `failure`."""
     if wire.proto.is_reusable():
         wire.write(wire.proto.send_quit())
         await wire.wait()
     await wire.closed(wire.timeouts.quit)
-    return _failure(mx_host, address, Phase.STARTTLS, FailureKind.TLS, detail)
+    return ConnectFailure(mx_host, address, failure=failure)

@@ -6,7 +6,10 @@ multicast, "this network" by default, as Exim's ignore_target_hosts), at most
 `smtp.mx_address_limit` addresses are kept (Postfix's smtp_mx_address_limit), and an MX
 host that is this Volley's own listener ends the list: the better-preference hosts before
 it are kept, and with none the destination is a mail loop (Postfix's "mail for X loops
-back to myself", 5.4.6).  `screen_route` is pure; `is_local_address` is the one probe of
+back to myself", 5.4.6).  A configured relay's route (`Route.port` set) gets the same
+rules on its port, except that loopback addresses stay usable: the operator chose
+that next hop (a local filter or sidecar on 127.0.0.1), no DNS answer did.
+`screen_route` is pure; `is_local_address` is the one probe of
 this host's addresses it needs.
 Not responsible for: DNS, or MX targets that are not host names (engine.net.mx drops
 those before looking up their addresses), how many of the kept addresses get a
@@ -20,13 +23,13 @@ import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine.config import Settings, parse_address
 from engine.model import RouteFailure, RouteFailureKind
 from engine.net.mx import MxHost, Route
 
-__all__ = ["TargetRules", "is_local_address", "screen_route"]
+__all__ = ["TargetRules", "is_local_address", "screen_route", "usable_addresses"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -63,7 +66,9 @@ def screen_route(
     kept: list[MxHost] = []
     dropped: list[str] = []
     budget = rules.address_limit
-    own = [ip for ip, port in rules.listeners if port == rules.port]
+    relay = route.port is not None
+    target_port = rules.port if route.port is None else route.port
+    own = [ip for ip, port in rules.listeners if port == target_port]
     for host in route.hosts:
         if any(_is_own(a, own, is_local) for a in host.addresses):
             if kept:
@@ -72,16 +77,16 @@ def screen_route(
                 route.domain,
                 RouteFailureKind.LOOP,
                 f"mail for {route.domain} loops back to myself"
-                f" (MX {host.name} is this Volley's listener)",
+                f" ({'relay' if relay else 'MX'} {host.name} is this Volley's listener)",
             )
-        addresses = _usable(host.addresses, rules.ignore)
+        addresses = usable_addresses(host.addresses, rules.ignore, keep_loopback=relay)
         if len(addresses) < len(host.addresses):
             dropped.append(f"{host.name} (addresses in smtp.ignore_target_hosts)")
         if addresses and budget > 0:
             kept.append(MxHost(host.name, host.preference, addresses[:budget]))
             budget -= len(kept[-1].addresses)
     if kept:
-        return Route(route.domain, tuple(kept), route.implicit)
+        return replace(route, hosts=tuple(kept))  # keeps what else the route says (port, sts)
     return RouteFailure(
         route.domain,
         RouteFailureKind.NO_ROUTE,
@@ -89,14 +94,20 @@ def screen_route(
     )
 
 
-def _usable(addresses: Iterable[str], ignore: tuple[_Network, ...]) -> tuple[str, ...]:
+def usable_addresses(
+    addresses: Iterable[str], ignore: tuple[_Network, ...], *, keep_loopback: bool = False
+) -> tuple[str, ...]:
+    """`addresses` without the unparsable ones and those in the `ignore` networks (but
+    for loopback ones with `keep_loopback`: a configured relay's)."""
     out = []
     for text in addresses:
         try:
             ip = ipaddress.ip_address(text)
         except ValueError:
             continue  # not an address at all: never connect to it
-        if not any(ip.version == net.version and ip in net for net in ignore):
+        if (keep_loopback and ip.is_loopback) or not any(
+            ip.version == net.version and ip in net for net in ignore
+        ):
             out.append(text)
     return tuple(out)
 

@@ -10,6 +10,11 @@ Why an `asyncio.Protocol` and not StreamReader/StreamWriter: this is the hot pat
 go straight from `data_received` into the sans-IO protocol, and whatever it answers
 (the next lock-step command, or the content after a 354) is written from the same
 callback, so the task that called `send` wakes once per transaction, not once per reply.
+One exception: when the replies just read finish the transaction the task waits for and
+also make bytes due (the next pipelined transaction's content), those bytes wait one loop
+turn (`call_soon`): the woken task usually begins another transaction first, whose
+envelope then leaves in the same write as that content (engine.smtp.pipeline), and if it
+does not, the turn's flush writes them alone.
 Measured against a minimal pipelining sink in another process (5 KB message, 1 RCPT, this
 2-core VM): 38-42 µs client CPU per message over 20 connections under uvloop (46-68 µs
 over one; 79-121 µs on the stdlib loop), of which ~22 µs is engine.smtp.  aiosmtplib
@@ -37,6 +42,7 @@ from typing import cast
 
 from engine.model import FailureKind, Phase, SmtpTimeouts, TransportFailure
 from engine.smtp import ClientProtocol, Command, RemoteProtocolError, State
+from engine.smtp.transaction import Txn
 
 __all__ = ["XFER", "Wire"]
 
@@ -47,6 +53,7 @@ XFER: dict[Command, tuple[Phase, str]] = {
     Command.EHLO: (Phase.EHLO, "ehlo"),
     Command.HELO: (Phase.EHLO, "ehlo"),
     Command.STARTTLS: (Phase.STARTTLS, "starttls"),
+    Command.AUTH: (Phase.AUTH, "ehlo"),  # part of opening the session, bounded like EHLO
     Command.MAIL: (Phase.MAIL, "mail"),
     Command.RCPT: (Phase.RCPT, "rcpt"),
     Command.DATA: (Phase.DATA, "data"),
@@ -82,6 +89,8 @@ class Wire(asyncio.Protocol):
         self.is_lost = False
         self._lost: asyncio.Future[None] = loop.create_future()
         self._waiter: asyncio.Future[None] | None = None
+        self._until: Txn | None = None  # the transaction the waiter waits for (None: all)
+        self._flush_due = False  # a call_soon(_flush) is pending
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None  # loop.time() by which the due reply must come
         self._delay = 0.0  # the timeout that deadline came from (for messages)
@@ -103,11 +112,21 @@ class Wire(asyncio.Protocol):
             broken_at = proto.broken_at
             self.fail(FailureKind.PROTOCOL, str(exc), XFER[broken_at][0] if broken_at else None)
             return
+        if not replies:
+            return
+        until = self._until
+        if until is not None and until.done and self._waiter is not None and proto.has_output:
+            # The waiter wakes (its transaction is done) and will likely begin the next:
+            # let that one's envelope join these bytes (module docstring).
+            self._rearm()
+            if not self._flush_due:
+                self._flush_due = True
+                self.loop.call_soon(self._flush)
+            return
         out = proto.data_to_send()
         if out and self.transport is not None:
             self.transport.write(out)  # may call pause_writing() synchronously
-        if replies or out:
-            self._rearm()
+        self._rearm()
 
     def eof_received(self) -> bool | None:
         if self._due is not None:
@@ -153,16 +172,33 @@ class Wire(asyncio.Protocol):
         self.transport.write(data)
         self._rearm()
 
-    async def wait(self) -> None:
-        """Until no reply is outstanding, or the connection failed."""
-        if self._due is None or self.failure is not None:
+    def _flush(self) -> None:
+        """The deferred write of data_received, unless a `write` took the bytes first."""
+        self._flush_due = False
+        if self.failure is not None or self.is_lost:
+            return
+        out = self.proto.data_to_send()
+        if out:
+            self.write(out)
+
+    async def wait(self, until: Txn | None = None) -> None:
+        """Until no reply is outstanding (`until` None) or transaction `until` is done,
+        or the connection failed."""
+        if self.failure is not None:
+            return
+        if until is None:
+            if self._due is None:
+                return
+        elif until.done:
             return
         waiter = self.loop.create_future()
         self._waiter = waiter
+        self._until = until
         try:
             await waiter
         finally:
             self._waiter = None
+            self._until = None
 
     def fail(self, kind: FailureKind, detail: str, phase: Phase | None = None) -> None:
         """Record the first failure, break the protocol, abort the transport, wake."""
@@ -222,6 +258,9 @@ class Wire(asyncio.Protocol):
                 self.transport.close()  # 421 or QUIT answered: the server is closing
             self._wake()
             return
+        until = self._until
+        if until is not None and until.done:
+            self._wake()  # the transaction waited for is done; later ones are in flight
         if due is Command.END_OF_DATA and self._paused:
             phase = "data_block"
         else:

@@ -23,41 +23,40 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
 
 from engine.clock import Clock
 from engine.config import DomainPolicy, Settings
 from engine.model import (
     ConnectFailure,
-    Disposition,
     FailureKind,
-    Origin,
     Phase,
     RecipientOutcome,
     Transaction,
     TransportFailure,
+    TxnResult,
 )
 from engine.net.mx import Route, RouteFailure, RouteFailureKind
+from engine.net.relay import AuthAlarm, HostResolver, hop, resolve_route
 from engine.net.session import SmtpSession, open_session
-from engine.net.targets import TargetRules, is_local_address, screen_route
+from engine.net.sts import StsResolver
+from engine.net.targets import TargetRules
+from engine.runtime.egress import EgressAccess, Outbound, QuotaGrants
+from engine.runtime.flight import Flight, local_error, recipient_batches, start_batch
 from engine.runtime.inflight import InflightJournal
 from engine.runtime.outcome import Attempt, Outcomes
 from engine.runtime.pacing import Pacer, RateGrants
+from engine.runtime.shaping_feed import ShapingFeed
 from engine.runtime.sites import Leases, SiteAccess
+from engine.runtime.tlsguard import TlsGuard
 from engine.runtime.verdicts import Verdicts
-from engine.sched.classify import (
-    classify_txn,
-    precheck,
-    refuse_unsendable,
-)
+from engine.sched.classify import classify_txn
 from engine.sched.queue import WorkQueue
 from engine.shaping.gcra import Rate
 from engine.shaping.limits import SiteLimits
 from engine.shaping.rates import Grant
-from engine.smtp import LocalProtocolError
-from engine.smtp.encode import needs_smtputf8
+from engine.shaping.sites import Site
 from engine.telemetry.catalog import CONNECTION_ERROR_KINDS
 from engine.telemetry.metrics import Tally, counter_key, reply_key
 from spool import EntryRef, ShardQueue
@@ -71,10 +70,6 @@ WINDOW_MAX = 1 << 16
 # Counted per message: keys built once (Tally.bump).
 _TRANSACTIONS = counter_key("volley_transactions")
 _REUSED = counter_key("volley_connections", "reused")
-
-
-class Resolver(Protocol):
-    async def resolve(self, domain: str) -> Route | RouteFailure: ...
 
 
 class _NoRates:
@@ -94,7 +89,7 @@ class Deliverer:
         settings: Settings,
         shard: ShardQueue,
         queue: WorkQueue,
-        resolver: Resolver,
+        resolver: HostResolver,  # MX routes and relays' addresses (engine.net.relay)
         leases: Leases,
         outcomes: Outcomes,
         tally: Tally,
@@ -103,7 +98,10 @@ class Deliverer:
         kick: Callable[[], None],
         journal: InflightJournal | None = None,
         rates: RateGrants | None = None,
+        feed: ShapingFeed | None = None,
+        quota: QuotaGrants | None = None,
         open_session_fn: Callable[..., Awaitable[SmtpSession | ConnectFailure]] = open_session,
+        sts: StsResolver | None = None,
     ) -> None:
         self._s = settings
         self._targets = TargetRules.from_settings(settings)
@@ -111,14 +109,18 @@ class Deliverer:
         self._queue = queue
         self._resolver = resolver
         self._verdicts = Verdicts(settings, shard, queue, outcomes, tally, clock, rng)
-        self._sites = SiteAccess(settings, leases, rates or _NoRates(), clock, self._contend)
+        self._feed = feed
+        self._sites = SiteAccess(settings, leases, rates or _NoRates(), clock, self._contend, feed)
+        self._site_of: dict[str, tuple[Site, SiteLimits]] = {}  # domain -> site, ceiling
+        self.egress = EgressAccess(settings, queue, clock, rng, tally, quota)
         self._outcomes = outcomes
         self._tally = tally
         self._clock = clock
         self._rng = rng
         self._kick = kick
-        self._open = open_session_fn
+        self._tls = TlsGuard(settings, tally, sts, open_session_fn)  # verify, MTA-STS
         self._journal = journal
+        self._auth_alarm = AuthAlarm()
         self._work: dict[str, asyncio.Event] = {}
         self._contended: dict[str, float] = {}
         self.draining = False
@@ -130,8 +132,10 @@ class Deliverer:
         """A reload: connections opened from now on follow `settings`."""
         self._s = settings
         self._targets = TargetRules.from_settings(settings)
+        self._tls.reconfigure(settings)
         self._sites.reconfigure(settings)
         self._verdicts.reconfigure(settings)
+        self.egress.reconfigure(settings)
 
     @property
     def waiting_for_slot(self) -> Mapping[str, int]:
@@ -158,6 +162,8 @@ class Deliverer:
         """The queue forgot these idle domains (no connection is open to them): so do we."""
         for domain in domains:
             self._sites.forget(domain)
+            self._site_of.pop(domain, None)
+            self.egress.forget(domain)
             self._work.pop(domain, None)
             self._contended.pop(domain, None)
             if not self.open_sessions.get(domain):
@@ -178,22 +184,42 @@ class Deliverer:
         policy = self._s.policy(domain)
         state = self._queue.domain(domain)
         held: list[str] = []
+        out = self.egress.outbound()  # smtp.source_address until a source is chosen
         try:
             route = await self._resolve(domain)
             if isinstance(route, RouteFailure):
                 self._verdicts.fail_destination(domain, policy, route=route)
                 return
-            site, limits = self._sites.site(domain, route, policy)
+            site, ceiling = self._sites.site(domain, route, policy)
+            self._site_of[domain] = (site, ceiling)
+            limits, suspended, bouncing = self._sites.in_force(site, ceiling, self._clock.wall())
+            if bouncing is not None:
+                self._verdicts.bounce_ready(domain, site.name, bouncing)
+                return
+            if suspended is not None:
+                self._queue.pause(domain, suspended, "shaping")
+                return
+            if (later := await self.egress.choose(domain, site, limits, out)) is not None:
+                self._pause(domain, later, "warmup")
+                return
+            site, limits = out.apply(site, limits)  # keys per (source, site); quota caps
             await self._sites.acquire(domain, site, limits, held)
             if not state.ready or self.draining:
+                return
+            # The wait for a slot can be long: what shaping has in force now decides.
+            limits, suspended, _ = self._sites.in_force(site, limits, self._clock.wall())
+            if suspended is not None:
+                self._queue.pause(domain, suspended, "shaping")
                 return
             later = await self._sites.connection_instant(site, limits)
             if later is not None:
                 self._pause(domain, later, "rate")
                 return
-            session = await self._connect(route, limits)
+            session = await self._connect(out.reachable(route), limits, out)
             if isinstance(session, ConnectFailure):
-                self._connection_failed(domain, policy, session)
+                if self._feed is not None:
+                    self._feed.refused(site, ceiling, session)
+                self._verdicts.connection_failed(domain, policy, session)
                 return
             self._tally.inc("volley_connections", "opened")
             # Slow start: the window doubles with each session that reaches READY, so a
@@ -204,54 +230,62 @@ class Deliverer:
             self._kick()
             self.open_sessions[domain] += 1
             try:
-                broke = await self._serve(session, domain, limits, self._sites.pacer(site, limits))
+                pace = self._sites.pacing(site, limits, out.counter)
+                broke = await self._serve(session, domain, limits, pace(None), pace)
             finally:
                 self.open_sessions[domain] -= 1
                 self._count_error(session.failure)
                 await session.close()
             if broke is not None:
-                self._connection_failed(domain, policy, broke)
+                self._verdicts.connection_failed(domain, policy, broke)
         finally:
             state.connections -= 1
             self._sites.release(domain, held)
+            self.egress.release(out)
             self._kick()
 
     async def _resolve(self, domain: str) -> Route | RouteFailure:
         try:
-            route = await self._resolver.resolve(domain)
-            if isinstance(route, RouteFailure):
-                return route
-            return screen_route(route, self._targets, is_local_address)
+            relay = self._s.routes.relay_for(domain)  # [routes]; None: by MX, then MTA-STS
+            return await resolve_route(
+                domain, relay, self._resolver, self._targets, self._tls.screen
+            )
         except Exception as exc:  # a bug of ours must defer the destination, not escape
             self._verdicts.internal_error(f"resolving {domain}", exc)
             return RouteFailure(
                 domain, RouteFailureKind.TEMPORARY, f"local error: {type(exc).__name__}: {exc}"
             )
 
-    async def _connect(self, route: Route, limits: SiteLimits) -> SmtpSession | ConnectFailure:
+    async def _connect(
+        self, route: Route, limits: SiteLimits, out: Outbound
+    ) -> SmtpSession | ConnectFailure:
         last: ConnectFailure | None = None
         # smtp.mx_session_limit counts addresses that answered the connect (Postfix's
         # smtp_mx_session_limit): refused or unreachable ones cost nothing to skip.
         sessions = self._s.mx_session_limit
+        relay, port, tls = hop(route, self._s.routes, limits.tls, self._s.smtp_port)
         for host in route.hosts:
             for address in host.addresses:
                 if sessions <= 0:
                     break
-                got = await self._open(
+                got = await self._tls.open(
+                    route.sts,
                     address,
-                    self._s.smtp_port,
+                    port,
                     mx_host=host.name,
-                    helo_name=self._s.helo_name,
-                    source_address=self._s.source_address,
-                    tls=limits.tls,
+                    helo_name=out.helo,
+                    source_address=out.address,
+                    tls=tls,
                     timeouts=self._s.smtp_timeouts,
                     lifetime=self._s.max_connection_lifetime,
+                    relay=relay,
                 )
                 if not isinstance(got, ConnectFailure):
                     return got
                 last = got
                 failure = got.failure
                 self._count_error(failure)
+                self._auth_alarm.failed(relay, route.domain, failure, self._clock.monotonic())
                 if failure is None or failure.phase is not Phase.CONNECT:
                     sessions -= 1
         return last or ConnectFailure(
@@ -260,20 +294,6 @@ class Deliverer:
             failure=TransportFailure(Phase.CONNECT, FailureKind.REFUSED, "no MX host address"),
         )
 
-    def _connection_failed(
-        self, domain: str, policy: DomainPolicy, failure: ConnectFailure
-    ) -> None:
-        """Negative feedback (Postfix qmgr_queue_throttle): a connection that failed while
-        others of this worker to the domain live lowers the window; the last one failing
-        makes the destination dead for one retry step (every ready entry deferred)."""
-        self._tally.inc("volley_connections", "failed")
-        state = self._queue.domain(domain)
-        if state.connections > 1:
-            state.window = max(1, state.connections - 1)
-        else:
-            state.window = 1
-            self._verdicts.fail_destination(domain, policy, connect=failure)
-
     def _count_error(self, failure: TransportFailure | None) -> None:
         """volley_connection_errors: what the peer or the network did to a connection
         (each is also in the log, as the deferral's text)."""
@@ -281,42 +301,74 @@ class Deliverer:
             self._tally.inc("volley_connection_errors", failure.kind.value)
 
     async def _serve(
-        self, session: SmtpSession, domain: str, limits: SiteLimits, pacer: Pacer | None
+        self,
+        session: SmtpSession,
+        domain: str,
+        limits: SiteLimits,
+        pacer: Pacer | None,
+        pace: Callable[[Pacer | None], Pacer | None],
     ) -> ConnectFailure | None:
-        """Send ready entries over `session`.  Returns the failure when the peer broke the
-        session before one transaction completed on it: that is a failed connection, the
-        same as one that never became ready (a server that closes at MAIL, or answers it
-        with 421, must not get a new connection per queued message)."""
+        """Send ready entries over `session`, each at its rate instant, up to
+        `smtp.pipeline_depth` transactions in flight (RFC 2920: the next entries'
+        transactions leave behind the oldest one's content; 1 = one at a time).  Outcomes
+        are recorded in the order the entries were taken.  Returns the failure when the
+        peer broke the session before one transaction completed on it: that is a failed
+        connection, the same as one that never became ready (a server that closes at MAIL,
+        or answers it with 421, must not get a new connection per queued message)."""
         attempt = Attempt(session.mx_host, session.address)  # the same for every message
         policy = self._s.policy(domain)
         state = self._queue.domain(domain)
         most = limits.max_messages_per_connection
+        depth = self._s.pipeline_depth
+        flights: deque[Flight] = deque()
         sent = 0
+        paused = False
         try:
-            while sent < most and session.is_reusable() and not self.draining:
-                if not state.ready:
-                    if not await self._wait_for_work(domain):
-                        return None
-                    continue
-                if pacer is not None:
-                    self.rate_waits[domain] += 1
-                    try:
-                        later = await pacer.take(most - sent)
-                    finally:
-                        self.rate_waits[domain] -= 1
-                    if later is not None:
-                        self._pause(domain, later, "rate")
-                        break
-                ref = self._queue.take(domain)
-                if ref is None:  # another connection took it while this one waited
+            while True:
+                while (
+                    len(flights) < depth
+                    and sent < most
+                    and not paused
+                    and not self.draining
+                    and state.ready
+                    and session.can_start()
+                ):
+                    pacer = pace(pacer)  # what shaping has in force now
                     if pacer is not None:
-                        pacer.undo()
-                    continue
-                assert isinstance(ref, EntryRef)
-                if sent:
-                    self._tally.bump(_REUSED)
-                sent += 1
-                await self._deliver(session, ref, policy, attempt)
+                        self.rate_waits[domain] += 1
+                        try:
+                            later = await pacer.take(most - sent)
+                        finally:
+                            self.rate_waits[domain] -= 1
+                        if later is not None:
+                            self._pause(domain, later, "rate")
+                            paused = True
+                            break
+                    ref = self._queue.take(domain)
+                    if ref is None:  # another connection took it while this one waited
+                        if pacer is not None:
+                            pacer.undo()
+                        break
+                    assert isinstance(ref, EntryRef)
+                    if sent:
+                        self._tally.bump(_REUSED)
+                    sent += 1
+                    flight = self._begin(session, ref, policy)
+                    if flight is not None:
+                        flights.append(flight)
+                if flights:
+                    await self._finish(session, flights.popleft(), attempt)
+                    continue  # the oldest is recorded: start the next behind the rest
+                if paused or sent >= most or self.draining or not session.is_reusable():
+                    break
+                if not state.ready and not await self._wait_for_work(domain):
+                    return None
+        except BaseException:
+            # Cancelled (shutdown): the entries stay as they are on disk and are retried
+            # after restart; in memory they simply go back.
+            for flight in flights:
+                self._queue.untake(flight.ref)
+            raise
         finally:
             if pacer is not None:
                 pacer.close()
@@ -361,85 +413,74 @@ class Deliverer:
         finally:
             self.idle_sessions[domain] -= 1
 
-    async def _deliver(
-        self, session: SmtpSession, ref: EntryRef, policy: DomainPolicy, attempt: Attempt
-    ) -> None:
-        """One entry: its transactions (max_recipients_per_transaction recipients each),
-        then its outcome.  Whatever happens, every recipient gets a verdict."""
-        now = self._clock.wall()
-        loaded = self._verdicts.load(ref, now)
+    def _begin(self, session: SmtpSession, ref: EntryRef, policy: DomainPolicy) -> Flight | None:
+        """Load `ref` and start its first transaction (behind those in flight); None when
+        the entry is gone or corrupt (already handled)."""
+        loaded = self._verdicts.load(ref, self._clock.wall())
         if loaded is None:
-            return
+            return None
         meta, body = loaded
-        rcpts: list[str] = meta["rcpts"]
         size = policy.max_recipients_per_transaction
-        journal = self._journal
-        if journal is not None:
-            journal.start(ref.name)
-        outcomes: list[RecipientOutcome] = []
-        try:
-            for i in range(0, len(rcpts), size):
-                batch = rcpts[i : i + size]
-                try:
-                    outcomes.extend(await self._transaction(session, meta, body, batch))
-                except Exception as exc:
-                    # A bug of ours: the session's state is unknown, so it goes; the
-                    # recipients are deferred with the reason (then retried, expired after
-                    # max_age), never handed straight back to the queue (issue #14, #3).
-                    session.abort(f"local error: {exc!r}")
-                    self._verdicts.internal_error(f"delivering {ref.name}", exc)
-                    outcomes.extend(_local_error(batch, exc))
-        except BaseException:
-            # Cancelled (shutdown): the entry stays as it is on disk and is retried
-            # after restart; in memory it simply goes back.
-            self._queue.untake(ref)
-            raise
-        finished = self._verdicts.apply(ref, meta, body, outcomes, attempt, self._clock.wall())
-        if journal is not None:
-            # An entry that left the queue needs no prompt "-" (engine.runtime.inflight).
-            journal.done(ref.name, lazy=finished)
+        flight = Flight(ref, meta, body, recipient_batches(meta["rcpts"], size))
+        if self._journal is not None:
+            self._journal.start(ref.name)  # before any byte of it leaves
+        self._launch(session, flight)
+        return flight
 
-    async def _transaction(
-        self, session: SmtpSession, meta: dict[str, Any], body: bytes, rcpts: list[str]
-    ) -> list[RecipientOutcome]:
-        """One SMTP transaction for `rcpts`; a verdict per recipient."""
-        sender: str = meta["sender"]
-        smtputf8 = bool(meta.get("smtputf8"))
-        if smtputf8 and not session.supports("SMTPUTF8"):
-            # Entries queued before needs_smtputf8 existed say "smtputf8" for a non-ASCII
-            # domain too; only a non-ASCII local part really needs it (issue #14, #7).
-            smtputf8 = needs_smtputf8(sender) or any(map(needs_smtputf8, rcpts))
-        txn = Transaction(
-            sender=sender,
-            recipients=tuple(rcpts),
-            body=body,
-            body_8bit=bool(meta.get("8bit")),
-            smtputf8=smtputf8,
-        )
-        refused = precheck(
-            txn, smtputf8=session.supports("SMTPUTF8"), size_limit=session.size_limit
-        )
-        if refused is not None:
-            return refused
-        if not session.is_reusable():
-            detail = "connection closed before this transaction"
-            return [
-                RecipientOutcome(
-                    r, Disposition.DEFERRED, 451, "4.4.2", detail, Origin.CONNECTION, "closed"
+    def _launch(self, session: SmtpSession, flight: Flight) -> None:
+        """Start the flight's next batch of recipients; verdicts known without sending
+        go straight to its outcomes (and the batch after it is tried)."""
+        while flight.rest and flight.pending is None:
+            batch = flight.rest.pop(0)
+            try:
+                verdicts, flight.pending = start_batch(
+                    session, flight.meta, flight.body, batch, self._s.dkim
                 )
-                for r in rcpts
-            ]
-        started = time.perf_counter()
+            except Exception as exc:
+                self._local_failure(session, flight, batch, exc)
+                continue
+            flight.started = time.perf_counter()
+            flight.outcomes += verdicts
+
+    async def _finish(self, session: SmtpSession, flight: Flight, attempt: Attempt) -> None:
+        """Wait for the flight's transactions (its later batches start one by one), then
+        record its outcome.  Whatever happens, every recipient gets a verdict."""
         try:
-            result = await session.send(txn)
-        except LocalProtocolError:
-            # An address the encoder refuses (intake refuses those now: an entry from an
-            # older version).  Nothing was sent; fail those addresses, send the rest.
-            split = refuse_unsendable(txn)
-            if split is None:
-                raise
-            bad, rest = split
-            return bad + (await self._transaction(session, meta, body, list(rest)) if rest else [])
+            while flight.pending is not None:
+                txn, handle = flight.pending
+                try:
+                    result = await session.result(handle)
+                    flight.outcomes += self._classified(txn, result, flight.started)
+                except Exception as exc:
+                    self._local_failure(session, flight, list(txn.recipients), exc)
+                flight.pending = None
+                self._launch(session, flight)
+        except BaseException:
+            self._queue.untake(flight.ref)  # cancelled: see _serve
+            raise
+        ref, outcomes = flight.ref, flight.outcomes
+        if self._feed is not None and (seen := self._site_of.get(ref.domain)) is not None:
+            self._feed.outcomes(seen[0], seen[1], outcomes)
+        now = self._clock.wall()
+        finished = self._verdicts.apply(ref, flight.meta, flight.body, outcomes, attempt, now)
+        if self._journal is not None:
+            # An entry that left the queue needs no prompt "-" (engine.runtime.inflight).
+            self._journal.done(ref.name, lazy=finished)
+
+    def _local_failure(
+        self, session: SmtpSession, flight: Flight, batch: list[str], exc: Exception
+    ) -> None:
+        """A bug of ours: the session's state is unknown, so it goes; the recipients are
+        deferred with the reason (then retried, expired after max_age), never handed
+        straight back to the queue (issue #14, #3)."""
+        session.abort(f"local error: {exc!r}")
+        self._verdicts.internal_error(f"delivering {flight.ref.name}", exc)
+        flight.outcomes += local_error(batch, exc)
+
+    def _classified(
+        self, txn: Transaction, result: TxnResult, started: float
+    ) -> list[RecipientOutcome]:
+        """Count one finished transaction and classify it: a verdict per recipient."""
         tally = self._tally
         tally.bump(_TRANSACTIONS)
         tally.observe("volley_smtp_transaction_seconds", time.perf_counter() - started)
@@ -447,10 +488,3 @@ class Deliverer:
             if reply is not None:
                 tally.bump(reply_key(reply.code, reply.enhanced))
         return classify_txn(txn, result)
-
-
-def _local_error(rcpts: list[str], exc: BaseException) -> list[RecipientOutcome]:
-    detail = f"local error: {type(exc).__name__}: {exc}"
-    return [
-        RecipientOutcome(r, Disposition.DEFERRED, 451, "4.3.0", detail, Origin.LOCAL) for r in rcpts
-    ]

@@ -4,8 +4,11 @@ resolution.
 Responsible for: `LeaseClient`, the worker side of the connection-slot protocol (the
 supervisor arbitrates slots across workers: engine.sched.leases, over engine.runtime.ipc),
 `RateClient`, the worker side of the rate protocol (batches of send instants:
-engine.shaping.rates), and `CountingResolver`, the MX resolver with each resolution
-counted for metrics (a cache hit, a query, or a failed query).
+engine.shaping.rates), `QuotaClient`, the worker side of the warm-up quota protocol
+(messages of a source's day: engine.shaping.quota), `Arbitrated`, the four together with
+the shaping feed (engine.runtime.shaping_feed) and one dispatcher of the supervisor's
+answers, and `CountingResolver`, the MX resolver with each resolution counted for metrics
+(a cache hit, a query, or a failed query).
 Not responsible for: deciding grants (the supervisor), resolving (engine.net.mx), or what
 a worker does with either (engine.runtime.delivery).
 """
@@ -13,14 +16,17 @@ a worker does with either (engine.runtime.delivery).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from engine.net.mx import MxResolver, Route, RouteFailure
-from engine.runtime.ipc import Channel
+from engine.runtime.ipc import Channel, Message
+from engine.runtime.shaping_feed import ShapingFeed
 from engine.shaping.gcra import Rate
+from engine.shaping.quota import QuotaGrant
 from engine.shaping.rates import Grant
 from engine.telemetry.metrics import Tally
 
-__all__ = ["CountingResolver", "LeaseClient", "RateClient"]
+__all__ = ["CountingResolver", "LeaseClient", "QuotaClient", "RateClient"]
 
 
 class LeaseClient:
@@ -90,6 +96,39 @@ class RateClient:
             self._channel.send("rate_back", keys, unused)
 
 
+class QuotaClient:
+    """Worker side of the warm-up quota: ask for up to `want` messages of `source`'s
+    `limit` for UTC `day`, one round trip per connection; give back what it did not send."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+        self._waiting: dict[int, tuple[str, int, asyncio.Future[QuotaGrant]]] = {}
+        self._next = 0
+
+    async def grant(self, source: str, day: int, limit: int, want: int) -> QuotaGrant:
+        self._next += 1
+        req = self._next
+        fut: asyncio.Future[QuotaGrant] = asyncio.get_running_loop().create_future()
+        # Kept until answered, even if the caller is cancelled: the answer's messages
+        # then go straight back (granted()).
+        self._waiting[req] = (source, day, fut)
+        self._channel.send("quota", req, source, day, limit, want)
+        return await fut
+
+    def granted(self, req: int, granted: int, pending: int) -> None:
+        waiting = self._waiting.pop(req, None)
+        if waiting is None:
+            return
+        source, day, fut = waiting
+        if fut.done():  # cancelled while asking: nobody will send these
+            self.give_back(source, day, granted, granted)
+        else:
+            fut.set_result(QuotaGrant(granted, pending))
+
+    def give_back(self, source: str, day: int, granted: int, unused: int) -> None:
+        self._channel.send("quota_back", source, day, granted, unused)
+
+
 class CountingResolver:
     """MxResolver plus counting for metrics: a cache hit, a query (miss), or a query
     that failed (SERVFAIL, timeout: the route is a temporary failure)."""
@@ -99,9 +138,16 @@ class CountingResolver:
         self._tally = tally
 
     async def resolve(self, domain: str) -> Route | RouteFailure:
+        return await self._counted(self._inner.resolve(domain))
+
+    async def resolve_host(self, domain: str, host: str) -> Route | RouteFailure:
+        """A relay's address lookup (engine.net.relay), counted like an MX resolution."""
+        return await self._counted(self._inner.resolve_host(domain, host))
+
+    async def _counted(self, lookup: Awaitable[Route | RouteFailure]) -> Route | RouteFailure:
         inner = self._inner
         hits, failures = inner.hits, inner.failures
-        got = await inner.resolve(domain)
+        got = await lookup
         if inner.failures > failures:
             result = "failure"  # was never counted: the dashboard's panel showed 0 always
         elif inner.hits > hits:
@@ -110,3 +156,30 @@ class CountingResolver:
             result = "miss"
         self._tally.inc("volley_dns_lookups", result)
         return got
+
+
+class Arbitrated:
+    """The worker's ends of everything the supervisor arbitrates for all workers:
+    connection leases, rate instants, warm-up quota, and adaptive shaping (reports out,
+    the table in force back).  `on_message` takes the supervisor's answers."""
+
+    def __init__(self, channel: Channel, tally: Tally) -> None:
+        self.leases = LeaseClient(channel)
+        self.rates = RateClient(channel)
+        self.quota = QuotaClient(channel)
+        self.shaping = ShapingFeed(channel.send, tally)
+
+    def on_message(self, msg: Message) -> bool:
+        """Take `msg` if it is an answer to one of these; False if it is not."""
+        kind = msg[0]
+        if kind == "grant":
+            self.leases.granted(msg[1])
+        elif kind == "rate_grant":
+            self.rates.granted(msg[1], msg[2], msg[3])
+        elif kind == "quota_grant":
+            self.quota.granted(msg[1], msg[2], msg[3])
+        elif kind == "shaping_limits":
+            self.shaping.apply(msg[1])
+        else:
+            return False
+        return True

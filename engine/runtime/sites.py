@@ -20,8 +20,9 @@ from engine.clock import Clock
 from engine.config import DomainPolicy, Settings
 from engine.net.mx import Route
 from engine.runtime.pacing import Pacer, RateGrants
+from engine.runtime.shaping_feed import ShapingFeed
 from engine.shaping.gcra import Rate
-from engine.shaping.limits import SiteLimits, site_for, site_limits
+from engine.shaping.limits import SiteLimits, shaped, site_for, site_limits
 from engine.shaping.providers import Provider
 from engine.shaping.sites import Site
 
@@ -55,8 +56,11 @@ class SiteAccess:
         rates: RateGrants,
         clock: Clock,
         contend: Callable[[str], None],
+        feed: ShapingFeed | None = None,
     ) -> None:
-        """`contend(domain)` makes this worker's idle connections to `domain` close."""
+        """`contend(domain)` makes this worker's idle connections to `domain` close;
+        `feed` holds what adaptive shaping has in force (None: nothing is)."""
+        self._feed = feed
         self._s = settings
         self._providers: tuple[Provider, ...] = settings.providers
         self._leases = leases
@@ -71,9 +75,26 @@ class SiteAccess:
         self._providers = settings.providers
 
     def site(self, domain: str, route: Route, policy: DomainPolicy) -> tuple[Site, SiteLimits]:
-        site = site_for(domain, (h.name for h in route.hosts), policy, self._providers)
+        hosts = (h.name for h in route.hosts)
+        site = site_for(domain, hosts, policy, self._providers, route.port)  # port: a relay's
         provider = next((p for p in self._providers if p.name == site.provider), None)
         return site, site_limits(policy, provider)
+
+    def in_force(
+        self, site: Site, limits: SiteLimits, now: float
+    ) -> tuple[SiteLimits, float | None, float | None]:
+        """`limits` lowered to what adaptive shaping has in force for the site or its
+        provider, and the wall times until which it is suspended and bouncing (None:
+        it is not)."""
+        suspended: float | None = None
+        bouncing: float | None = None
+        for f in self._feed.in_force(site) if self._feed is not None else ():
+            limits = shaped(limits, f.connections, f.rate)
+            if f.suspended_until is not None and f.suspended_until > now:
+                suspended = max(suspended or 0.0, f.suspended_until)
+            if f.bouncing_until is not None and f.bouncing_until > now:
+                bouncing = max(bouncing or 0.0, f.bouncing_until)
+        return limits, suspended, bouncing
 
     async def acquire(self, domain: str, site: Site, limits: SiteLimits, held: list[str]) -> None:
         """Take the site's slot, then its provider's; each key taken is appended to
@@ -121,8 +142,33 @@ class SiteAccess:
         finally:
             pacer.close()
 
-    def pacer(self, site: Site, limits: SiteLimits) -> Pacer | None:
+    def pacing(
+        self, site: Site, limits: SiteLimits, on_close: Callable[[int], None] | None = None
+    ) -> Callable[[Pacer | None], Pacer | None]:
+        """A connection's pacer under `limits` and what shaping has in force now:
+        `current(p)` returns `p` while the shaping table is unchanged, else a Pacer under
+        the new limits (p's unused instants go back), so a cut slows the connections
+        already open, not only those opened after it."""
+        version: int | None = None  # the first call makes the first Pacer
+
+        def current(p: Pacer | None) -> Pacer | None:
+            nonlocal version
+            now = self._feed.version if self._feed is not None else 0
+            if now == version:
+                return p
+            version = now
+            if p is not None:
+                p.close()
+            return self.pacer(site, self.in_force(site, limits, self._clock.wall())[0], on_close)
+
+        return current
+
+    def pacer(
+        self, site: Site, limits: SiteLimits, on_close: Callable[[int], None] | None = None
+    ) -> Pacer | None:
+        """The connection's Pacer; `on_close(sent)` (an egress source's count) makes one
+        even without message-rate limits."""
         keys, rates = _keyed(site, "#msg", limits.message_rate, limits.provider_message_rate)
-        if not keys:
+        if not keys and on_close is None:
             return None
-        return Pacer(self._rates, keys, rates, self._clock, self._s.idle_timeout)
+        return Pacer(self._rates, keys, rates, self._clock, self._s.idle_timeout, on_close)

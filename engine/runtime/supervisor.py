@@ -47,7 +47,9 @@ from engine.runtime.arbiter import Arbiter
 from engine.runtime.ipc import Channel, Message, open_channel
 from engine.runtime.listener import startup_problem
 from engine.runtime.reload import plan_reload
+from engine.runtime.shaping_service import ShapingService
 from engine.runtime.spawn import StderrTail, relay, worker_argv
+from engine.runtime.warmup import QuotaDbError, WarmupQuota
 from engine.smtpd.clients import ClientTable
 from engine.smtpd.sockets import ListenError, Listening, bind_all, close_all, for_worker
 from engine.suppress.runner import Suppression, SuppressStartError
@@ -105,8 +107,10 @@ class Supervisor:
         self._start_failure = asyncio.Event()
         self.admin: Admin | None = None
         self.suppression: Suppression | None = None
+        self.shaping: ShapingService | None = None
         self.smtpd: list[Listening] = []  # the listener's sockets, per address and worker
         self.clients = ClientTable()  # the listener's sessions per client address
+        self.warmup = WarmupQuota(self.arbiter, self.exporter)
 
     async def run(self) -> int:
         """Own the spool (one instance per spool), run until stopped; the exit status."""
@@ -151,6 +155,11 @@ class Supervisor:
         if moved:
             print(f"volley: moved {moved} entries from retired shards", file=sys.stderr)
         try:
+            self.warmup.open(self.s)
+        except QuotaDbError as e:
+            print(f"volley: {e}", file=sys.stderr)
+            return 2
+        try:
             self.suppression = await Suppression.open(self.s, self.exporter.count)
             self.admin = Admin.open(
                 self.s,
@@ -164,6 +173,10 @@ class Supervisor:
             if self.suppression is not None:
                 await self.suppression.close()
             return 2
+        self.shaping = ShapingService.open(
+            self.s, self.exporter, self._broadcast, self.arbiter.in_use
+        )
+        shaping_ticks = asyncio.create_task(self.shaping.run())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig.name)
@@ -188,6 +201,7 @@ class Supervisor:
         sampler = asyncio.create_task(self._sample_spool())
         await self.stopping.wait()
         sampler.cancel()
+        shaping_ticks.cancel()
         await self._stop_all()
         await self._close_services()
         if self._stop_asked:
@@ -196,6 +210,9 @@ class Supervisor:
         return 0
 
     async def _close_services(self) -> None:
+        if self.shaping is not None:
+            self.shaping.close()
+        self.warmup.close()
         if self.admin is not None:
             await self.admin.close()
         if self.suppression is not None:
@@ -255,6 +272,13 @@ class Supervisor:
             self.admin.service.reopen_log(self.s.log_path)
         if self.suppression is not None:
             self.suppression.reconfigure(self.s)
+        if self.shaping is not None:
+            self.shaping.reconfigure(self.s)
+            self.shaping.reopen_log()
+        try:
+            self.warmup.open(self.s)
+        except QuotaDbError as e:  # the quota is then counted in memory only
+            print(f"volley: SIGHUP: {e}", file=sys.stderr, flush=True)
         applied = ", ".join(plan.applied) if plan.applied else "nothing changed"
         print(f"volley: SIGHUP: configuration reloaded: {applied}", file=sys.stderr, flush=True)
         if plan.at_restart:
@@ -269,8 +293,10 @@ class Supervisor:
             print(f"volley: warning: {warning}", file=sys.stderr, flush=True)
 
     async def _sample_spool(self) -> None:
-        """Spool filesystem usage for the "disk over 90 %" alert, every 5 s."""
+        """Spool filesystem usage for the "disk over 90 %" alert, and the warm-up quota
+        gauges (a new UTC day starts afresh), every 5 s."""
         while True:
+            self.warmup.gauges()
             st = os.statvfs(self.s.spool_path)
             total = st.f_blocks * st.f_frsize
             free = st.f_bavail * st.f_frsize
@@ -348,6 +374,8 @@ class Supervisor:
         h.channel.send("config", self.s.to_dict(), start_info)
         if self.admin is not None:
             h.channel.send("suspensions", self.admin.service.suspension_message())
+        if self.shaping is not None:
+            h.channel.send(*self.shaping.table_message())
         h.started = time.monotonic()
         self._set_alive()
         h.watcher = asyncio.create_task(self._watch(h))
@@ -427,6 +455,11 @@ class Supervisor:
     def _live(self) -> list[int]:
         return [k for k, h in self.workers.items() if h.channel is not None]
 
+    def _broadcast(self, *msg: object) -> None:
+        for h in self.workers.values():
+            if h.channel is not None:
+                h.channel.send(*msg)
+
     def _send(self, k: int, *msg: object) -> None:
         h = self.workers.get(k)
         if h is not None and h.channel is not None:
@@ -436,6 +469,10 @@ class Supervisor:
         kind = msg[0]
         if kind in Arbiter.KINDS:
             self.arbiter.on_message(k, msg)
+            if kind in ("quota", "quota_back"):
+                self.warmup.gauges()
+        elif kind == "shaping" and self.shaping is not None:
+            self.shaping.on_report(msg)
         elif kind == "metrics":
             self.exporter.apply(k, msg[1], msg[2], msg[3])
         elif kind == "smtpd_open":

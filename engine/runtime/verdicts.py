@@ -1,7 +1,9 @@
 """Verdicts a connection hands down on entries outside a transaction's own outcome.
 
-Responsible for: applying a whole-destination failure (no route, no MX host would take
-a session) to every ready entry of the destination, recording outcomes so that even a
+Responsible for: a failed connection's feedback (a lower concurrency window, or, for
+the last one, a dead destination), applying a whole-destination failure (no route, no MX
+host would take a session) to every ready entry of the destination, bouncing a site's
+ready mail when a shaping rule says so, recording outcomes so that even a
 bug of ours leaves the entry decided (retried after the first retry step), loading an
 entry for delivery (a vanished one is done, a corrupt one quarantined), and reporting
 internal errors loudly (stderr traceback, log record, count).
@@ -13,12 +15,13 @@ from __future__ import annotations
 
 import random
 import sys
+import time
 import traceback
 from typing import Any
 
 from engine.clock import Clock
 from engine.config import DomainPolicy, Settings
-from engine.model import ConnectFailure, RecipientOutcome
+from engine.model import ConnectFailure, Disposition, Origin, RecipientOutcome
 from engine.net.mx import RouteFailure, RouteFailureKind
 from engine.runtime.outcome import Attempt, Outcomes
 from engine.sched.backoff import retry_delay
@@ -28,6 +31,14 @@ from engine.telemetry.metrics import Tally
 from spool import CorruptEntry, EntryRef, ShardQueue
 
 __all__ = ["Verdicts"]
+
+# Route failures that suspend the destination for a retry step (the rest bounce): DNS
+# trouble, and an MTA-STS policy that lists none of the MX hosts (it may be fixed).
+_TEMPORARY_ROUTE = frozenset({RouteFailureKind.TEMPORARY, RouteFailureKind.POLICY})
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
 
 
 class Verdicts:
@@ -52,6 +63,35 @@ class Verdicts:
     def reconfigure(self, settings: Settings) -> None:
         self._s = settings
 
+    def connection_failed(self, domain: str, policy: DomainPolicy, failure: ConnectFailure) -> None:
+        """Negative feedback (Postfix qmgr_queue_throttle): a connection that failed while
+        others of this worker to the domain live lowers the window; the last one failing
+        makes the destination dead for one retry step (every ready entry deferred)."""
+        self._tally.inc("volley_connections", "failed")
+        state = self._queue.domain(domain)
+        if state.connections > 1:
+            state.window = max(1, state.connections - 1)
+        else:
+            state.window = 1
+            self.fail_destination(domain, policy, connect=failure)
+
+    def bounce_ready(self, domain: str, site: str, until: float) -> None:
+        """A shaping rule in force bounces the site's mail (its `bounce` action): every
+        ready entry of `domain` is bounced, with a report to its sender."""
+        now = self._clock.wall()
+        text = f"bounced: a shaping rule in force for {site} until {_utc(until)} says so"
+        for ref in self._queue.take_all(domain):
+            assert isinstance(ref, EntryRef)
+            loaded = self.load(ref, now)
+            if loaded is None:
+                continue
+            meta, body = loaded
+            outcomes = [
+                RecipientOutcome(r, Disposition.BOUNCED, 550, "5.0.0", text, Origin.LOCAL)
+                for r in meta["rcpts"]
+            ]
+            self.apply(ref, meta, body, outcomes, Attempt(None, None), now)
+
     def fail_destination(
         self,
         domain: str,
@@ -62,7 +102,7 @@ class Verdicts:
     ) -> None:
         """Apply a whole-destination failure to every ready entry of the domain."""
         now = self._clock.wall()
-        temporary = route is None or route.kind is RouteFailureKind.TEMPORARY
+        temporary = route is None or route.kind in _TEMPORARY_ROUTE
         until = now + retry_delay(1, policy.retry_schedule, policy.retry_jitter, self._rng)
         refs = self._queue.suspend(domain, until) if temporary else self._queue.take_all(domain)
         attempt = Attempt(connect.host if connect else None, connect.address if connect else None)

@@ -43,8 +43,9 @@ from engine.runtime.intake import IntakeBatch, Pickup, interrupted_take, take_ba
 from engine.runtime.ipc import Channel, Message, open_channel
 from engine.runtime.listener import SmtpListener
 from engine.runtime.outcome import Outcomes
-from engine.runtime.peers import CountingResolver, LeaseClient, RateClient
+from engine.runtime.peers import Arbitrated, CountingResolver
 from engine.runtime.startup import load_queue
+from engine.runtime.tlsguard import sts_resolver
 from engine.runtime.writebehind import WriteBehind
 from engine.sched.queue import WorkQueue
 from engine.suppress.agent import SuppressionAgent
@@ -85,8 +86,7 @@ class Worker:
         self.tally = Tally()
         self.behind = WriteBehind()
         self.log = EventLog(settings.log_path, shard_no, writer=self.behind.append)
-        self.leases = LeaseClient(channel)
-        self.rates = RateClient(channel)
+        self.shared = Arbitrated(channel, self.tally)
         self._kick = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -104,6 +104,11 @@ class Worker:
         )
         mx = MxResolver(
             self.dns, clock=clock.monotonic, rng=self.rng, negative_ttl=settings.dns_negative_ttl
+        )
+        self.sts = (
+            sts_resolver(lambda: self.s, self.dns, self.tally, clock.wall)
+            if settings.mta_sts
+            else None
         )
         shard = self.shard
         self.suppression = SuppressionAgent(
@@ -129,14 +134,17 @@ class Worker:
             shard=self.shard,
             queue=self.queue,
             resolver=CountingResolver(mx, self.tally),
-            leases=self.leases,
-            rates=self.rates,
+            leases=self.shared.leases,
+            rates=self.shared.rates,
+            feed=self.shared.shaping,
+            quota=self.shared.quota,
             outcomes=self.outcomes,
             tally=self.tally,
             clock=clock,
             rng=self.rng,
             kick=self._kick.set,
             journal=self.journal,
+            sts=self.sts,
         )
         self.smtpd = SmtpListener(
             settings,
@@ -168,10 +176,8 @@ class Worker:
     # -- control messages ------------------------------------------------------------
     def on_message(self, msg: Message) -> None:
         kind = msg[0]
-        if kind == "grant":
-            self.leases.granted(msg[1])
-        elif kind == "rate_grant":
-            self.rates.granted(msg[1], msg[2], msg[3])
+        if self.shared.on_message(msg):
+            pass
         elif kind == "contend":
             self.deliverer.contend(msg[1])
         elif kind == "drain":
@@ -276,6 +282,8 @@ class Worker:
         self.log.close()
         self.suppression.close()
         self.journal.close()
+        if self.sts is not None:
+            await self.sts.close()  # before the DNS client its lookups use
         await self.dns.close()
 
     async def _intake_loop(self) -> None:
@@ -346,9 +354,9 @@ class Worker:
             for domain in self.queue.ready_domains():
                 policy = self.s.policy(domain)
                 self.deliverer.work_arrived(domain)
-                n = self.queue.connections_wanted(
-                    domain, policy.max_connections, policy.max_messages_per_connection
-                )
+                # max_connections is per (egress source, site): k sources, k times as many
+                most = policy.max_connections * self.deliverer.egress.fanout(domain)
+                n = self.queue.connections_wanted(domain, most, policy.max_messages_per_connection)
                 for _ in range(n):
                     self.queue.domain(domain).connections += 1
                     task = asyncio.create_task(self.deliverer.run_connection(domain))
@@ -381,6 +389,7 @@ class Worker:
                 self.queue.refresh_oldest()
                 self._oldest_at = now
             set_domain_gauges(t, self.queue, self.deliverer, now)
+        self.shared.shaping.flush()
         counts, gauges, histograms = t.drain()
         self.channel.send("metrics", counts, gauges, histograms)
         self.suppression.flush()

@@ -76,6 +76,15 @@ _ROUTE: dict[RouteFailureKind, tuple[Disposition, int, str, str]] = {
         "4.4.3",
         "DNS lookup failed temporarily",
     ),
+    # RFC 8461 §5.1: "enforce" -> never deliver to an MX host the policy does not list;
+    # deferred (the policy may be fixed: §5.1 wants a fresh policy checked before any
+    # permanent failure).  X.7.5 as Postfix for TLS policy failures.
+    RouteFailureKind.POLICY: (
+        Disposition.DEFERRED,
+        451,
+        "4.7.5",
+        "MTA-STS policy forbids every MX host",
+    ),
 }
 
 _KIND_CODES: dict[FailureKind, tuple[str, str]] = {
@@ -84,6 +93,10 @@ _KIND_CODES: dict[FailureKind, tuple[str, str]] = {
     FailureKind.CLOSED: ("4.4.2", "connection lost"),
     FailureKind.PROTOCOL: ("4.5.0", "protocol error from remote"),
     FailureKind.TLS: ("4.7.5", "TLS failure"),
+    # RFC 4954 §6: 535 5.7.8 is a wrong user or password, 454 4.7.0 a temporary failure.
+    # Either way the relay's, not the message's: deferred, never bounced (a typo in a
+    # password file must not bounce every message; the mail expires after max_age).
+    FailureKind.AUTH: ("4.7.8", "authentication failed"),
     FailureKind.CANCELLED: ("4.3.0", "attempt interrupted locally"),
     FailureKind.LOCAL: ("4.3.0", "local error"),
 }
@@ -158,9 +171,17 @@ def classify_connect_failure(rcpts: Sequence[str], last: ConnectFailure) -> list
 
 
 def precheck(
-    txn: Transaction, *, smtputf8: bool, size_limit: int | None
+    txn: Transaction,
+    *,
+    smtputf8: bool,
+    size_limit: int | None,
+    unconvertible: str | None = None,
 ) -> list[RecipientOutcome] | None:
-    """Refuse before sending what the server has told us it cannot take."""
+    """Refuse before sending what the server has told us it cannot take.
+
+    `unconvertible`: the server offers no 8BITMIME and the 8-bit message cannot be made
+    7-bit (engine.smtp.downgrade says why).
+    """
     if txn.smtputf8 and not smtputf8:
         # RFC 6531 §3.4 / RFC 6533: X.6.7 "non-ASCII addresses not permitted".
         return _outcomes(
@@ -169,6 +190,20 @@ def precheck(
             553,
             "5.6.7",
             "address needs SMTPUTF8 (RFC 6531) but the receiving server does not offer it",
+            Origin.LOCAL,
+        )
+    if unconvertible is not None:
+        # RFC 6152 §3: 8-bit content never goes to a server without 8BITMIME; what cannot
+        # be converted is returned to the sender.  RFC 3463 X.6.3: "conversion required
+        # but not supported".  Permanent: the message will not change (a later MX host
+        # with 8BITMIME is possible, but KumoMTA and Postfix do not wait for one either).
+        return _outcomes(
+            txn.recipients,
+            Disposition.BOUNCED,
+            554,
+            "5.6.3",
+            "conversion required but not supported: the receiving server does not offer"
+            f" 8BITMIME (RFC 6152) and the message cannot be made 7-bit: {unconvertible}",
             Origin.LOCAL,
         )
     if size_limit and len(txn.body) > size_limit:

@@ -25,6 +25,10 @@ Holder = int  # a worker's shard number
 class _Domain:
     held: dict[Holder, int] = field(default_factory=dict)
     waiting: deque[tuple[Holder, int, int]] = field(default_factory=deque)  # (holder, req, limit)
+    # The newest request's limit is the key's: a limit lowered by adaptive shaping (or a
+    # reload) holds for requests that were already waiting, not only for new ones: those
+    # were made under the old limit and would otherwise be granted under it.
+    limit: int = 0
 
     @property
     def total(self) -> int:
@@ -38,6 +42,7 @@ class LeaseTable:
     def acquire(self, domain: str, limit: int, holder: Holder, req: int) -> bool:
         """Grant a slot now (True) or queue the request (False)."""
         d = self._domains.setdefault(domain, _Domain())
+        d.limit = limit
         if not d.waiting and d.total < limit:
             d.held[holder] = d.held.get(holder, 0) + 1
             return True
@@ -84,7 +89,7 @@ class LeaseTable:
 
     def _grant(self, name: str, d: _Domain) -> list[tuple[Holder, int]]:
         granted: list[tuple[Holder, int]] = []
-        while d.waiting and d.total < d.waiting[0][2]:
+        while d.waiting and d.total < d.limit:
             holder, req, _ = d.waiting.popleft()
             d.held[holder] = d.held.get(holder, 0) + 1
             granted.append((holder, req))

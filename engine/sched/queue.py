@@ -121,10 +121,9 @@ class WorkQueue:
                 self._push(until, entry)
             return False
         self._fifo_of(domain).add_run(rows, len(rows))
-        if domain in self._holds:
-            return False
-        self._maybe_ready.add(domain)
-        return True
+        if domain not in self._holds:
+            self._maybe_ready.add(domain)
+        return domain not in self._holds
 
     def _fifo_of(self, domain: str) -> EntryFifo[Entry]:
         """Where a due entry of `domain` waits: its ready FIFO, or parked while held."""
@@ -138,10 +137,8 @@ class WorkQueue:
     def _claim(self, row: int) -> Entry | None:
         """A queued row of the backlog as an entry, known from now on like any other."""
         backlog = self._backlog
-        if backlog is None:
-            return None
-        entry = backlog.claim(row)
-        if entry is not None:
+        entry = backlog.claim(row) if backlog is not None else None
+        if entry is not None and backlog is not None:
             self._adopt(backlog, row, entry)
         return entry
 
@@ -154,10 +151,9 @@ class WorkQueue:
         """Append a due entry to its domain's ready FIFO, or park it if the domain is held;
         True if it became ready."""
         self._fifo_of(d.domain).append(entry)
-        if d.domain in self._holds:
-            return False
-        self._maybe_ready.add(d.domain)
-        return True
+        if d.domain not in self._holds:
+            self._maybe_ready.add(d.domain)
+        return d.domain not in self._holds
 
     def _push(self, due: float, entry: Entry) -> None:
         self._seq += 1
@@ -297,6 +293,15 @@ class WorkQueue:
         """Start no connection to `domain` before `until`: its entries stay ready (no
         attempt, no deferral); `reason` says why, for `volley queue` and metrics."""
         self._pauses[domain] = (until, reason)
+
+    def unpause(self, reason: str) -> list[str]:
+        """End every pause for `reason` now (what it waits for may have changed: a reload
+        that gives warm-up sources more quota); returns the domains it ended for."""
+        ended = [d for d, (_, why) in self._pauses.items() if why == reason]
+        for domain in ended:
+            del self._pauses[domain]
+            self._maybe_ready.add(domain)
+        return ended
 
     def paused(self, domain: str) -> str | None:
         p = self._pauses.get(domain)

@@ -10,7 +10,7 @@ ceilings: engine.shaping.adaptive), or enforcing anything.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine.config.policy import DomainPolicy
 from engine.model import TlsPolicy
@@ -18,7 +18,7 @@ from engine.shaping.gcra import Rate
 from engine.shaping.providers import Provider, match_provider
 from engine.shaping.sites import Site, domain_site, site_name
 
-__all__ = ["SiteLimits", "site_for", "site_limits", "stricter_tls"]
+__all__ = ["SiteLimits", "shaped", "site_for", "site_limits", "stricter_tls"]
 
 # From least to most demanding; a provider's TLS requirement applies unless the
 # destination already asks for more (`verify` is checked certificates).
@@ -91,3 +91,19 @@ def site_for(
     provider = match_provider(names, providers)
     name = site_name(names, port) if policy.mx_rollup and names else domain_site(domain)
     return Site(name, provider.name if provider else None)
+
+
+def shaped(limits: SiteLimits, connections: int | None, rate: float | None) -> SiteLimits:
+    """`limits` lowered to what adaptive shaping has in force for the site (None: no
+    change); a rate shaping learned for a site without a configured one becomes a
+    per-second limit."""
+    out = limits
+    if connections is not None and connections < limits.max_connections:
+        out = replace(out, max_connections=max(1, connections))
+    if rate is not None:
+        current = limits.message_rate
+        if current is None:
+            out = replace(out, message_rate=Rate(rate, 1.0))
+        elif rate < current.per_second:
+            out = replace(out, message_rate=current.scaled(rate))
+    return out

@@ -32,7 +32,7 @@ _RATES = (
     "provider_max_message_rate",
     "provider_max_connection_rate",
 )
-_KEYS = frozenset((*_INTS, *_RATES, "mx_suffixes", "tls"))
+_KEYS = frozenset((*_INTS, *_RATES, "mx_suffixes", "tls", "egress_pool"))
 
 
 class ProviderError(ValueError):
@@ -51,6 +51,7 @@ class Provider:
     provider_max_message_rate: Rate | None = None
     provider_max_connection_rate: Rate | None = None
     tls: TlsPolicy | None = None
+    egress_pool: str | None = None  # [egress.pools.NAME] for its sites (engine.config.egress)
 
     def matches(self, host: str) -> bool:
         return any(host.endswith(s) for s in self.mx_suffixes)
@@ -65,6 +66,8 @@ class Provider:
                 out[key] = f"{r.count:g}/{r.period:g}s"
         if self.tls is not None:
             out["tls"] = self.tls.value
+        if self.egress_pool is not None:
+            out["egress_pool"] = self.egress_pool
         return out
 
 
@@ -108,6 +111,10 @@ def _value(key: str, name: str, v: object) -> object:
         except ValueError:
             choices = ", ".join(p.value for p in TlsPolicy)
             raise ProviderError(f"{key}: expected one of {choices}; got {v!r}") from None
+    if name == "egress_pool":
+        if not isinstance(v, str) or not v:
+            raise ProviderError(f'{key}: expected a pool name such as "gmail"; got {v!r}')
+        return v
     if name in _INTS:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ProviderError(f"{key}: expected a whole number >= 1; got {v!r}")

@@ -27,14 +27,19 @@ __all__ = ["Site", "domain_site", "site_name"]
 class Site:
     name: str  # "(mx1|mx2).example.net", or "domain:<name>" without rollup
     provider: str | None  # a providers.toml / [providers.NAME] name
+    # The egress source a connection binds ([egress.sources.NAME]): receivers count per
+    # sending IP, so its limits are its own ("ip1|<site>"); None: smtp.source_address.
+    source: str | None = None
 
     @property
     def connection_keys(self) -> tuple[str, ...]:
         """Lease keys, in the order they are taken: the site's, then its provider's
-        (a worker waiting for the provider's slot then holds only this site's)."""
-        if self.provider is None:
-            return (self.name,)
-        return (self.name, f"provider:{self.provider}")
+        (a worker waiting for the provider's slot then holds only this site's), each
+        prefixed with the egress source when there is one."""
+        keys = (self.name,) if self.provider is None else (self.name, f"provider:{self.provider}")
+        if self.source is None:
+            return keys
+        return tuple(f"{self.source}|{key}" for key in keys)
 
 
 def site_name(hosts: Iterable[str], port: int | None = None) -> str:

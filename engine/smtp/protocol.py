@@ -1,34 +1,37 @@
 """ClientProtocol: the SMTP client session without I/O (h11-style, bytes in, bytes out).
 
-Responsible for: producing the bytes of each command, matching every reply to the
-command it answers (in order, also for a pipelined group, RFC 2920), the EHLO keywords,
-the per-transaction reply record, and leaving the server clean after any failed
-transaction (a lone "." after a 354 with no accepted RCPT; RSET, pipelined in front of
-the next MAIL when possible, after a transaction aborted before end of data).
-Not responsible for: sockets, TLS, timers (engine.net.session drives this object and maps
-`awaiting()` to a per-phase timeout), nor what a reply means for a message
-(engine.sched.classify).  Every state change is looked up in engine.smtp.state.
+Responsible for: producing the bytes of each session command, matching every reply to
+the command it answers (in order, also for pipelined groups and pipelined transactions,
+RFC 2920), never taking a reply for a command not yet handed out, the reply and EHLO
+limits, and the EHLO keywords.
+Not responsible for: the mail transactions' own bookkeeping — beginning, pipelining,
+recording their replies, the cleanup rules (engine.smtp.pipeline, mixed in) — nor
+sockets, TLS, timers (engine.net.session drives this object and maps `awaiting()` to a
+per-phase timeout), nor what a reply means for a message (engine.sched.classify).  Every
+state change is looked up in engine.smtp.state.
 
 Driving it (what engine.net.session does):
 
     p = ClientProtocol()                      # AWAIT_GREETING
     p.receive_data(bytes_from_socket)         # -> [ReplyEvent(GREETING, 220 ...)]
     write(p.send_ehlo("mx.example"))          # ... receive_data until awaiting() is None
-    write(p.begin_transaction(sender, rcpts, body))
-    loop: p.receive_data(chunk); write(p.data_to_send()) until awaiting() is None
-    p.transaction() -> TransactionReplies     # then p.is_reusable()
+    txn = p.start_transaction(sender, rcpts, body); write(p.data_to_send())
+    [while p.can_begin(): start the next one; write(p.data_to_send())]  # PIPELINING
+    loop: p.receive_data(chunk); write(p.data_to_send()) until txn.done
+    txn.result -> TransactionReplies           # then p.is_reusable() once all are done
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
 
 from engine.smtp import encode
+from engine.smtp.auth import AuthExchange, choose_mechanism
 from engine.smtp.errors import LocalProtocolError, RemoteProtocolError
+from engine.smtp.pipeline import Transactions
 from engine.smtp.replies import Reply, ReplyParser
 from engine.smtp.state import ON_REPLY, SEND, Command, Signal, State, expected, on_signal
-from engine.smtp.transaction import ReplyEvent, TransactionReplies, Txn
+from engine.smtp.transaction import ReplyEvent
 
 __all__ = ["ClientProtocol"]
 
@@ -37,11 +40,12 @@ def _ok(reply: Reply) -> bool:
     return 200 <= reply.code < 300
 
 
-class ClientProtocol:
+class ClientProtocol(Transactions):
     """One SMTP client connection's protocol state, fed with bytes by an I/O adapter.
 
     Methods named `send_*` and `begin_transaction` return the bytes to write and raise
-    `LocalProtocolError` when illegal in the current state (nothing is changed then).
+    `LocalProtocolError` when illegal in the current state (nothing is changed then);
+    `start_transaction` queues them for `data_to_send`.
     `receive_data` consumes server bytes, returns the replies with the commands they
     answer, and may queue more bytes to write (`data_to_send`): the next command in
     lock-step mode, or the content after a 354.  `awaiting()` names the command whose
@@ -53,11 +57,12 @@ class ClientProtocol:
         self._parser = ReplyParser()
         self._outstanding: deque[Command] = deque((Command.GREETING,))
         self._out: list[bytes] = []
-        self._txn: Txn | None = None
-        self._last_txn: TransactionReplies | None = None
-        self._rset_owed = False
+        self._init_transactions()
         self._extensions: dict[str, str] = {}
         self._size_limit: int | None = None  # derived from _extensions (see the setter)
+        self._auth: AuthExchange | None = None  # the AUTH exchange in progress
+        self.authenticated = False
+        """A 235 answered our AUTH (RFC 4954)."""
         self.greeting: Reply | None = None
         self.last_reply: Reply | None = None
         """The most recent reply received (for the connect phase and logs)."""
@@ -107,21 +112,10 @@ class ClientProtocol:
         """The SIZE limit announced in EHLO (RFC 1870); None when absent, 0 or bogus."""
         return self._size_limit
 
-    @property
-    def rset_owed(self) -> bool:
-        """The last transaction was aborted before end of data; the next one starts
-        with RSET."""
-        return self._rset_owed
-
     def is_reusable(self) -> bool:
-        """Another transaction may start now: READY and nothing outstanding."""
+        """READY and nothing outstanding: idle, so QUIT or STARTTLS may be sent (and a
+        transaction begun; with PIPELINING also earlier: `can_begin`)."""
         return self._state is State.READY and not self._outstanding
-
-    def transaction(self) -> TransactionReplies | None:
-        """Replies of the transaction in progress, else of the last one (None before any)."""
-        if self._txn is not None:
-            return self._txn.snapshot(complete=False)
-        return self._last_txn
 
     # ---------------------------------------------------------------- commands
 
@@ -159,85 +153,29 @@ class ClientProtocol:
             raise LocalProtocolError(f"no TLS handshake due in state {self._state.value}") from None
         self.extensions = {}
 
+    def send_auth(self, user: str, password: str) -> bytes:
+        """Start AUTH (engine.smtp.auth: PLAIN with its initial response, else LOGIN);
+        each 334 is answered from `data_to_send()`; 235 sets `authenticated`.
+
+        Raises:
+            LocalProtocolError: not READY, or no mechanism we speak was offered.
+        """
+        mechanism = choose_mechanism(self._extensions)
+        if mechanism is None:
+            raise LocalProtocolError("server offers no AUTH mechanism we speak (PLAIN, LOGIN)")
+        exchange = AuthExchange(mechanism, user, password)
+        self._send(Command.AUTH)
+        self._auth = exchange
+        return exchange.start()
+
     def send_quit(self) -> bytes:
         self._send(Command.QUIT)
         return encode.quit()
 
-    def begin_transaction(
-        self,
-        sender: str,
-        recipients: Sequence[str],
-        body: bytes,
-        *,
-        body_8bit: bool = False,
-        smtputf8: bool = False,
-    ) -> bytes:
-        """Start a mail transaction; return the bytes to write now.
-
-        With PIPELINING the result is the whole group: [RSET] MAIL, every RCPT, DATA
-        (RFC 2920 §3.1: DATA may end a group).  Without it, only the first command; the
-        rest comes out of `data_to_send()` one reply at a time.  The content follows the
-        354 automatically.  SIZE=len(body) is added when the server offers SIZE, and
-        BODY=8BITMIME when `body_8bit` and the server offers 8BITMIME.
-
-        Args:
-            sender: reverse-path; "" for the null sender <>.
-            recipients: forward-paths, at least one.
-            body: content in wire form (engine.smtp.encode.wire_body): CRLF line ends,
-                dot-stuffed, ending in CRLF, without the final ".\\r\\n".
-            body_8bit: the content has bytes > 127.
-            smtputf8: an address is non-ASCII; the server must offer SMTPUTF8.
-
-        Raises:
-            LocalProtocolError: not READY, no recipients, an address that cannot be sent,
-                a body not ending in CRLF, or SMTPUTF8 needed but not offered.  Nothing
-                was produced and the state is unchanged.
-        """
-        if not self.is_reusable():
-            raise LocalProtocolError(f"cannot start a transaction in state {self._state.value}")
-        if not recipients:
-            raise LocalProtocolError("a transaction needs at least one recipient")
-        if body and body[-2:] != b"\r\n":
-            # Without the CRLF the "." would not start a line: the server would wait
-            # for end of data until our data_done timeout.
-            raise LocalProtocolError("body is not in wire form (must end with CRLF)")
-        if smtputf8 and not self.supports("SMTPUTF8"):
-            raise LocalProtocolError("non-ASCII addresses need SMTPUTF8, not offered")
-        # Encode everything first: a bad address must not leave a half-sent transaction
-        # (aiosmtplib's UnicodeEncodeError after MAIL, dependency-facts §1.2).
-        extensions = self._extensions
-        mail = _mail_line(
-            sender,
-            len(body) if "SIZE" in extensions else None,
-            body_8bit and "8BITMIME" in extensions,
-            smtputf8,
-        )
-        rcpts = [encode.rcpt_to(r, smtputf8=smtputf8) for r in recipients]
-
-        txn = Txn(len(recipients), body)
-        rset = self._rset_owed
-        self._rset_owed = False
-        self._txn = txn
-        if "PIPELINING" in extensions:
-            # One group (RFC 2920): [RSET] MAIL, every RCPT, DATA in one write.
-            if rset:
-                self._send(Command.RSET)
-            self._send(Command.MAIL)
-            for _ in rcpts:
-                self._send(Command.RCPT)
-            self._send(Command.DATA)
-            if rset:
-                return b"".join((_RSET, mail, *rcpts, _DATA))
-            return b"".join((mail, *rcpts, _DATA))
-        queue = txn.queue
-        if rset:
-            queue.append((Command.RSET, _RSET))
-        queue.append((Command.MAIL, mail))
-        queue.extend((Command.RCPT, line) for line in rcpts)
-        queue.append((Command.DATA, _DATA))
-        command, line = queue.popleft()
-        self._send(command)
-        return line
+    @property
+    def has_output(self) -> bool:
+        """Bytes are due (`data_to_send` would return some)."""
+        return bool(self._out)
 
     def data_to_send(self) -> bytes:
         """Bytes that replies made due (next lock-step command, content, a lone ".")."""
@@ -296,7 +234,7 @@ class ClientProtocol:
 
     def receive_eof(self) -> None:
         """The server closed its side: CLOSED when nothing was outstanding, else BROKEN."""
-        self._finish_txn(clean=False)
+        self._finish_all()
         self._state = on_signal(self._state, Signal.EOF)
         self._outstanding.clear()
 
@@ -306,7 +244,7 @@ class ClientProtocol:
         self._broken()
 
     def _broken(self) -> None:
-        self._finish_txn(clean=False)
+        self._finish_all()
         self._state = on_signal(self._state, Signal.FAILED)
         self._outstanding.clear()
         self._out.clear()
@@ -321,11 +259,14 @@ class ClientProtocol:
                 return None
             raise RemoteProtocolError(f"unsolicited reply: {reply}")
         command = self._outstanding[0]
-        if self._out and reply.code != 421:
+        if self._out:
             # The bytes of `command` (the next lock-step command, or the content after a
             # 354) are still ours to write: this reply cannot be its answer.  Read as one,
             # a "354" and "250" in one chunk would mark a message delivered whose content
-            # was never sent.
+            # was never sent.  A 421 there is the server closing, answering nothing.
+            if reply.code == 421:
+                self._closing(reply, None)
+                return None
             what = "the content" if command is Command.END_OF_DATA else command.value
             raise RemoteProtocolError(f"reply before {what} was sent: {reply}")
         if not expected(command, reply.code) and reply.code != 421:
@@ -338,113 +279,39 @@ class ClientProtocol:
             self.greeting = reply
         elif command is Command.EHLO and _ok(reply):
             self.extensions = _parse_ehlo(reply)
-        txn = self._txn
-        clean = True
-        if txn is not None:
-            self._txn_reply(txn, command, reply)
-            clean = not txn.rset_refused
+        elif command is Command.AUTH and self._auth is not None:
+            if reply.code == 334:  # RFC 4954 §4: a challenge; our next response is due
+                self._send(Command.AUTH)
+                self._out.append(self._auth.answer())
+            else:
+                self.authenticated = reply.code == 235
+                self._auth.forget()
+                self._auth = None
+        txns = self._txns
+        # Transaction commands never interleave with others: while one is in flight,
+        # every reply is the oldest transaction's.
+        ok = self._txn_reply(txns[0], command, reply) if txns else _ok(reply)
         if reply.code == 421:
             self._closing(reply, command)
-        elif not self._outstanding:
-            if txn is not None and txn.queue:
-                self._lockstep_next(txn)
-            if not self._outstanding:
-                ok = clean if txn is not None else _ok(reply)
-                if command is Command.STARTTLS:
-                    ok = reply.code == 220
-                self._finish_txn(clean=clean)
-                self._state = ON_REPLY[(self._state, ok)]
+            return command
+        if not self._outstanding:
+            if command is Command.STARTTLS:
+                ok = reply.code == 220
+            self._state = ON_REPLY[(self._state, ok)]
+            if self._state is State.BROKEN:
+                self._finish_all()  # a refused RSET: what waited behind it never goes
+        if self._staged:
+            self._release()  # the newest transaction's "." is out, or READY and idle
         return command
 
     def _closing(self, reply: Reply, command: Command | None) -> None:
         """421: the server is closing the transmission channel (RFC 5321 §3.8)."""
         self.closing_reply = reply
         self.closing_command = command
-        self._finish_txn(clean=False)
+        self._finish_all()
         self._state = on_signal(self._state, Signal.CLOSING)
         self._outstanding.clear()
         self._out.clear()
-
-    # ---------------------------------------------------------------- transaction
-
-    def _txn_reply(self, txn: Txn, command: Command, reply: Reply) -> None:
-        """Record a transaction reply and react to it (RFC 2920 rules)."""
-        if command is Command.MAIL:
-            txn.mail = reply
-            txn.mail_ok = _ok(reply)
-        elif command is Command.RCPT:
-            index = txn.rcpt_seen
-            txn.rcpt_seen += 1
-            if txn.mail_ok:
-                txn.rcpts[index] = reply
-                if _ok(reply):
-                    txn.accepted += 1
-        elif command is Command.DATA:
-            if txn.accepted:
-                txn.data = reply
-            if reply.code == 354:
-                # RFC 2920 §3.1: after a 354 the client must send content or at least
-                # the ".", even when no RCPT was accepted.
-                txn.eod_sent = True
-                if txn.accepted:
-                    txn.content_sent = True
-                    self._out.append(txn.body + encode.END_OF_DATA)
-                else:
-                    self._out.append(encode.END_OF_DATA)
-                self._send(Command.END_OF_DATA)
-        elif command is Command.END_OF_DATA:
-            if txn.content_sent:
-                txn.final = reply
-        elif command is Command.RSET:
-            txn.rset = reply
-            if not _ok(reply):
-                txn.rset_refused = True
-                txn.queue.clear()  # lock-step: never start MAIL on an unknown state
-
-    def _lockstep_next(self, txn: Txn) -> None:
-        """Without PIPELINING: write the next queued command if the transaction can
-        still succeed, else drop the rest."""
-        command, line = txn.queue[0]
-        if (
-            txn.rset_refused
-            or (txn.mail is not None and not txn.mail_ok)
-            or (command is Command.DATA and not txn.accepted)
-        ):
-            txn.queue.clear()
-            return
-        txn.queue.popleft()
-        self._send(command)
-        self._out.append(line)
-
-    def _finish_txn(self, *, clean: bool) -> None:
-        """Close the transaction record; owe a RSET if it ended before end of data."""
-        txn = self._txn
-        if txn is None:
-            return
-        self._txn = None
-        self._last_txn = txn.snapshot(complete=clean and not txn.queue)
-        if not txn.eod_sent:
-            self._rset_owed = True
-
-
-_RSET = encode.rset()
-_DATA = encode.data()
-_MAIL_LINES: dict[tuple[str, int | None, bool, bool], bytes] = {}
-_MAIL_LINES_MAX = 4096
-
-
-def _mail_line(sender: str, size: int | None, body_8bit: bool, smtputf8: bool) -> bytes:
-    """encode.mail_from, cached: bulk mail repeats one sender (sizes vary over a few
-    dozen values), and validating the address is ~1.5 µs of regex per message.  Only
-    lines that encoded are cached; a bad sender raises every time."""
-    key = (sender, size, body_8bit, smtputf8)
-    line = _MAIL_LINES.get(key)
-    if line is None:
-        line = encode.mail_from(sender, size=size, body_8bit=body_8bit, smtputf8=smtputf8)
-        if len(_MAIL_LINES) >= _MAIL_LINES_MAX:
-            _MAIL_LINES.clear()
-        _MAIL_LINES[key] = line
-    return line
 
 
 # EHLO keywords kept per session.  Real servers offer 6-14 (Gmail 8, Exchange Online 12,

@@ -10,14 +10,20 @@ Theory of operation.  A session moves through
 
     AWAIT_GREETING -> GREETED -> AWAIT_EHLO (or AWAIT_HELO) -> READY
     READY -> AWAIT_STARTTLS -> TLS_HANDSHAKE -> GREETED -> AWAIT_EHLO -> READY   (RFC 3207)
+    READY -> AWAIT_AUTH [-> AWAIT_AUTH after each 334] -> READY                  (RFC 4954)
     READY -> [AWAIT_RSET ->] IN_TRANSACTION -> [AWAIT_DATA_DONE ->] READY
+    AWAIT_DATA_DONE -> IN_TRANSACTION          (the next transaction behind the ".")
     READY | GREETED | REJECTED -> AWAIT_QUIT -> CLOSED
 
 A state changes when a command is *sent* (`SEND`), when the reply to the *last*
 outstanding command arrives and nothing follows it (`ON_REPLY`), or on a connection
 signal (`on_signal`).  Replies in the middle of a pipelined group (RFC 2920) do not move
 the state: IN_TRANSACTION covers MAIL, every RCPT and DATA, whether they were written in
-one group or in lock-step.  READY with nothing outstanding is the only state in which a
+one group or in lock-step.  With transactions pipelined (engine.smtp.pipeline) the state
+is the *sender's*: where the server will be once it has read everything written, so the
+next transaction's MAIL behind a "." moves AWAIT_DATA_DONE to IN_TRANSACTION while the
+"."'s reply is still outstanding (Postfix's smtp_proto.c also keeps separate sender and
+receiver states when pipelining).  READY with nothing outstanding is the only state in which a
 connection may be reused (Postfix smtp_proto.c: "do not cache unless the receiver
 reached the last state").
 """
@@ -38,6 +44,7 @@ class State(enum.Enum):
     AWAIT_HELO = "await-helo"
     READY = "ready"  # between transactions: the only reusable state
     AWAIT_STARTTLS = "await-starttls"
+    AWAIT_AUTH = "await-auth"  # AUTH or a response to its 334 outstanding
     TLS_HANDSHAKE = "tls-handshake"  # 220 to STARTTLS: the adapter must run the handshake
     AWAIT_RSET = "await-rset"  # RSET outstanding (alone, or in front of a pipelined MAIL)
     IN_TRANSACTION = "in-transaction"  # replies to MAIL/RCPT/DATA outstanding
@@ -60,6 +67,7 @@ class Command(enum.Enum):
     EHLO = "EHLO"
     HELO = "HELO"
     STARTTLS = "STARTTLS"
+    AUTH = "AUTH"  # the AUTH command and each response line after a 334
     MAIL = "MAIL"
     RCPT = "RCPT"
     DATA = "DATA"
@@ -89,6 +97,8 @@ SEND: dict[tuple[State, Command], State] = {
     (_S.GREETED, _C.HELO): _S.AWAIT_HELO,
     (_S.GREETED, _C.QUIT): _S.AWAIT_QUIT,
     (_S.READY, _C.STARTTLS): _S.AWAIT_STARTTLS,
+    (_S.READY, _C.AUTH): _S.AWAIT_AUTH,
+    (_S.AWAIT_AUTH, _C.AUTH): _S.AWAIT_AUTH,  # the response to a 334
     (_S.READY, _C.MAIL): _S.IN_TRANSACTION,
     (_S.READY, _C.RSET): _S.AWAIT_RSET,
     (_S.READY, _C.QUIT): _S.AWAIT_QUIT,
@@ -97,6 +107,9 @@ SEND: dict[tuple[State, Command], State] = {
     (_S.IN_TRANSACTION, _C.RCPT): _S.IN_TRANSACTION,
     (_S.IN_TRANSACTION, _C.DATA): _S.IN_TRANSACTION,
     (_S.IN_TRANSACTION, _C.END_OF_DATA): _S.AWAIT_DATA_DONE,
+    # RFC 2920 §3.1: the content may open a group, so the next transaction's MAIL may
+    # follow the "." before its reply (engine.smtp.pipeline).
+    (_S.AWAIT_DATA_DONE, _C.MAIL): _S.IN_TRANSACTION,
     (_S.REJECTED, _C.QUIT): _S.AWAIT_QUIT,
 }
 
@@ -113,6 +126,8 @@ ON_REPLY: dict[tuple[State, bool], State] = {
     (_S.AWAIT_HELO, False): _S.REJECTED,
     (_S.AWAIT_STARTTLS, True): _S.TLS_HANDSHAKE,
     (_S.AWAIT_STARTTLS, False): _S.READY,  # 454: the session goes on in plaintext
+    (_S.AWAIT_AUTH, True): _S.READY,  # 235: authenticated
+    (_S.AWAIT_AUTH, False): _S.READY,  # refused: unchanged (RFC 4954 §4); the caller QUITs
     (_S.AWAIT_RSET, True): _S.READY,
     (_S.AWAIT_RSET, False): _S.BROKEN,  # server's transaction state unknown: never reuse
     (_S.IN_TRANSACTION, True): _S.READY,  # aborted before end of data; RSET is owed
@@ -127,7 +142,8 @@ ON_REPLY: dict[tuple[State, bool], State] = {
 # outside its command's set is not an answer we can interpret, so the session is broken
 # (Postfix smtp_proto.c treats any reply class it does not expect as a failure of the
 # transaction).  Codes are matched on the first digit, except where one exact code is the
-# only success: 354 for DATA, 220 for STARTTLS.  4xx and 5xx are always legal: refusals.
+# only success: 354 for DATA, 220 for STARTTLS, 235 (or 334: go on) for AUTH.  4xx and 5xx
+# are always legal: refusals.
 # A 3xx to MAIL or a 250 to DATA once made Volley count mail as delivered that was never
 # sent (issue #14, finding 4).
 _REFUSALS = frozenset(range(400, 600))
@@ -137,6 +153,7 @@ _EXPECTED: dict[Command, frozenset[int]] = {
     Command.EHLO: _TWO | _REFUSALS,
     Command.HELO: _TWO | _REFUSALS,
     Command.STARTTLS: frozenset({220}) | _REFUSALS,
+    Command.AUTH: frozenset({235, 334}) | _REFUSALS,  # RFC 4954 §4, §6
     Command.MAIL: _TWO | _REFUSALS,
     Command.RCPT: _TWO | _REFUSALS,
     Command.DATA: frozenset({354}) | _REFUSALS,

@@ -43,6 +43,12 @@ class TransactionReplies:
     final: Reply | None  # reply to end of data
     rset: Reply | None = None  # reply to a RSET sent ahead of this transaction
     complete: bool = False  # every reply the transaction needed has arrived
+    # When it ended early: the first of its commands whose reply never came (None: none
+    # was outstanding, or nothing was written), and whether any of its bytes were written
+    # (False: it waited behind another transaction of the pipeline, RFC 2920, and the
+    # connection ended first).  engine.net.session words the failure from these.
+    cut_at: Command | None = None
+    sent: bool = True
 
     @property
     def accepted(self) -> int:
@@ -56,22 +62,32 @@ class TransactionReplies:
 
 
 class Txn:
-    """Mutable bookkeeping of the transaction in progress."""
+    """Mutable bookkeeping of one transaction, from `start_transaction` to its last reply.
+
+    Also the caller's handle: `done` turns True once, when `result` is set.
+    """
 
     __slots__ = (
         "accepted",
         "body",
         "content_sent",
+        "cut_at",
         "data",
+        "done",
+        "envelope",
         "eod_sent",
         "final",
         "mail",
         "mail_ok",
+        "pending",
         "queue",
         "rcpt_seen",
         "rcpts",
+        "result",
         "rset",
         "rset_refused",
+        "rset_sent",
+        "written",
     )
 
     def __init__(self, n_rcpts: int, body: bytes) -> None:
@@ -89,8 +105,22 @@ class Txn:
         self.eod_sent = False  # a "." went out: the server's transaction is over
         # Lock-step only: commands not yet written, sent one per reply.
         self.queue: deque[tuple[Command, bytes]] = deque()
+        self.envelope = b""  # MAIL, every RCPT and DATA, encoded (PIPELINING)
+        self.pending = 0  # its commands written (or due to be) whose reply has not come
+        self.written = False  # its first command went out (not waiting behind another)
+        self.rset_sent = False  # a RSET went out in front of its MAIL
+        self.cut_at: Command | None = None
+        self.done = False
+        self.result: TransactionReplies | None = None
 
     def snapshot(self, complete: bool) -> TransactionReplies:
         return TransactionReplies(
-            self.mail, tuple(self.rcpts), self.data, self.final, self.rset, complete
+            self.mail,
+            tuple(self.rcpts),
+            self.data,
+            self.final,
+            self.rset,
+            complete,
+            self.cut_at,
+            self.written,
         )

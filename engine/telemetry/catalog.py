@@ -25,7 +25,11 @@ __all__ = [
     "OTHER",
     "REJECT_CLASSES",
     "SMTPD_REFUSALS",
+    "STS_MODES",
+    "STS_RESULTS",
     "SUPPRESSION_SOURCES",
+    "TLS_POLICIES",
+    "TLS_RESULTS",
     "UNCATEGORIZED",
     "UNSUBSCRIBE_HEADERS",
     "UNSUBSCRIBE_RESULTS",
@@ -103,7 +107,35 @@ UNSUBSCRIBE_RESULTS: tuple[str, ...] = (
 UNSUBSCRIBE_HEADERS: tuple[str, ...] = ("added", "present", "several_recipients", "unusable")
 
 # engine.model.FailureKind values the peer or the network can cause (not cancelled, local).
-CONNECTION_ERROR_KINDS: tuple[str, ...] = ("timeout", "refused", "closed", "protocol", "tls")
+CONNECTION_ERROR_KINDS: tuple[str, ...] = (
+    "timeout",
+    "refused",
+    "closed",
+    "protocol",
+    "tls",
+    "auth",
+)
+
+# volley_tls_sessions: engine.model.TlsPolicy values that try TLS, and
+# engine.net.tls.TlsResult values (a test holds them equal).
+TLS_POLICIES: tuple[str, ...] = ("opportunistic", "required", "verify")
+TLS_RESULTS: tuple[str, ...] = ("ok", "verify_failed", "unavailable", "handshake_failed")
+# volley_mta_sts_results: the policy modes that count (engine.sched.mta_sts.StsMode less
+# "none", plus engine.net.sts.UNKNOWN_MODE: a fetch failure with no policy cached) and
+# engine.sched.mta_sts.StsResult values.
+STS_MODES: tuple[str, ...] = ("enforce", "testing", "unknown")
+STS_RESULTS: tuple[str, ...] = (
+    "success",
+    "policy_fetch_error",
+    "policy_invalid",
+    "mx_mismatch",
+    "cert_invalid",
+    "starttls_missing",
+    "handshake_failed",
+)
+_STS_INITIAL = tuple(
+    (m, r) for m in STS_MODES for r in STS_RESULTS if (m == "unknown") == r.startswith("policy_")
+)
 
 # The listener's refusal reasons: engine.smtpd.replies.Refusal's values (a test holds
 # them equal; telemetry does not import the listener).
@@ -175,6 +207,22 @@ COUNTERS: dict[str, CounterSpec] = {
         tuple((k,) for k in CONNECTION_ERROR_KINDS),
     ),
     "volley_transactions": CounterSpec("SMTP mail transactions attempted (MAIL FROM sent)."),
+    "volley_tls_sessions": CounterSpec(
+        "Outbound connection attempts by TLS policy (opportunistic, required, verify) and"
+        " what TLS did: ok, verify_failed (certificate not valid for the MX host name),"
+        " unavailable (STARTTLS not offered or refused), handshake_failed.",
+        ("policy", "result"),
+        tuple((p, r) for p in TLS_POLICIES for r in TLS_RESULTS),
+    ),
+    "volley_mta_sts_results": CounterSpec(
+        "MTA-STS (RFC 8461) results, TLSRPT-style, by policy mode: success (verified TLS to"
+        " a listed MX host), mx_mismatch (an MX host the policy does not list), cert_invalid,"
+        " starttls_missing, handshake_failed; policy_fetch_error and policy_invalid (mode"
+        " 'unknown' when no policy was cached).  Under testing these are what enforce would"
+        " have refused; the mail went as usual.",
+        ("mode", "result"),
+        _STS_INITIAL,
+    ),
     "volley_dns_lookups": CounterSpec(
         "MX resolutions by result: hit (cache), miss (queried), failure.",
         ("result",),
@@ -253,6 +301,28 @@ COUNTERS: dict[str, CounterSpec] = {
         ("result",),
         tuple((r,) for r in UNSUBSCRIBE_HEADERS),
     ),
+    "volley_throttling_replies": CounterSpec(
+        "Replies from receivers that say 'slow down' (421, 4xx with 4.7.x, 451/452 about"
+        " rates or limits: engine/shaping/rules.toml [throttling]), by where they came:"
+        " connect (greeting or set-up) or transaction.",
+        ("stage",),
+        (("connect",), ("transaction",)),
+    ),
+    # Counted by the supervisor (engine.runtime.shaping_service).
+    "volley_shaping_actions": CounterSpec(
+        "Changes adaptive shaping made, by kind: decrease / increase (AIMD), rule (a rule"
+        " reduced limits), suspend, resume, bounce, expire.",
+        ("kind",),
+        tuple(
+            (k,) for k in ("decrease", "increase", "rule", "suspend", "resume", "bounce", "expire")
+        ),
+    ),
+    # One series per [egress.sources.NAME]: a bounded set the operator configured.
+    "volley_egress_messages": CounterSpec(
+        "Messages sent per egress source ([egress.sources.NAME]), counted when their"
+        " connection ends.",
+        ("source",),
+    ),
     "volley_operator_removed": CounterSpec(
         "Recipients removed from the queue by an operator's bounce (with a DSN) or delete.",
         ("action",),
@@ -290,10 +360,11 @@ GAUGES: dict[str, GaugeSpec] = {
         "Ready entries held back by a limit, per destination and reason: rate (waiting for"
         " the site's next send instant under max_message_rate / max_connection_rate),"
         " connection (waiting for a slot of the site or its provider), shaping (adaptive"
-        " shaping suspended the site or its provider).",
+        " shaping suspended the site or its provider), warmup (every egress source of its"
+        " pool has sent its warm-up quota for the day).",
         ("domain", "reason"),
         Agg.SUM,
-        ((OTHER, "rate"), (OTHER, "connection"), (OTHER, "shaping")),
+        ((OTHER, "rate"), (OTHER, "connection"), (OTHER, "shaping"), (OTHER, "warmup")),
     ),
     "volley_smtpd_sessions_open": GaugeSpec("SMTP listener sessions open now.", (), Agg.SUM, ((),)),
     "volley_intake_paused": GaugeSpec(

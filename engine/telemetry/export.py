@@ -14,7 +14,7 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
@@ -144,6 +144,41 @@ class Exporter:
             ("domain",),
             registry=self.registry,
         )
+        # Adaptive shaping (engine.shaping.adaptive): only sites (and providers) it holds
+        # state for, a set bounded by the receivers that ever pushed back.
+        self._shaping_conns = Gauge(
+            "volley_shaping_connections",
+            "Connection limit in force per site (or provider:NAME) under adaptive shaping.",
+            ("site",),
+            registry=self.registry,
+        )
+        self._shaping_rate = Gauge(
+            "volley_shaping_message_rate",
+            "Messages per second in force per site (or provider:NAME) under adaptive shaping.",
+            ("site",),
+            registry=self.registry,
+        )
+        self._shaping_until = Gauge(
+            "volley_shaping_suspended_until_timestamp_seconds",
+            "When a shaping suspension of a site or provider ends (Unix time).",
+            ("site",),
+            registry=self.registry,
+        )
+        # The supervisor keeps the warm-up quota (engine.shaping.quota): one series per
+        # egress source in warm-up today, a set the operator configured.
+        self._quota_used = Gauge(
+            "volley_egress_quota_used",
+            "Messages of today's (UTC) warm-up quota granted to connections of each egress"
+            " source and not given back.",
+            ("source",),
+            registry=self.registry,
+        )
+        self._quota_left = Gauge(
+            "volley_egress_quota_left",
+            "Messages left of today's (UTC) warm-up quota of each egress source.",
+            ("source",),
+            registry=self.registry,
+        )
 
     # -- the supervisor's own numbers ---------------------------------------------------
     def count(self, name: str, *labels: str, n: int = 1) -> None:
@@ -162,6 +197,29 @@ class Exporter:
         for domain, until in items:
             self._suspension_end.labels(domain).set(until)
         self._suspended.set(len(items))
+
+    def set_shaping(self, snapshot: Mapping[str, Mapping[str, object]]) -> None:
+        """Adaptive shaping's limits in force, per site (or provider:NAME) it holds state
+        for: the whole set each time, so a site whose state went drops out."""
+        for g in (self._shaping_conns, self._shaping_rate, self._shaping_until):
+            g.clear()
+        for key, st in snapshot.items():
+            conns, rate, until = st.get("connections"), st.get("rate"), st.get("suspended_until")
+            if isinstance(conns, int):
+                self._shaping_conns.labels(key).set(conns)
+            if isinstance(rate, float | int):
+                self._shaping_rate.labels(key).set(rate)
+            if isinstance(until, float | int):
+                self._shaping_until.labels(key).set(until)
+
+    def set_egress_quota(self, rows: Iterable[tuple[str, int, int]]) -> None:
+        """Today's warm-up quota: (source, used, left) for every source in warm-up, the
+        whole set (a source past its warm-up drops out)."""
+        self._quota_used.clear()
+        self._quota_left.clear()
+        for source, used, left in rows:
+            self._quota_used.labels(source).set(used)
+            self._quota_left.labels(source).set(left)
 
     def gauge_sum(self, name: str, *labels: str) -> float:
         """One gauge series summed over the live workers' last flushes (what the

@@ -32,6 +32,24 @@ def _one_line(text: str) -> str:
             {"dkim": {"sender.test": {"selector": "s1", "key": "/nonexistent/s1.pem"}}},
             'dkim."sender.test" (selector s1): cannot read /nonexistent/s1.pem',
         ),
+        # A relay's password file is read before anything starts (issue #10 §4).
+        (
+            [],
+            {
+                "routes": {
+                    "default": {
+                        "relay": "smtp.relay.test:587",
+                        "auth": {"user": "u", "password_file": "/nonexistent/relay.pw"},
+                    }
+                }
+            },
+            "routes.default.auth.password_file: cannot read /nonexistent/relay.pw",
+        ),
+        (
+            [],
+            {"smtp": {"tls_ca_file": "/nonexistent/ca.pem"}},
+            "smtp.tls_ca_file: cannot read /nonexistent/ca.pem: No such file or directory",
+        ),
     ],
 )
 def test_a_bad_setting_is_one_line_and_status_2(volley, args, config, expected) -> None:

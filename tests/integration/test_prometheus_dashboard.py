@@ -131,7 +131,22 @@ def test_every_dashboard_and_alert_query_on_a_real_prometheus(net, volley, tmp_p
     (ok,) = net.domain("ok.test")
     net.domain("slow.test")
     net.domain("sender.test")  # where the DSNs for the bounces go
-    v = volley(workers=2, config={"domains": {"slow.test": {"retry_schedule": ["1h"]}}})
+    # A shaping rule for slow.test's tempfail reply, so the Shaping row has a site to show.
+    rule = {
+        "name": "dashboard-test",
+        "regex": "mailbox busy \\(test\\)",
+        "action": "reduce",
+        "connections": 1,
+        "rate": "10/min",
+        "duration": "1h",
+    }
+    v = volley(
+        workers=2,
+        config={
+            "domains": {"slow.test": {"retry_schedule": ["1h"]}},
+            "shaping": {"rules": [rule]},
+        },
+    )
     # An operator's suspension, so that the "Suspended destinations" panel has a row.
     assert v.cli("suspend", "paused.test", "--reason", "dashboard test").returncode == 0
     port = free_port(["127.0.0.1"])

@@ -47,6 +47,7 @@ __all__ = [
     "log_lines_problems",
     "message_id",
     "metric",
+    "pending_pairs",
     "process_start_time",
     "received_copies",
     "received_pairs",
@@ -172,6 +173,21 @@ def leftovers(spool: Path) -> dict[str, list[str]]:
         d = spool / name
         if d.exists():
             out[name] = sorted(p.name for p in d.iterdir())
+    return out
+
+
+def pending_pairs(spool: Path) -> set[Pair]:
+    """(Message-ID, recipient) of every recipient a live entry still lists as pending: what
+    a restart sends (again).  Raises AssertionError on a torn entry, as queued_pending."""
+    out: set[Pair] = set()
+    for d, e in live_entries(spool):
+        try:
+            meta, _ = decode_live(d, e)
+        except FileNotFoundError:
+            continue  # finished meanwhile
+        except CorruptEntry as exc:
+            raise AssertionError(f"torn entry left in the queue: {d}/{e.name}: {exc}") from exc
+        out.update((str(meta.get("msgid")), rcpt) for rcpt in meta["rcpts"])
     return out
 
 

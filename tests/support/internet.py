@@ -58,6 +58,17 @@ class MiniInternet:
         self.receivers[ip] = r
         return r
 
+    def relay(self, name: str | None = None, **kwargs: Any) -> Receiver:
+        """A smarthost: a receiver on a fresh address and a port of its own (Volley reaches
+        it on the route's port, not on smtp.port); `name` gets an A record for it."""
+        ip = self.address()
+        r = Receiver(ip, free_port([ip]), name=name or ip, **kwargs)
+        r.start()
+        self.receivers[ip] = r
+        if name is not None:
+            self.dns.add_a(name, [ip])
+        return r
+
     def domain(
         self, domain: str, *, mx: int = 1, start: bool = True, ttl: int = 300, **kwargs: Any
     ) -> list[Receiver]:

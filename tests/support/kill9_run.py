@@ -4,7 +4,17 @@ account for every (Message-ID, recipient) pair and every duplicate.
 Responsible for: `kill9_run` and its `KillRunReport`, shared by
 tests/integration/test_crash_kill9_all.py and bench/soak_kill9.py; it raises only when a
 promise is broken (a pair lost, a torn log line that is not the last, a recipient sent
-again after its delivery was logged).
+again after its delivery was recorded).
+
+What may be sent twice is counted, not guessed: a transaction the receivers accepted from
+an incarnation (they recorded it before the next one was spawned) whose recipient the
+spool still listed as pending when that incarnation was killed is *accepted but
+unrecorded* — Volley will send it again.  The spool is read at each kill; the receivers'
+copies are matched to incarnations at the end, by the same spawn-time rule that tells
+which incarnation sent each copy (a copy may be recorded just after the kill).  Every
+transaction resent after that kill must be one of those (`accepted_unrecorded_per_kill`);
+how many there can be is the README's bound, pipeline depth x open connections plus the
+finished entries still on their way to the spool, which the callers assert.
 Not responsible for: the process and spool helpers it uses (tests.support.crash), or
 asserting what a scenario decides (the caller does, from the report).
 
@@ -27,6 +37,7 @@ from tests.support.crash import (
     leftovers,
     log_lines_problems,
     message_id,
+    pending_pairs,
     queued_pending,
     received_copies,
     received_pairs,
@@ -57,7 +68,11 @@ class KillRunReport:
     # Transactions received before kill i+1 and sent again after it (one transaction may
     # carry two recipients, so this counts in the unit connections limit).
     resent_per_kill: list[int] = field(default_factory=list)
-    in_flight_capacity: int = 0  # most transactions open at once (sum of max_connections)
+    in_flight_capacity: int = 0  # most connections open at once (sum of max_connections)
+    # Per kill: connections the receivers had open just before it, and transactions they
+    # had accepted whose recipients the spool still listed as pending (see the docstring).
+    connections_at_kill: list[int] = field(default_factory=list)
+    accepted_unrecorded_per_kill: list[int] = field(default_factory=list)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -73,6 +88,8 @@ class KillRunReport:
             "resent_transactions_per_kill": self.resent_per_kill,
             "resent_transactions": sum(self.resent_per_kill),
             "in_flight_capacity": self.in_flight_capacity,
+            "connections_at_kill": self.connections_at_kill,
+            "accepted_unrecorded_per_kill": self.accepted_unrecorded_per_kill,
             "seconds": round(self.seconds, 2),
         }
 
@@ -111,6 +128,7 @@ def kill9_run(
     kills: int,
     domains: int = 4,
     max_connections: int = 4,
+    pipeline_depth: int | None = None,
     seed: int | None = None,
     deadline: float = 150.0,
     progress: Callable[[str], None] = lambda s: None,
@@ -139,12 +157,20 @@ def kill9_run(
         expected.update((mid, r) for r in to)
     report = KillRunReport(seed=seed, messages=messages, pairs=len(expected))
     report.in_flight_capacity = domains * max_connections
-    v = make_volley({"domains": {"default": {"max_connections": max_connections}}})
+    config: dict[str, Any] = {"domains": {"default": {"max_connections": max_connections}}}
+    if pipeline_depth is not None:
+        config["smtp"] = {"pipeline_depth": pipeline_depth}
+    v = make_volley(config)
     start = time.monotonic()
     end = start + deadline
 
     def got() -> int:
         return sum(len(r.messages) for r in receivers)
+
+    def open_connections() -> int:
+        return sum(r.open_connections for r in receivers)
+
+    pending_at_kill: list[set[Pair]] = []  # the spool's pending recipients, per kill
 
     # Drops go in while Volley runs, so intake is busy during the first kills.
     for data, _ in batch:
@@ -158,8 +184,10 @@ def kill9_run(
             interval=0.005,
             message=lambda i=i: f"kill {i}: {got()} received; {v.text_output()[-2000:]}",  # type: ignore[misc]
         )
+        report.connections_at_kill.append(open_connections())
         v.kill()
         report.kills.append(time.time())
+        pending_at_kill.append(pending_pairs(v.spool))
         report.kill_receipts.append(got())
         problems = log_lines_problems(v.log_path)
         assert not problems, f"after kill {i}: torn lines inside the log: {problems[:5]}"
@@ -169,7 +197,8 @@ def kill9_run(
         progress(
             f"kill {i + 1}/{kills} at {report.kill_receipts[-1]} receipts; "
             f"{len(left['queue'])} queued, {len(left['incoming'])} drops, "
-            f"{len(left['tmp'])} tmp; logged+queued {report.logged_and_queued[-1]}"
+            f"{len(left['tmp'])} tmp; logged+queued {report.logged_and_queued[-1]}; "
+            f"{report.connections_at_kill[-1]} connections open at the kill"
         )
         report.restarts.append(time.time())
         restart(v)
@@ -214,6 +243,7 @@ def kill9_run(
     # after it (the receivers are threads of this busy test process). Two copies in one
     # segment would be a resend with no crash to explain it.
     resent: list[set[str]] = [set() for _ in report.kills]
+    unrecorded: list[set[str]] = [set() for _ in report.kills]
     unexplained = []
     for pair, cs in copies.items():
         segments = [sum(1 for k in report.restarts if k < at) for at, _ in cs]
@@ -222,10 +252,19 @@ def kill9_run(
             continue
         for s, (_, txn) in zip(segments[:-1], cs[:-1], strict=True):
             resent[s].add(txn)  # received before kill s+1, sent again after it
+        for s, (_, txn) in zip(segments, cs, strict=True):
+            if s < len(pending_at_kill) and pair in pending_at_kill[s]:
+                unrecorded[s].add(txn)  # accepted, still pending when its sender died
+    report.accepted_unrecorded_per_kill = [len(u) for u in unrecorded]
     assert not unexplained, (
         f"duplicates with no kill between the copies: {unexplained[:5]}; "
         f"kills {report.kills}; restarts {report.restarts}"
     )
+    # Nothing is sent again that Volley had recorded: every transaction resent after kill
+    # s was accepted by a receiver and still pending in the spool at that kill.
+    for s, (sent_again, counted) in enumerate(zip(resent, unrecorded, strict=True)):
+        extra = sorted(sent_again - counted)
+        assert not extra, f"kill {s}: resent although recorded at the kill: {extra[:5]}"
     report.duplicates = sum(len(c) - 1 for c in copies.values())
     report.resent_per_kill = [len(t) for t in resent]
     return report

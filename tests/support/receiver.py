@@ -4,8 +4,10 @@ Responsible for:
   * `Receiver`: one real SMTP server on one loopback IP, in its own thread and uvloop loop,
     that records what it received (`Received`) and counts connections and transactions, so
     integration tests can run the real `volley run` process and assert on the outcome.
-  * Switchable connection-level behaviour: a non-220 greeting, a connection limit, STARTTLS,
-    and which of PIPELINING / 8BITMIME / SMTPUTF8 are advertised.
+  * Switchable connection-level behaviour: a non-220 greeting, a connection limit, STARTTLS
+    (optionally required before anything else), implicit TLS (TLS from connect, a relay's
+    port 465), AUTH with a table of users (a smarthost relay), and which of PIPELINING /
+    8BITMIME / SMTPUTF8 are advertised.
   * The one import for tests: the public names of the modules below are re-exported here.
 
 Not responsible for:
@@ -31,6 +33,7 @@ import asyncio
 import socket
 import ssl
 import threading
+from contextlib import ExitStack
 from types import TracebackType
 from typing import Any
 
@@ -118,10 +121,15 @@ class _Controller(Controller):
             with self._state.lock:
                 self._state.probe_peer = (host, port)
             probe.connect((self.hostname, self.port))
-            try:
-                probe.recv(1024)
-            except TimeoutError:
-                pass  # the factory has run by now; aiosmtpd ignores this timeout too
+            with ExitStack() as stack:
+                if self.ssl_context is not None:  # implicit TLS: say hello in TLS
+                    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+                    probe = stack.enter_context(client.wrap_socket(probe))
+                try:
+                    probe.recv(1024)
+                except TimeoutError:
+                    pass  # the factory has run by now; aiosmtpd ignores this timeout too
 
 
 class Receiver:
@@ -141,6 +149,10 @@ class Receiver:
         smtputf8: bool = True,
         eightbitmime: bool = True,
         tls_context: ssl.SSLContext | None = None,
+        require_starttls: bool = False,
+        implicit_tls_context: ssl.SSLContext | None = None,
+        users: dict[str, str] | None = None,
+        auth_require_tls: bool = True,
         greeting: tuple[int, str] | None = None,
         max_connections: int | None = None,
         stall_timeout: float = STALL_SECONDS,
@@ -155,6 +167,10 @@ class Receiver:
         self._smtputf8 = smtputf8
         self._eightbitmime = eightbitmime
         self._tls_context = tls_context
+        self._require_starttls = require_starttls
+        self._implicit_tls_context = implicit_tls_context
+        self._users = users
+        self._auth_require_tls = auth_require_tls
         self._stall_timeout = stall_timeout
         self._state = State(greeting, max_connections)
         self._controller: _Controller | None = None
@@ -166,12 +182,15 @@ class Receiver:
         """Listen on ip:port. Raises OSError if the address is taken."""
         if self._controller is not None:
             raise RuntimeError(f"{self!r} is already running")
-        handler = Handler(
-            self._state,
-            pipelining=self._pipelining,
-            eightbitmime=self._eightbitmime,
-            stall_timeout=self._stall_timeout,
-        )
+        handler = self._new_handler()
+        relay: dict[str, Any] = {}
+        if self._users is not None:
+            relay = {
+                "authenticator": handler.authenticator,
+                # aiosmtpd only counts STARTTLS as TLS: with implicit TLS every session is
+                # encrypted, and it would otherwise never offer AUTH.
+                "auth_require_tls": self._auth_require_tls and self._implicit_tls_context is None,
+            }
         controller = _Controller(
             handler,
             self._state,
@@ -184,11 +203,24 @@ class Receiver:
             enable_SMTPUTF8=self._smtputf8,
             decode_data=False,
             tls_context=self._tls_context,
-            require_starttls=False,
+            require_starttls=self._require_starttls,
+            ssl_context=self._implicit_tls_context,
+            **relay,
             timeout=SESSION_TIMEOUT,
         )
         controller.start()
         self._controller, self._handler = controller, handler
+
+    def _new_handler(self) -> Handler:
+        """The session hooks for one start(); a subclass adds behaviour by returning a
+        Handler subclass (tests.support.throttling)."""
+        return Handler(
+            self._state,
+            pipelining=self._pipelining,
+            eightbitmime=self._eightbitmime,
+            stall_timeout=self._stall_timeout,
+            users=self._users,
+        )
 
     def stop(self) -> None:
         """Stop listening and abort every open connection (the MX goes away). Idempotent.
@@ -283,6 +315,12 @@ class Receiver:
             return self._state.peak
 
     @property
+    def peak_connections_by_peer(self) -> dict[str, int]:
+        """Most sessions open at once from each client address (Volley's source address)."""
+        with self._state.lock:
+            return dict(self._state.peak_by_peer)
+
+    @property
     def open_connections(self) -> int:
         """Sessions open now."""
         with self._state.lock:
@@ -299,6 +337,18 @@ class Receiver:
         """conn_id -> accepted MAIL commands, for every counted connection (0 if none)."""
         with self._state.lock:
             return dict(self._state.transactions)
+
+    @property
+    def auth_commands(self) -> int:
+        """AUTH command lines received (also those refused before any check)."""
+        with self._state.lock:
+            return self._state.auth_commands
+
+    @property
+    def logins(self) -> list[tuple[str, str, bool]]:
+        """Every checked login: (mechanism, user, accepted)."""
+        with self._state.lock:
+            return list(self._state.logins)
 
     @property
     def stalled_count(self) -> int:

@@ -3,10 +3,12 @@
 Responsible for:
   * `Handler`: aiosmtpd's `handle_<VERB>` hooks. They carry out what each recipient's
     scenario asks for (tests.support.receiver_scenarios), advertise PIPELINING / 8BITMIME
-    as switched, refuse an unadvertised BODY=8BITMIME, and hold `stall` RCPT replies.
+    as switched, refuse an unadvertised BODY=8BITMIME, and hold `stall` RCPT replies;
+    as a relay (`users`), they offer AUTH and check the passwords (`authenticator`).
   * `ReceiverSMTP`: aiosmtpd's protocol plus connection accounting (aiosmtpd has no
     connection hook): the configured non-220 greeting, the max_connections 421, connection
-    ids, and aborting or closing a connection on purpose.
+    ids, aborting or closing a connection on purpose, and counting every AUTH command
+    (also those aiosmtpd refuses before asking the authenticator).
   * `State`: everything a receiver records (`Received` messages, RCPT attempts, connection
     and transaction counts), shared by its loop thread and the test thread under one lock.
 
@@ -34,7 +36,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, cast
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from tests.support.receiver_scenarios import (
     DATAFAIL_REPLY,
@@ -67,7 +69,9 @@ class Received:
     `data` is aiosmtpd's `envelope.original_content`: the bytes after dot-unstuffing, CRLFs
     kept. `peer` is the client's IP (the source address Volley bound). `conn_id` numbers this
     receiver's connections from 1. `mail_options` are upper-cased by aiosmtpd; `rcpt_options`
-    are those of the accepted RCPTs, concatenated. `at` is wall-clock `time.time()`.
+    are those of the accepted RCPTs, concatenated. `at` is wall-clock `time.time()`. `helo` is
+    the name the client gave in its last EHLO/HELO on the connection.
+    `auth_user` is who logged in on the session ("" when nobody did).
     """
 
     mail_from: str
@@ -80,6 +84,8 @@ class Received:
     tls: bool
     dropped: bool
     at: float
+    auth_user: str = ""
+    helo: str = ""
 
 
 class _Admission(enum.Enum):
@@ -111,11 +117,16 @@ class State:
         self.open: dict[ReceiverSMTP, _Admission] = {}
         self.live = 0  # open SESSION connections
         self.peak = 0
+        # The same per client address (the source address Volley bound).
+        self.live_by_peer: collections.Counter[str] = collections.Counter()
+        self.peak_by_peer: dict[str, int] = {}
         self.total = 0
         self.rejected = 0
         self.next_conn_id = 0
         self.stalled = 0
         self.stall_released = False
+        self.auth_commands = 0  # AUTH lines received, refused ones included
+        self.logins: list[tuple[str, str, bool]] = []  # (mechanism, user, accepted)
 
     def admit(
         self, proto: ReceiverSMTP, peer: tuple[str, int] | None
@@ -141,6 +152,9 @@ class State:
                     kind = _Admission.SESSION
                     self.live += 1
                     self.peak = max(self.peak, self.live)
+                    ip = proto.peer_ip
+                    self.live_by_peer[ip] += 1
+                    self.peak_by_peer[ip] = max(self.peak_by_peer.get(ip, 0), self.live_by_peer[ip])
                 if kind is not _Admission.SESSION:
                     self.rejected += 1
             self.open[proto] = kind
@@ -150,6 +164,7 @@ class State:
         with self.lock:
             if self.open.pop(proto, None) is _Admission.SESSION:
                 self.live -= 1
+                self.live_by_peer[proto.peer_ip] -= 1
 
     def count_rcpt(self, address: str) -> int:
         with self.lock:
@@ -182,6 +197,11 @@ class State:
             return len(self.messages)
 
 
+def _login(session: Session) -> str:
+    data = session.auth_data  # (login_data is deprecated: a warning, an error in tests)
+    return data.login.decode("utf-8", "replace") if isinstance(data, LoginPassword) else ""
+
+
 async def _park() -> None:
     """Wait until the session task is cancelled: aiosmtpd's connection_lost cancels it after
     we close or abort the transport, so the hook never returns a reply to send."""
@@ -198,10 +218,12 @@ class Handler:
         pipelining: bool,
         eightbitmime: bool,
         stall_timeout: float,
+        users: dict[str, str] | None = None,
     ) -> None:
         self._state = state
         self._pipelining = pipelining
         self._eightbitmime = eightbitmime
+        self._users = users
         self._stall_timeout = stall_timeout
         self.release = asyncio.Event()  # binds to the server loop on first wait
 
@@ -214,14 +236,29 @@ class Handler:
         responses: list[str],
     ) -> list[str]:
         session.host_name = hostname  # aiosmtpd only sets it when there is no hook
-        # aiosmtpd always offers AUTH after STARTTLS; an MX does not, so drop it.
-        kept = [r for r in responses if not r[4:].upper().startswith("AUTH")]
+        # aiosmtpd always offers AUTH after STARTTLS; an MX does not, so drop it (a relay
+        # with users keeps it).
+        kept = responses
+        if self._users is None:
+            kept = [r for r in responses if not r[4:].upper().startswith("AUTH")]
         if not self._eightbitmime:
             kept = [r for r in kept if r[4:].upper() != "8BITMIME"]
         if self._pipelining:
             # aiosmtpd handles pipelined groups correctly but never advertises it (§8).
             kept.insert(len(kept) - 1, "250-PIPELINING")
         return kept
+
+    def authenticator(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        """aiosmtpd's check of a LOGIN or PLAIN login against `users`."""
+        assert isinstance(data, LoginPassword) and self._users is not None
+        user = data.login.decode("utf-8", "replace")
+        ok = self._users.get(user, None) == data.password.decode("utf-8", "replace")
+        with self._state.lock:
+            self._state.logins.append((mechanism, user, ok))
+        # handled=False: aiosmtpd answers 235 or 535 itself.
+        return AuthResult(success=ok, handled=False, auth_data=data)
 
     async def handle_MAIL(
         self,
@@ -306,6 +343,8 @@ class Handler:
                 tls=session.ssl is not None,
                 dropped=outcome is _DataOutcome.DROP,
                 at=time.time(),
+                auth_user=_login(session),
+                helo=session.host_name or "",
             )
         )
         if outcome is _DataOutcome.DROP:
@@ -342,6 +381,15 @@ class ReceiverSMTP(SMTP):
                 writer.close()
                 return
         super().connection_made(transport)
+        if self.session is not None and self.session.ssl is None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None:  # implicit TLS: aiosmtpd records only STARTTLS's
+                self.session.ssl = {"ssl_object": ssl_object}
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        with self._state.lock:
+            self._state.auth_commands += 1
+        await super().smtp_AUTH(arg)
 
     def _refused(self) -> bool:
         return self._admission in (_Admission.GREETING, _Admission.TOO_MANY)

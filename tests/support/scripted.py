@@ -34,6 +34,9 @@ class Conn:
     commands: list[str] = field(default_factory=list)  # lines received, without CRLF
     data: bytes = b""  # the content of the current message (set when "." arrives)
     in_data: bool = False
+    # Reads of the client's bytes that the server answered: each is a round trip the
+    # client waited for (replies to one read leave together, as a pipelining server's).
+    turns: int = 0
 
 
 # (connection, command line or None for the greeting, or "." at end of data) -> bytes to
@@ -118,6 +121,7 @@ class _Protocol(asyncio.Protocol):
         self._buf = b""
         self._transport: asyncio.Transport | None = None
         self._conn = Conn(0)
+        self._answered = False  # this read got a reply (Conn.turns)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
@@ -128,6 +132,13 @@ class _Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buf += data
         conn = self._conn
+        self._answered = False
+        try:
+            self._consume(conn)
+        finally:
+            conn.turns += self._answered
+
+    def _consume(self, conn: Conn) -> None:
         while self._transport is not None and not self._transport.is_closing():
             if conn.in_data:
                 end = self._buf.find(b"\r\n.\r\n")
@@ -159,6 +170,7 @@ class _Protocol(asyncio.Protocol):
         head, close, _ = out.partition(CLOSE)
         if head:
             transport.write(head)
+            self._answered = True
         if close:
             transport.close()
         return head

@@ -1,8 +1,10 @@
-"""Throw-away TLS certificates for tests: a self-signed certificate and a server context.
+"""Throw-away TLS certificates for tests: self-signed ones, and a test CA that signs others.
 
 Responsible for: `write_self_signed` (a certificate and its key as PEM files, for a DNS name
-or an IP address) and `self_signed_context` (a server SSLContext for
-`Receiver(tls_context=...)`, plus the certificate file a client can trust).
+or an IP address), `self_signed_context` (a server SSLContext for
+`Receiver(tls_context=...)`, plus the certificate file a client can trust), and `LocalCA`
+(one CA certificate a client trusts, e.g. as Volley's `smtp.tls_ca_file`, and server
+contexts with certificates it signs for any names: MX hosts, MTA-STS policy hosts).
 Not responsible for: serving TLS (tests.support.receiver), or anything a real CA does (no
 chain, no revocation): these certificates are for loopback tests only.
 """
@@ -22,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["self_signed_context", "write_self_signed"]
+__all__ = ["LocalCA", "self_signed_context", "write_self_signed"]
 
 
 def self_signed_context(
@@ -109,3 +111,89 @@ def write_self_signed(
         )
     )
     return cert_path, key_path
+
+
+class LocalCA:
+    """A certificate authority for one test: `cert_path` is its certificate (PEM), to be
+    trusted by the client; `server_context(*names)` serves a certificate it signed for
+    `names` (DNS names).  Keys are EC P-256 (fast to make)."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        if directory is None:
+            directory = Path(tempfile.mkdtemp(prefix="volley-ca-"))
+            atexit.register(shutil.rmtree, directory, True)
+        self.directory = directory
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        self._name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Volley test CA")])
+        now = datetime.datetime.now(datetime.UTC)
+        public = self._key.public_key()
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(self._name)
+            .issuer_name(self._name)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_key_usage(cert_sign=True), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+            .sign(self._key, hashes.SHA256())
+        )
+        self.cert_path = directory / "ca.pem"
+        self.cert_path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self._issued = 0
+
+    def server_context(self, *names: str) -> ssl.SSLContext:
+        """A server SSLContext whose certificate this CA signed for `names`."""
+        if not names:
+            raise ValueError("a certificate needs at least one name")
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        ca_ski = self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .issuer_name(self._name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(cert_sign=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), False
+            )
+            .sign(self._key, hashes.SHA256())
+        )
+        self._issued += 1
+        cert_path = self.directory / f"server{self._issued}.pem"
+        key_path = self.directory / f"server{self._issued}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert_path, key_path)
+        key_path.unlink()
+        return ctx
+
+
+def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )

@@ -13,6 +13,7 @@ from engine.config import (
     parse_duration,
 )
 from engine.model import TlsPolicy
+from tests.support.tls_certs import LocalCA
 
 
 def test_defaults_without_a_file() -> None:
@@ -260,8 +261,74 @@ def test_target_host_filter_and_mx_limits_default_to_postfix_and_exim_values() -
         ({"mx_address_limit": 0}, "smtp.mx_address_limit"),
         ({"mx_session_limit": 0}, "smtp.mx_session_limit"),
         ({"max_connection_lifetime": 0}, "smtp.max_connection_lifetime"),
+        ({"pipeline_depth": 0}, "smtp.pipeline_depth"),
+        ({"pipeline_depth": "2"}, "smtp.pipeline_depth"),
     ],
 )
 def test_bad_smtp_limits_name_their_key(smtp: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         from_dict({"smtp": smtp})
+
+
+def test_pipeline_depth_defaults_to_two_and_round_trips() -> None:
+    assert from_dict({}).pipeline_depth == 2
+    s = from_dict({"smtp": {"pipeline_depth": 1}})
+    assert s.pipeline_depth == 1 and from_dict(s.to_dict()) == s
+
+
+# -- TLS policies and MTA-STS --------------------------------------------------------------
+
+
+def test_tls_verify_mta_sts_and_the_ca_file(tmp_path: Path) -> None:
+    ca = LocalCA(tmp_path)
+    s = from_dict(
+        {
+            "smtp": {"tls_ca_file": str(ca.cert_path)},
+            "dns": {"mta_sts": False, "mta_sts_port": 8443},
+            "domains": {"v.test": {"tls": "verify"}, "broken.test": {"mta_sts": False}},
+        }
+    )
+    assert s.tls_ca_file == ca.cert_path and (s.mta_sts, s.mta_sts_port) == (False, 8443)
+    assert s.policy("v.test").tls is TlsPolicy.VERIFY and s.policy("v.test").mta_sts
+    assert not s.policy("broken.test").mta_sts
+    assert from_dict(s.to_dict()) == s
+
+
+def test_tls_defaults() -> None:
+    s = from_dict({"smtp": {"tls_ca_file": ""}})
+    assert s.tls_ca_file is None  # the system CA store
+    assert (s.mta_sts, s.mta_sts_port) == (True, 443)
+    assert s.policy("x.test").mta_sts and s.policy("x.test").tls is TlsPolicy.OPPORTUNISTIC
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("/nonexistent/ca.pem", "cannot read /nonexistent/ca.pem"),
+        ("NOT-PEM", "holds no usable PEM certificate"),
+        (7, "expected a file path"),
+    ],
+)
+def test_a_bad_ca_file_is_one_line_naming_the_key(
+    tmp_path: Path, value: object, problem: str
+) -> None:
+    if value == "NOT-PEM":
+        bad = tmp_path / "bad.pem"
+        bad.write_text("not a certificate\n")
+        value = str(bad)
+    with pytest.raises(ConfigError, match=r"^smtp\.tls_ca_file: ") as e:
+        from_dict({"smtp": {"tls_ca_file": value}})
+    assert problem in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"dns": {"mta_sts_port": 70000}}, "dns.mta_sts_port"),
+        ({"dns": {"mta_sts": "yes"}}, "dns.mta_sts"),
+        ({"domains": {"x.test": {"mta_sts": 1}}}, "domains.x.test.mta_sts"),
+    ],
+)
+def test_mta_sts_errors_name_the_key(data: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        from_dict(data)

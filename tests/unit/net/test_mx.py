@@ -756,3 +756,34 @@ async def test_an_unusable_mx_set_is_no_route_without_address_queries(
     assert isinstance(route, RouteFailure) and route.kind is RouteFailureKind.NO_ROUTE
     assert "an IP address, not a host name" in route.detail
     assert fake.total == 1  # never asked for the A record of "192.0.2.1"
+
+
+# -- a relay's host (engine.net.relay) ------------------------------------------------------
+
+
+async def test_resolve_host_looks_up_addresses_only_and_caches_them(
+    fake: FakeDns, clock: FakeClock
+) -> None:
+    fake.host("smtp.relay.test", ("192.0.2.9",), ("2001:db8::9",))
+    r = make(fake, clock)
+    got = await r.resolve_host("dest.test", "SMTP.Relay.Test.")
+    assert got == Route(
+        "dest.test", (MxHost("smtp.relay.test", 0, ("192.0.2.9", "2001:db8::9")),), False
+    )
+    assert fake.calls == {("smtp.relay.test", "A"): 1, ("smtp.relay.test", "AAAA"): 1}
+    assert (r.hits, r.misses) == (0, 1)
+    await r.resolve_host("other.test", "smtp.relay.test")  # every domain shares the answers
+    assert fake.total == 2 and (r.hits, r.misses) == (1, 1)
+
+
+async def test_resolve_host_without_addresses_or_with_dns_trouble(
+    fake: FakeDns, clock: FakeClock
+) -> None:
+    r = make(fake, clock)
+    gone = await r.resolve_host("dest.test", "missing.relay.test")
+    assert isinstance(gone, RouteFailure) and gone.kind is RouteFailureKind.NO_ROUTE
+    fake.set(fail("flaky.relay.test", "A", DnsFailureKind.TEMPORARY))
+    fake.set(fail("flaky.relay.test", "AAAA", DnsFailureKind.TEMPORARY))
+    flaky = await r.resolve_host("dest.test", "flaky.relay.test")
+    assert isinstance(flaky, RouteFailure) and flaky.kind is RouteFailureKind.TEMPORARY
+    assert r.failures == 1

@@ -23,6 +23,7 @@ import uvloop
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from engine.config.routes import Relay, RelayTls
 from engine.model import (
     ConnectFailure,
     FailureKind,
@@ -34,6 +35,7 @@ from engine.model import (
 from engine.net.session import SmtpSession, open_session
 from engine.smtp import LocalProtocolError, State, wire_body
 from tests.support.receiver import write_self_signed
+from tests.support.tls_certs import LocalCA
 
 HOST = "127.0.0.77"
 SOURCE = "127.0.0.78"
@@ -290,6 +292,61 @@ def test_three_transactions_on_one_session(
 
     run(scenario())
     assert [m.rcpt_tos for m in mx.handler.messages] == [[f"n{i}@dst.test"] for i in range(3)]
+
+
+def test_pipelined_transactions_cross_on_one_connection_in_order(
+    run: Callable[..., Any], start_mx: Callable[..., Mx]
+) -> None:
+    """Three started before the first ends (RFC 2920): each result is its own, the
+    refused one costs no content, and the one after it goes out behind a RSET."""
+    mx = start_mx()
+    batches = [("a@dst.test",), ("r550-b@dst.test",), ("c@dst.test", "r450-d@dst.test")]
+
+    async def scenario() -> list[Any]:
+        session = await connect(mx)
+        try:
+            handles = []
+            for rcpts in batches:
+                assert session.can_start()
+                handles.append(session.start(txn(*rcpts)))
+            assert session.in_flight == 3 and not session.is_reusable()
+            results = [await session.result(h) for h in handles]
+            assert session.transactions == 3 and session.is_reusable()
+            return results
+        finally:
+            await session.close()
+
+    first, refused, last = run(scenario())
+    assert codes(first.rcpts) == [250] and first.final.code == 250 and first.failure is None
+    assert codes(refused.rcpts) == [550] and refused.final is None and refused.failure is None
+    assert codes(last.rcpts) == [250, 450] and last.final.code == 250 and last.failure is None
+    assert [m.rcpt_tos for m in mx.handler.messages] == [["a@dst.test"], ["c@dst.test"]]
+
+
+def test_a_close_mid_pipeline_fails_each_transaction_in_its_own_phase(
+    run: Callable[..., Any], start_mx: Callable[..., Mx]
+) -> None:
+    """The server drops the connection after the first content: that one may have been
+    delivered (BODY), the next had its envelope out (MAIL), the third never left."""
+    mx = start_mx()
+
+    async def scenario() -> list[Any]:
+        session = await connect(mx)
+        try:
+            handles = [session.start(txn(r)) for r in ("dropdata@dst.test", "b@dst.test")]
+            handles.append(session.start(txn("c@dst.test")))
+            return [await session.result(h) for h in handles]
+        finally:
+            await session.close()
+
+    dropped, next_one, never = run(scenario())
+    assert dropped.failure is not None and dropped.failure.phase is Phase.BODY
+    assert next_one.failure is not None and next_one.failure.phase is Phase.MAIL
+    assert next_one.mail is None and next_one.failure.kind is FailureKind.CLOSED
+    assert never.failure is not None and "before this transaction was sent" in (
+        never.failure.detail
+    )
+    assert [m.rcpt_tos for m in mx.handler.messages] == [["dropdata@dst.test"]]
 
 
 def test_mixed_recipient_replies_are_kept_per_recipient(
@@ -752,3 +809,149 @@ def test_required_tls_without_starttls_is_a_tls_connect_failure(
         assert "not offered" in result.failure.detail
 
     run(scenario())
+
+
+# ---------------------------------------------------------------------------- TLS verify
+
+
+def _ca_server(names: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server context with a certificate for `names` from a fresh CA, a client verify
+    context trusting only that CA)."""
+    ca = LocalCA()
+    return ca.server_context(names), ssl.create_default_context(cafile=ca.cert_path)
+
+
+def test_verify_accepts_a_certificate_for_the_mx_name(
+    run: Callable[..., Any], start_mx: Callable[..., Mx]
+) -> None:
+    server, client = _ca_server("mx.test")
+    mx = start_mx(tls_context=server)
+
+    async def scenario() -> None:
+        session = await connect(mx, tls=TlsPolicy.VERIFY, ssl_context=client)
+        try:
+            assert session.tls_active and session.tls_fallback is None
+        finally:
+            await session.close()
+
+    run(scenario())
+
+
+def test_verify_refuses_a_certificate_for_another_name(
+    run: Callable[..., Any], start_mx: Callable[..., Mx]
+) -> None:
+    server, client = _ca_server("other.test")
+    mx = start_mx(tls_context=server)
+
+    async def scenario() -> None:
+        result = await open_session(
+            HOST, mx.port, mx_host="mx.test", helo_name="volley.test", source_address=None,
+            tls=TlsPolicy.VERIFY, timeouts=TIMEOUTS, ssl_context=client,
+        )  # fmt: skip
+        assert isinstance(result, ConnectFailure)
+        assert result.failure is not None
+        assert (result.failure.phase, result.failure.kind) == (Phase.STARTTLS, FailureKind.TLS)
+        assert result.failure.detail == "certificate verify failed: hostname mismatch for mx.test"
+
+    run(scenario())
+    assert mx.handler.messages == []
+    assert len(mx.handler.peers) == 1  # one EHLO: no plaintext retry
+
+
+def test_verify_without_a_context_uses_the_system_store(
+    run: Callable[..., Any], start_mx: Callable[..., Mx]
+) -> None:
+    server, _ = _ca_server("mx.test")  # a CA the system does not know
+    mx = start_mx(tls_context=server)
+
+    async def scenario() -> None:
+        result = await open_session(
+            HOST, mx.port, mx_host="mx.test", helo_name="volley.test", source_address=None,
+            tls=TlsPolicy.VERIFY, timeouts=TIMEOUTS,
+        )  # fmt: skip
+        assert isinstance(result, ConnectFailure) and result.failure is not None
+        assert result.failure.detail.startswith("certificate verify failed: ")
+        assert "mx.test" in result.failure.detail
+
+    run(scenario())
+
+
+def test_verify_without_starttls_is_a_tls_connect_failure(
+    run: Callable[..., Any], start_mx: Callable[..., Mx]
+) -> None:
+    mx = start_mx()
+
+    async def scenario() -> None:
+        result = await open_session(
+            HOST, mx.port, mx_host="mx.test", helo_name="volley.test", source_address=None,
+            tls=TlsPolicy.VERIFY, timeouts=TIMEOUTS,
+        )  # fmt: skip
+        assert isinstance(result, ConnectFailure) and result.failure is not None
+        assert result.failure.detail == "STARTTLS not offered"
+
+    run(scenario())
+
+
+def test_opportunistic_fallback_says_why_tls_failed(
+    run: Callable[..., Any], start_mx: Callable[..., Mx], tls_cert: tuple[Path, Path]
+) -> None:
+    mx = start_mx(tls_context=server_context(tls_cert, tls13_only=True))
+
+    async def scenario() -> None:
+        session = await connect(mx, ssl_context=_tls12_only_client())
+        try:
+            assert not session.tls_active
+            assert session.tls_fallback is not None
+            assert session.tls_fallback.startswith("handshake failed: ")
+        finally:
+            await session.close()
+
+    run(scenario())
+
+
+# ---------------------------------------------------------------------------- implicit TLS
+
+
+def _implicit(port: int) -> Relay:
+    return Relay(HOST, port, True, RelayTls.IMPLICIT, None, "routes.default")
+
+
+def test_implicit_tls_handshakes_before_the_greeting_and_sends_no_starttls(
+    run: Callable[..., Any], start_mx: Callable[..., Mx], tls_cert: tuple[Path, Path]
+) -> None:
+    """RFC 8314 §3 (port 465): TLS from the first byte; EHLO once, inside TLS."""
+    mx = start_mx(ssl_context=server_context(tls_cert))
+
+    async def scenario() -> None:
+        session = await open_session(
+            HOST, mx.port, mx_host="mx.test", helo_name="volley.test", source_address=None,
+            tls=TlsPolicy.DISABLED, timeouts=TIMEOUTS, relay=_implicit(mx.port),
+        )  # fmt: skip
+        assert isinstance(session, SmtpSession), session
+        try:
+            assert session.tls_active and not session.supports("STARTTLS")
+            result = await session.send(txn("ok@dst.test"))
+            assert result.final is not None and result.final.code == 250
+        finally:
+            await session.close()
+
+    run(scenario())
+    assert len(mx.handler.peers) == 1 and len(mx.handler.messages) == 1
+
+
+def test_implicit_tls_to_a_plaintext_server_is_a_tls_failure_at_connect(
+    run: Callable[..., Any], start_mx: Callable[..., Mx]
+) -> None:
+    mx = start_mx()
+
+    async def scenario() -> None:
+        result = await open_session(
+            HOST, mx.port, mx_host="mx.test", helo_name="volley.test", source_address=None,
+            tls=TlsPolicy.DISABLED, timeouts=TIMEOUTS, relay=_implicit(mx.port),
+        )  # fmt: skip
+        assert isinstance(result, ConnectFailure)
+        assert result.failure is not None
+        assert (result.failure.phase, result.failure.kind) == (Phase.CONNECT, FailureKind.TLS)
+
+    run(scenario())
+    assert mx.handler.peers == []  # no EHLO ever went out in clear

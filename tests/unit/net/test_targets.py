@@ -127,3 +127,35 @@ def test_rules_from_settings_take_every_listener() -> None:
 def test_is_local_address_probes_this_host() -> None:
     assert is_local_address("127.0.0.1") and is_local_address("127.3.4.5")
     assert not is_local_address("192.0.2.254")  # TEST-NET-1: never assigned here
+
+
+# -- a configured relay's route (Route.port set) ---------------------------------------------
+
+
+def relay_route(*addresses: str, port: int = 587) -> Route:
+    return Route("d.example", (MxHost("smtp.relay.example", 0, addresses),), False, port)
+
+
+def test_a_relay_on_loopback_is_kept_the_rest_of_ignore_target_hosts_applies() -> None:
+    got = screen_route(
+        relay_route("127.0.0.1", "::1", "169.254.1.1", "192.0.2.1"), DEFAULT, never_local
+    )
+    assert isinstance(got, Route) and got.port == 587
+    assert got.hosts[0].addresses == ("127.0.0.1", "::1", "192.0.2.1")
+    only_link_local = screen_route(relay_route("169.254.1.1"), DEFAULT, never_local)
+    assert isinstance(only_link_local, RouteFailure)
+    # An MX host on loopback is still dropped: only the operator's relay may be there.
+    assert isinstance(
+        screen_route(route(("mx.example", ("127.0.0.1",))), DEFAULT, never_local), RouteFailure
+    )
+
+
+def test_a_relay_that_is_our_listener_on_its_port_is_a_loop() -> None:
+    rules = TargetRules(
+        ignore=(), address_limit=5, port=25, listeners=frozenset({("127.0.0.1", 2525)})
+    )
+    loop = screen_route(relay_route("127.0.0.1", port=2525), rules, never_local)
+    assert isinstance(loop, RouteFailure) and loop.kind is RouteFailureKind.LOOP
+    assert "relay smtp.relay.example is this Volley's listener" in loop.detail
+    # The same address on another port is another service (a local filter, a sidecar).
+    assert isinstance(screen_route(relay_route("127.0.0.1", port=10025), rules, never_local), Route)

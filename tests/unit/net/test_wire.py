@@ -9,9 +9,11 @@ from typing import cast
 
 import pytest
 
-from engine.model import FailureKind, Phase, SmtpTimeouts
+from engine.model import FailureKind, Phase, SmtpTimeouts, Transaction
+from engine.net.session import SmtpSession
 from engine.net.wire import XFER, Wire
 from engine.smtp import Command
+from engine.smtp.transaction import Txn
 
 
 def test_every_command_has_a_phase_and_a_timeout_field() -> None:
@@ -161,3 +163,55 @@ def test_the_connection_lifetime_bounds_every_deadline(loop: FakeLoop) -> None:
     loop.advance(5.0)  # MAIL's 10 s would end at 20 s; the lifetime ends at 15 s
     assert wire.failure is not None and wire.failure.kind is FailureKind.TIMEOUT
     assert "lifetime of 15s" in wire.failure.detail and wire.expired
+
+
+# -- pipelined transactions: one write per message (engine.smtp.pipeline) ---------------
+
+
+def test_the_next_envelope_joins_the_content_in_one_write_per_message() -> None:
+    """The replies that finish t1 also make t2's content due; the write waits one loop
+    turn, so t3's envelope (begun by the task t1's end wakes) leaves in the same write."""
+
+    def txn(n: int) -> Transaction:
+        return Transaction("s@b.example", (f"u{n}@d.example",), b"body %d\r\n" % n)
+
+    async def scenario() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        wire = Wire(loop, TIMEOUTS)
+        transport = FakeTransport()
+        wire.connection_made(cast(asyncio.Transport, transport))
+        wire.data_received(b"220 mx ESMTP\r\n")
+        wire.write(wire.proto.send_ehlo("client.example"))
+        wire.data_received(b"250-mx\r\n250 PIPELINING\r\n")
+        session = SmtpSession(wire, "127.0.0.2", 25, "mx.test", False)
+        transport.written.clear()
+        t1 = session.start(txn(1))
+        t2 = session.start(txn(2))  # staged behind t1's DATA
+
+        async def deliver_next() -> Txn:
+            result = await session.result(t1)
+            assert result.final is not None and result.final.code == 250
+            return session.start(txn(3))  # what delivery does once t1's outcome is in
+
+        task = asyncio.create_task(deliver_next())
+        await asyncio.sleep(0)
+        wire.data_received(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        wire.data_received(b"250 queued 1\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+        t3 = await task
+        await asyncio.sleep(0)  # the deferred flush's turn: nothing is left for it
+        wire.data_received(b"250 queued 2\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+        wire.data_received(b"250 queued 3\r\n")
+        for handle in (t2, t3):
+            result = await session.result(handle)
+            assert result.failure is None and result.final is not None
+        assert session.transactions == 3 and session.is_reusable()
+        return transport.written
+
+    written = asyncio.run(asyncio.wait_for(scenario(), 5))
+    env = b"MAIL FROM:<s@b.example>\r\nRCPT TO:<u%d@d.example>\r\nDATA\r\n"
+    assert written == [
+        env % 1,
+        b"body 1\r\n.\r\n" + env % 2,
+        b"body 2\r\n.\r\n" + env % 3,  # one write: the content and the next envelope
+        b"body 3\r\n.\r\n",
+    ]

@@ -143,6 +143,7 @@ SAMPLES: dict[str, list[Sample]] = {
         route(RouteFailureKind.LOOP),
     ],
     "volley-dns-temporary": [route(RouteFailureKind.TEMPORARY, "SERVFAIL")],
+    "volley-sts-policy": [route(RouteFailureKind.POLICY, "mx1.dest.test not in the policy")],
     "volley-no-answer": [
         transport(FailureKind.TIMEOUT, Phase.CONNECT, "no answer in 30s"),
         transport(FailureKind.TIMEOUT, Phase.GREETING),

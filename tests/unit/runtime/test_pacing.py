@@ -38,15 +38,26 @@ async def test_instants_are_kept_and_asked_for_in_batches(monkeypatch) -> None:
 
     monkeypatch.setattr(asyncio, "sleep", sleep)
     grants = Grants(clock)
-    pacer = Pacer(grants, ["s#msg"], [parse_rate("10/s")], clock, patience=5.0)
+    pacer = Pacer(grants, ["s#msg"], [parse_rate("200/s")], clock, patience=5.0)
     for _ in range(15):
         assert await pacer.take(1000) is None
-    # One batch of a second of instants (11: 0.0 .. 1.0), then a second batch.
-    assert grants.asked == [MAX_BATCH, MAX_BATCH]
-    assert len(slept) == 14 and all(abs(d - 0.1) < 1e-9 for d in slept)
+    # Batches of 50 ms of the limit: 10 instants each.
+    assert grants.asked == [10, 10]
+    assert len(slept) == 14 and all(abs(d - 0.005) < 1e-9 for d in slept)
     pacer.undo()  # the 15th went unused
     pacer.close()
-    assert grants.back and abs(grants.back[0][0] - 1.4) < 1e-9
+    assert grants.back and abs(grants.back[0][0] - 0.07) < 1e-9
+    assert MAX_BATCH == 64
+
+
+async def test_instants_too_late_to_use_are_dropped_not_bunched() -> None:
+    clock = FakeClock(0.0)
+    grants = Grants(clock)
+    pacer = Pacer(grants, ["s#msg"], [parse_rate("200/s")], clock, patience=5.0)
+    assert await pacer.take(1000) is None  # instants 0.000 .. 0.045
+    clock.advance(0.08)  # a slow transaction: the held instants before 0.03 are too late
+    assert await pacer.take(1000) is None
+    assert pacer._next == 7  # used 0.030 (on time within 50 ms), dropped 0.005 .. 0.025
 
 
 async def test_an_instant_beyond_patience_is_returned_not_waited_for() -> None:
@@ -59,3 +70,26 @@ async def test_an_instant_beyond_patience_is_returned_not_waited_for() -> None:
     assert later == 60.0  # not granted (beyond the horizon): when it would be
     pacer.close()
     assert grants.back == [[]]
+
+
+async def test_messages_are_counted_and_heard_at_close(monkeypatch) -> None:
+    clock = FakeClock(0.0)
+
+    async def sleep(delay: float) -> None:
+        clock.advance(delay)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    heard: list[int] = []
+    grants = Grants(clock)
+    # Without rate keys a Pacer only counts: every message goes at once, nothing is asked.
+    counting = Pacer(grants, [], [], clock, patience=5.0, on_close=heard.append)
+    for _ in range(3):
+        assert await counting.take(10) is None
+    counting.undo()
+    counting.close()
+    assert heard == [2] and grants.asked == [] and grants.back == []
+    paced = Pacer(grants, ["k"], [parse_rate("10/s")], clock, patience=5.0, on_close=heard.append)
+    for _ in range(4):
+        assert await paced.take(10) is None
+    paced.close()
+    assert heard == [2, 4] and grants.asked == [1, 1, 1, 1]  # 50 ms of 10/s: one each

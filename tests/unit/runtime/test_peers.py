@@ -7,8 +7,9 @@ import asyncio
 from typing import Any
 
 from engine.net.mx import Route, RouteFailure, RouteFailureKind
-from engine.runtime.peers import CountingResolver, LeaseClient, RateClient
+from engine.runtime.peers import CountingResolver, LeaseClient, QuotaClient, RateClient
 from engine.shaping.gcra import parse_rate
+from engine.shaping.quota import QuotaGrant
 from engine.telemetry.metrics import CheckedTally
 
 
@@ -59,6 +60,9 @@ class Resolver:
             self.failures += 1
         return self.next
 
+    async def resolve_host(self, domain: str, host: str) -> Route | RouteFailure:
+        return await self.resolve(domain)
+
 
 async def test_resolutions_are_counted_as_hit_miss_or_failure() -> None:
     """Issue #9: `volley_dns_lookups_total{result="failure"}` was never incremented."""
@@ -77,6 +81,17 @@ async def test_resolutions_are_counted_as_hit_miss_or_failure() -> None:
     assert counts == {("miss",): 2, ("hit",): 1, ("failure",): 1}
 
 
+async def test_a_relay_lookup_is_counted_the_same_way() -> None:
+    inner = Resolver()
+    tally = CheckedTally()
+    resolver = CountingResolver(inner, tally)  # type: ignore[arg-type]
+    await resolver.resolve_host("d.test", "smtp.relay.test")
+    inner.hit = True
+    await resolver.resolve_host("d.test", "smtp.relay.test")
+    counts = {tuple(lbl): n for name, lbl, n in tally.drain()[0] if name == "volley_dns_lookups"}
+    assert counts == {("miss",): 1, ("hit",): 1}
+
+
 async def test_rate_instants_are_asked_in_one_round_trip() -> None:
     ch = Channel()
     rates = RateClient(ch)  # type: ignore[arg-type]
@@ -90,3 +105,24 @@ async def test_rate_instants_are_asked_in_one_round_trip() -> None:
     rates.give_back(["s#msg"], [])  # nothing unused: no message
     assert ch.sent[-1] == ("rate_back", ["s#msg"], [1.02])
     rates.granted(7, [2.0], 2.0)  # unknown request (cancelled): ignored
+
+
+async def test_quota_is_asked_in_one_round_trip_and_a_late_answer_goes_back() -> None:
+    ch = Channel()
+    quota = QuotaClient(ch)  # type: ignore[arg-type]
+    task = asyncio.create_task(quota.grant("ip1", 20000, 200, 50))
+    await asyncio.sleep(0)
+    assert ch.sent == [("quota", 1, "ip1", 20000, 200, 50)]
+    quota.granted(1, 50, 80)
+    assert await task == QuotaGrant(50, 80)
+    quota.give_back("ip1", 20000, 50, 7)
+    assert ch.sent[-1] == ("quota_back", "ip1", 20000, 50, 7)
+    # Cancelled while asking (a drain): the messages granted meanwhile go straight back.
+    task = asyncio.create_task(quota.grant("ip1", 20000, 200, 50))
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    quota.granted(2, 30, 30)
+    assert ch.sent[-1] == ("quota_back", "ip1", 20000, 30, 30)
+    quota.granted(2, 30, 30)  # twice: nothing more
+    assert len(ch.sent) == 4

@@ -177,6 +177,35 @@ def test_precheck_smtputf8_and_size() -> None:
     assert precheck(big, smtputf8=True, size_limit=0) is None  # SIZE 0 = no limit
 
 
+def test_precheck_bounces_what_cannot_be_made_7bit_as_5_6_3() -> None:
+    """RFC 6152 §3: no 8-bit content to a server without 8BITMIME; RFC 3463 X.6.3."""
+    out = precheck(TXN, smtputf8=True, size_limit=None, unconvertible="a part is binary")
+    assert out is not None
+    assert disps(out) == [(r, D.BOUNCED, 554, "5.6.3") for r in TXN.recipients]
+    assert out[0].text == (
+        "conversion required but not supported: the receiving server does not offer"
+        " 8BITMIME (RFC 6152) and the message cannot be made 7-bit: a part is binary"
+    )
+    assert out[0].origin is Origin.LOCAL
+    assert precheck(TXN, smtputf8=True, size_limit=None, unconvertible=None) is None
+
+
+def test_a_refused_relay_login_defers_whatever_the_code() -> None:
+    """RFC 4954 §6: 535 5.7.8 (wrong password) and 454 4.7.0 (try later) are the relay's
+    trouble, not the message's: deferred, never bounced."""
+    for reply in ("535 5.7.8 Authentication credentials invalid", "454 4.7.0 try later"):
+        failure = TransportFailure(
+            Phase.AUTH, FailureKind.AUTH, f"AUTH PLAIN as 'u' refused: {reply}"
+        )
+        (o,) = classify_connect_failure(
+            ["r@b.test"], ConnectFailure("relay.test", "192.0.2.5", failure=failure)
+        )
+        assert disps([o]) == [("r@b.test", D.DEFERRED, 451, "4.7.8")]
+        where = "authentication failed during auth: relay.test[192.0.2.5]"
+        assert o.text == f"{where}: AUTH PLAIN as 'u' refused: {reply}"
+        assert (o.origin, o.kind) == (Origin.CONNECTION, "auth")
+
+
 def test_expire_keeps_last_error() -> None:
     r = TxnResult(OK, (Reply(450, ("4.2.0 busy",)),), GO, None)
     (o,) = classify_txn(Transaction("s@a", ("r@b",), b""), r)

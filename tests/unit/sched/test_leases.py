@@ -73,3 +73,16 @@ def test_simulated_contention_never_exceeds_limit() -> None:
             else:
                 waiting.add((w, req))
         assert sum(held.values()) == t.held("d") <= 4
+
+
+def test_a_lowered_limit_holds_for_requests_already_waiting() -> None:
+    """Adaptive shaping cut the site from 3 to 1 while requests made under 3 waited:
+    they are granted under 1."""
+    t = LeaseTable()
+    assert t.acquire("site", 3, 0, 1) and t.acquire("site", 3, 0, 2) and t.acquire("site", 3, 0, 3)
+    assert not t.acquire("site", 3, 1, 1)  # waits under 3
+    assert not t.acquire("site", 1, 1, 2)  # the cut: the key's limit is now 1
+    assert t.release("site", 0) == []
+    assert t.release("site", 0) == []
+    assert t.release("site", 0) == [(1, 1)]  # only when none is held
+    assert t.held("site") == 1

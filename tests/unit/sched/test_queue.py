@@ -452,3 +452,16 @@ def test_a_million_rows_due_at_once_are_released_in_batches() -> None:
     assert q.next_due() == 5.0  # the rest is due: the dispatcher comes back at once
     q.release_due(5.0)
     assert len(q.domain("a.test").ready) == n and q.next_due() is None
+
+
+def test_pauses_for_one_reason_can_end_early() -> None:
+    q = WorkQueue()
+    for domain in ("warm.test", "paced.test"):
+        q.add(E("x", domain), due=0.0, now=0.0)
+    q.release_due(0.0)
+    q.pause("warm.test", 86400.0, "warmup")
+    q.pause("paced.test", 10.0, "rate")
+    assert q.unpause("warmup") == ["warm.test"]
+    assert q.paused("warm.test") is None and q.paused("paced.test") == "rate"
+    assert q.connections_wanted("warm.test", 10, 100) == 1
+    assert "warm.test" in q.ready_domains()

@@ -24,4 +24,7 @@ def test_hosts_under_different_parents_are_listed() -> None:
 def test_keys_site_first_then_provider() -> None:
     assert Site("x", None).connection_keys == ("x",)
     assert Site("x", "google").connection_keys == ("x", "provider:google")
+    # Receivers limit per sending IP: an egress source has its own keys.
+    assert Site("x", "google", "ip1").connection_keys == ("ip1|x", "ip1|provider:google")
+    assert Site("x", None, "ip1").connection_keys == ("ip1|x",)
     assert domain_site("a.test") == "domain:a.test"

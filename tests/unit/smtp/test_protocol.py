@@ -3,6 +3,7 @@ pipelined reply matching, the RFC 2920 cleanup rules, and reusability after fail
 
 from __future__ import annotations
 
+import base64
 import itertools
 from collections.abc import Iterable
 from typing import cast
@@ -22,6 +23,7 @@ from engine.smtp import (
 )
 from engine.smtp.protocol import MAX_EHLO_EXTENSIONS
 from engine.smtp.replies import MAX_REPLY_BYTES, MAX_REPLY_LINE
+from engine.smtp.transaction import Txn
 
 ALL_EXT = ("PIPELINING", "SIZE 10240000", "8BITMIME", "SMTPUTF8", "STARTTLS")
 LOCKSTEP_EXT = ("SIZE 10240000", "8BITMIME")
@@ -187,6 +189,89 @@ def test_bytes_after_220_to_starttls_are_an_injection(extra: bytes) -> None:
     with pytest.raises(RemoteProtocolError):
         p.receive_data(b"220 go ahead\r\n" + extra)
     assert p.state is State.BROKEN
+
+
+# ---------------------------------------------------------------- AUTH (RFC 4954)
+
+AUTH_EXT = ("PIPELINING", "AUTH LOGIN PLAIN", "8BITMIME")
+
+
+def test_auth_plain_one_round_trip_then_transactions() -> None:
+    p = ready(AUTH_EXT)
+    line = p.send_auth("user", "pw")
+    assert line == b"AUTH PLAIN " + base64.b64encode(b"\0user\0pw") + b"\r\n"
+    assert (p.state, p.awaiting()) == (State.AWAIT_AUTH, Command.AUTH)
+    assert not p.is_reusable()
+    events = p.receive_data(b"235 2.7.0 Authentication successful\r\n")
+    assert codes(events) == [(Command.AUTH, 235)]
+    assert p.authenticated and p.is_reusable() and p.data_to_send() == b""
+    assert p.begin_transaction("s@b.example", ["r@d.example"], BODY).startswith(b"MAIL FROM:")
+
+
+def test_auth_login_answers_each_334_from_data_to_send() -> None:
+    p = ready(("AUTH LOGIN",))
+    assert p.send_auth("user", "pw") == b"AUTH LOGIN\r\n"
+    p.receive_data(b"334 VXNlcm5hbWU6\r\n")
+    assert p.data_to_send() == base64.b64encode(b"user") + b"\r\n"
+    assert (p.state, p.awaiting()) == (State.AWAIT_AUTH, Command.AUTH)
+    p.receive_data(b"334 UGFzc3dvcmQ6\r\n")
+    assert p.data_to_send() == base64.b64encode(b"pw") + b"\r\n"
+    p.receive_data(b"235 2.7.0 ok\r\n")
+    assert p.authenticated and p.is_reusable()
+
+
+@pytest.mark.parametrize("refusal", [b"535 5.7.8 bad credentials", b"454 4.7.0 try later"])
+def test_auth_refused_leaves_the_session_ready_for_quit(refusal: bytes) -> None:
+    p = ready(AUTH_EXT)
+    p.send_auth("user", "wrong")
+    p.receive_data(refusal + b"\r\n")
+    assert not p.authenticated
+    assert p.state is State.READY and p.last_reply is not None
+    assert p.last_reply.code == int(refusal[:3])
+    assert p.send_quit() == b"QUIT\r\n"
+
+
+def test_a_third_challenge_gets_a_cancel() -> None:
+    p = ready(("AUTH PLAIN",))
+    p.send_auth("user", "pw")
+    p.receive_data(b"334 \r\n")  # PLAIN already sent everything it has
+    assert p.data_to_send() == b"*\r\n"
+    p.receive_data(b"501 5.7.0 cancelled\r\n")
+    assert not p.authenticated and p.state is State.READY
+
+
+def test_auth_421_closes() -> None:
+    p = ready(AUTH_EXT)
+    p.send_auth("user", "pw")
+    p.receive_data(b"421 4.7.0 go away\r\n")
+    assert p.state is State.CLOSED and not p.authenticated
+    assert p.closing_command is Command.AUTH
+
+
+def test_auth_250_is_not_an_answer() -> None:
+    p = ready(AUTH_EXT)
+    p.send_auth("user", "pw")
+    with pytest.raises(RemoteProtocolError, match="AUTH"):
+        p.receive_data(b"250 ok\r\n")
+    assert p.state is State.BROKEN and not p.authenticated
+
+
+@pytest.mark.parametrize("extensions", [("PIPELINING",), ("AUTH CRAM-MD5",)])
+def test_auth_without_a_mechanism_we_speak_raises_before_anything(
+    extensions: tuple[str, ...],
+) -> None:
+    p = ready(extensions)
+    with pytest.raises(LocalProtocolError, match="PLAIN, LOGIN"):
+        p.send_auth("user", "pw")
+    assert p.state is State.READY and p.awaiting() is None
+
+
+def test_auth_only_when_ready() -> None:
+    p = ClientProtocol()
+    p.receive_data(b"220 hi\r\n")
+    p.extensions = {"AUTH": "PLAIN"}
+    with pytest.raises(LocalProtocolError):
+        p.send_auth("user", "pw")
 
 
 # ---------------------------------------------------------------- pipelined transactions
@@ -728,7 +813,10 @@ def test_a_5000_line_ehlo_is_refused_at_the_reply_line_limit() -> None:
 # endless multi-line replies and reordered answers, and cuts the stream anywhere.  The
 # client must: raise nothing but RemoteProtocolError, hold bounded buffers, and never
 # attribute a reply to any command but the one it names — in particular never to a
-# command whose bytes it had not yet handed out.
+# command whose bytes it had not yet handed out.  The client keeps up to `depth`
+# transactions in flight (engine.smtp.pipeline), so the stream crosses transactions: a
+# reply must also land in the transaction it answers, in order, and a transaction still
+# waiting behind another gets no reply at all.
 
 _CODES = {
     "EHLO": (250, 250, 550),
@@ -786,6 +874,10 @@ _ADVERSARY = st.one_of(
     st.tuples(st.just("deliver"), st.just(0)),
     st.tuples(st.just("answer"), st.integers(0, 4)),
     st.tuples(st.just("answer"), st.integers(0, 4)),
+    # A mostly sane server answers every command it has read, as a pipelining one does:
+    # transactions complete, so the pipeline crosses from one to the next.
+    st.tuples(st.just("answer_all"), st.integers(0, 7)),
+    st.tuples(st.just("answer_all"), st.integers(0, 7)),
     st.tuples(st.just("reorder"), st.integers(1, 3)),
     st.tuples(st.just("noise"), st.binary(min_size=1, max_size=64)),
     st.tuples(st.just("unsolicited"), st.sampled_from([250, 354, 421, 550])),
@@ -825,6 +917,31 @@ class Ledger:
             numbers = [int(t.split("#")[1]) for t in tags if t.startswith("RCPT#")]
             assert len(numbers) == len(tags) and numbers == sorted(numbers)
 
+    def check_txns(self, txns: list[Txn]) -> None:
+        """Across transactions, in the order they were begun: replies in increasing
+        order, none for a transaction that was never written."""
+        last: dict[str, int] = {}
+        dots = 0  # "."s written so far, in transaction order
+        for txn in txns:
+            if not txn.written:
+                assert txn.mail is None and txn.rcpt_seen == 0 and txn.final is None
+                continue
+            if txn.done and txn.result is not None and txn.result.complete and txn.content_sent:
+                assert txn.final is not None, "finished without the reply to its content"
+            dots += txn.eod_sent
+            if self.in_sync and txn.final is not None and txn.final.code != 421:
+                assert txn.final.text.split(" ")[0] == f".#{dots}", "another one's final reply"
+            if not self.in_sync:
+                continue
+            replies = [txn.rset, txn.mail, *txn.rcpts, txn.data, txn.final]
+            for reply in replies:
+                if reply is None or reply.code == 421:
+                    continue
+                verb, _, n = reply.text.split(" ")[0].partition("#")
+                if n.isdigit():
+                    assert int(n) > last.get(verb, 0), f"{verb}#{n} out of order"
+                    last[verb] = int(n)
+
 
 _PREMATURE = [  # "354" and a lie in one chunk: the lie must not answer the content
     ("answer", 0),
@@ -839,18 +956,59 @@ _PREMATURE = [  # "354" and a lie in one chunk: the lie must not answer the cont
 ]
 
 
-@settings(max_examples=400, deadline=None)
-@example(actions=_PREMATURE, cuts=[64], rcpts=1, pipelining=True)
+@settings(max_examples=600, deadline=None)
+@example(actions=_PREMATURE, cuts=[64], rcpts=1, pipelining=True, depth=1)
+@example(actions=_PREMATURE, cuts=[64], rcpts=1, pipelining=True, depth=2)
 @given(
     actions=st.lists(_ADVERSARY, min_size=1, max_size=40),
     cuts=st.lists(st.integers(1, 64), min_size=1, max_size=8),
     rcpts=st.integers(1, 5),
     pipelining=st.booleans(),
+    depth=st.integers(1, 3),
 )
 def test_fuzzed_server_streams_never_misattribute_or_grow(
-    actions: list[tuple[str, object]], cuts: list[int], rcpts: int, pipelining: bool
+    actions: list[tuple[str, object]], cuts: list[int], rcpts: int, pipelining: bool, depth: int
 ) -> None:
+    fuzz_session(actions, cuts, rcpts, pipelining, depth)
+
+
+# A mostly sane pipelining server, now and then lying or closing: transactions complete,
+# so up to `depth` of them cross on the wire, and the lies land mid-pipeline.
+_SANE_MOVES = ["answer_all"] * 6 + ["deliver"] * 6 + ["answer", "reorder", "unsolicited", "noise"]
+
+
+def _sane_move(move: tuple[str, int]) -> tuple[str, object]:
+    verb, arg = move
+    if verb == "unsolicited":
+        return verb, (421, 250, 354, 550)[arg % 4]
+    if verb == "noise":
+        return verb, b"\xff garbage"[: arg + 1]
+    return verb, arg
+
+
+_MOSTLY_SANE = st.tuples(st.sampled_from(_SANE_MOVES), st.integers(0, 7)).map(_sane_move)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    actions=st.lists(_MOSTLY_SANE, min_size=10, max_size=80),
+    cuts=st.lists(st.integers(1, 200), min_size=1, max_size=8),
+    rcpts=st.integers(1, 3),
+    depth=st.integers(2, 3),
+)
+def test_fuzzed_pipelines_cross_transactions_in_order(
+    actions: list[tuple[str, object]], cuts: list[int], rcpts: int, depth: int
+) -> None:
+    fuzz_session(actions, cuts, rcpts, True, depth)
+
+
+def fuzz_session(
+    actions: list[tuple[str, object]], cuts: list[int], rcpts: int, pipelining: bool, depth: int
+) -> None:
+    """Drive a ClientProtocol against ModelServer as `actions` say; assert the Ledger's
+    rules after every chunk."""
     p = ClientProtocol()
+    txns: list[Txn] = []
     server = ModelServer(pipelining)
     server.seen.append("GREETING#1")
     ledger = Ledger()
@@ -873,10 +1031,12 @@ def test_fuzzed_server_streams_never_misattribute_or_grow(
                 assert p._parser.held <= _HELD_MAX
                 return False
             ledger.check(p, events)
+            ledger.check_txns(txns)
             out = p.data_to_send()
             if out:
                 write(out)
             if p.state in (State.BROKEN, State.CLOSED):
+                assert all(t.done for t in txns) and p.in_flight == 0
                 return False
         return True
 
@@ -887,10 +1047,13 @@ def test_fuzzed_server_streams_never_misattribute_or_grow(
         # The client's own moves: EHLO after the greeting, a transaction when ready.
         if p.state is State.GREETED and not p.awaiting():
             write(p.send_ehlo("client.example"))
-        elif p.is_reusable():
-            write(
-                p.begin_transaction("s@b.example", [f"r{i}@d.example" for i in range(rcpts)], BODY)
-            )
+        else:
+            while p.can_begin() and p.in_flight < depth:
+                to = [f"r{i}@d.example" for i in range(rcpts)]
+                txns.append(p.start_transaction("s@b.example", to, BODY))
+                out = p.data_to_send()
+                if out:
+                    write(out)
         if action == "answer" and server.seen:
             verb = server.seen[0].split("#")[0].replace("GREETING", "EHLO")
             codes = (220,) if server.seen[0].startswith("GREETING") else _CODES[verb]
@@ -900,6 +1063,16 @@ def test_fuzzed_server_streams_never_misattribute_or_grow(
                 pending += b"220 GREETING#1\r\n"
             else:
                 pending += server.answer(code)
+        elif action == "answer_all":
+            while server.seen:
+                if server.seen[0].startswith("GREETING"):
+                    server.seen.pop(0)
+                    pending += b"220 GREETING#1\r\n"
+                    continue
+                verb = server.seen[0].split("#")[0]
+                # Mostly the first (success) code; arg picks which command is refused.
+                index = 0 if len(server.seen) % 8 != int(cast(int, arg)) else 2
+                pending += server.answer(_CODES[verb][index % len(_CODES[verb])])
         elif action == "reorder" and len(server.seen) > 1:
             ledger.in_sync = False  # RFC 2920 §3.1 wants replies in order; this is a lie
             pending += server.answer(None, min(int(cast(int, arg)), len(server.seen) - 1))

@@ -23,8 +23,14 @@ def test_delivered_means_a_2xx_to_end_of_data() -> None:
 
 def test_a_snapshot_copies_what_arrived_so_far() -> None:
     txn = Txn(2, b"body\r\n")
+    txn.written = True
     txn.mail = OK
     txn.rcpts[0] = OK
     snap = txn.snapshot(complete=False)
     txn.rcpts[1] = NO  # later replies do not change an earlier snapshot
     assert snap == TransactionReplies(OK, (OK, None), None, None, None, False)
+
+
+def test_a_transaction_never_written_says_so_and_where_none_was_cut() -> None:
+    snap = Txn(1, b"body\r\n").snapshot(complete=False)
+    assert not snap.sent and snap.cut_at is None and snap.mail is None

@@ -135,6 +135,51 @@ def test_starttls_with_self_signed_certificate(port: int, tmp_path: Path) -> Non
         wait_for(lambda: rx.open_connections == 0, timeout=10, message=lambda: repr(rx))
 
 
+def test_a_relay_requires_starttls_then_auth_and_records_the_user(
+    port: int, tmp_path: Path
+) -> None:
+    server_ctx, cert_path = self_signed_context(IP, tmp_path)
+    users = {"volley": "s3cret"}
+    with Receiver(IP, port, tls_context=server_ctx, require_starttls=True, users=users) as rx:
+        with connect(rx) as c:
+            assert not c.has_extn("auth")  # not before TLS
+            assert c.mail("a@src.test")[0] == 530  # "Must issue a STARTTLS command first"
+            c.starttls(context=ssl.create_default_context(cafile=str(cert_path)))
+            c.ehlo()
+            assert c.has_extn("auth")
+            with pytest.raises(smtplib.SMTPAuthenticationError):
+                c.login("volley", "wrong")
+            c.login("volley", "s3cret")
+            c.sendmail("a@src.test", ["bob@d.test"], MSG)
+        [m] = rx.messages
+        assert (m.auth_user, m.tls) == ("volley", True)
+        # smtplib tries each mechanism offered before giving up on the wrong password.
+        *refused, accepted = rx.logins
+        assert refused and all(user == "volley" and not ok for _, user, ok in refused)
+        assert accepted[1:] == ("volley", True)
+        assert rx.auth_commands == len(rx.logins)
+
+
+def test_an_auth_line_in_clear_is_counted_though_refused(port: int, tmp_path: Path) -> None:
+    server_ctx, _ = self_signed_context(IP, tmp_path)
+    with Receiver(IP, port, tls_context=server_ctx, users={"u": "p"}) as rx, connect(rx) as c:
+        code, _ = c.docmd("AUTH", "PLAIN AHUAcA==")
+        assert code == 538  # aiosmtpd: encryption required; the authenticator never ran
+        assert (rx.auth_commands, rx.logins) == (1, [])
+
+
+def test_implicit_tls_relay(port: int, tmp_path: Path) -> None:
+    server_ctx, cert_path = self_signed_context(IP, tmp_path)
+    client_ctx = ssl.create_default_context(cafile=str(cert_path))
+    with Receiver(IP, port, implicit_tls_context=server_ctx, users={"u": "p"}) as rx:
+        with smtplib.SMTP_SSL(IP, port, context=client_ctx, timeout=10) as c:
+            c.login("u", "p")
+            c.sendmail("a@src.test", ["bob@d.test"], MSG)
+        [m] = rx.messages
+        assert (m.auth_user, m.tls) == ("u", True)
+        assert rx.connections_total == 1  # the TLS start() probe is not counted
+
+
 def test_two_receivers_share_a_port_on_different_ips(port: int) -> None:
     with Receiver(IP, port) as a, Receiver(IP2, port) as b:
         with connect(a, IP) as c:

@@ -50,6 +50,18 @@ def test_peer_is_the_client_source_address(rx: Receiver) -> None:
     assert rx.messages[0].peer == "127.0.0.9"
 
 
+def test_the_ehlo_name_and_the_peak_per_client_address(rx: Receiver) -> None:
+    clients = [
+        smtplib.SMTP(IP, rx.port, local_hostname=f"c{i}.test", source_address=(ip, 0), timeout=10)
+        for i, ip in enumerate(("127.0.0.9", "127.0.0.9", "127.0.0.10"))
+    ]
+    for c in clients:
+        c.sendmail("a@src.test", ["bob@dst.test"], MSG)
+        c.quit()
+    assert [m.helo for m in rx.messages] == ["c0.test", "c1.test", "c2.test"]
+    assert rx.peak_connections_by_peer == {"127.0.0.9": 2, "127.0.0.10": 1}
+
+
 @pytest.mark.parametrize(
     ("rcpt", "reply"),
     [

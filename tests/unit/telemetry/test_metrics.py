@@ -182,6 +182,20 @@ def test_supervisor_numbers() -> None:
     assert val(s, "volley_build_info", version="1.2.3") == 1
 
 
+def test_egress_quota_gauges_are_the_whole_set_each_time() -> None:
+    e = Exporter(top_domains=10)
+    e.set_egress_quota([("ip1", 150, 50), ("ip2", 0, 400)])
+    e.set_egress_quota([("ip1", 200, 0)])  # ip2 is warmed up: its series go
+    s = scrape(e)
+    assert (
+        val(s, "volley_egress_quota_used", source="ip1"),
+        val(s, "volley_egress_quota_left", source="ip1"),
+    ) == (200, 0)
+    assert val(s, "volley_egress_quota_used", source="ip2") is None
+    e.apply(0, [["volley_egress_messages", ["ip1"], 7]], [])
+    assert val(scrape(e), "volley_egress_messages_total", source="ip1") == 7
+
+
 def test_a_workers_bad_entries_are_dropped_and_reported_once(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
