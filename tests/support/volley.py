@@ -185,12 +185,17 @@ class Volley:
         """SIGKILL the supervisor and every worker (they run in their own sessions)."""
         if self.proc is None:
             return
-        for pid in [*_children(self.proc.pid), self.proc.pid]:
+        pids = [*_children(self.proc.pid), self.proc.pid]
+        for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         self.proc.wait(10)
+        # The workers are the supervisor's children, reaped by nobody now: wait until
+        # each is gone or a zombie (its sockets closed), so a restart right away finds
+        # the listener's port free (seen once in CI: "Address already in use").
+        wait_for(lambda: all(_dead(pid) for pid in pids), timeout=10)
 
     def cli(
         self, *args: str, config: Path | None = None, timeout: float = 60.0
@@ -279,6 +284,15 @@ def decode_live(directory: Path, e: LiveEntry) -> tuple[dict[str, Any], bytes]:
     with open(directory / segment_name(e.seq), "rb") as f:
         f.seek(e.offset)
         return decode(f.read(e.length))
+
+
+def _dead(pid: int) -> bool:
+    """Exited: no such process, or a zombie (its resources released)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def _children(pid: int) -> list[int]:
