@@ -1,9 +1,11 @@
 """A connection's claim on its site: which site, under which limits, with which slots.
 
 Responsible for: finding a resolved destination's site and limits (engine.shaping),
-taking the site's and its provider's connection slots (leases, in that order), the
-instant a new connection may open under the connection-rate limits, the `Pacer` of its
-messages under the message-rate limits, and which destinations of this worker hold
+applying what adaptive shaping has in force to them (`in_force`: lower limits, a
+suspension, a bounce), taking the site's and its provider's connection slots (leases, in
+that order), the instant a new connection may open under the connection-rate limits, the
+`Pacer` of its messages under the message-rate limits (`pacing`: renewed when the limits
+in force change, so open connections slow down too), and which destinations of this worker hold
 slots of a key (so that another worker waiting for that key can make them close idle
 connections).
 Not responsible for: arbitration (the supervisor: engine.sched.leases,

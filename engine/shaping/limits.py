@@ -26,6 +26,7 @@ _TLS_RANK = {
     TlsPolicy.DISABLED: 0,
     TlsPolicy.OPPORTUNISTIC: 1,
     TlsPolicy.REQUIRED: 2,
+    TlsPolicy.VERIFY: 3,
 }
 
 
@@ -57,7 +58,7 @@ def _min_rate(a: Rate | None, b: Rate | None) -> Rate | None:
 def stricter_tls(a: TlsPolicy, b: TlsPolicy | None) -> TlsPolicy:
     if b is None:
         return a
-    return a if _TLS_RANK.get(a, len(_TLS_RANK)) >= _TLS_RANK.get(b, len(_TLS_RANK)) else b
+    return a if _TLS_RANK[a] >= _TLS_RANK[b] else b
 
 
 def site_limits(policy: DomainPolicy, provider: Provider | None) -> SiteLimits:

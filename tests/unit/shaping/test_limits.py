@@ -43,3 +43,8 @@ def test_site_for_rolls_up_unless_told_not_to() -> None:
     assert rolled.name == "(alt1)?.aspmx.l.google.com" and rolled.provider == "google"
     alone = site_for("workspace.example", hosts, DomainPolicy(mx_rollup=False), providers)
     assert alone.name == "domain:workspace.example" and alone.provider == "google"
+
+
+def test_verify_is_the_strictest() -> None:
+    assert stricter_tls(TlsPolicy.VERIFY, TlsPolicy.REQUIRED) is TlsPolicy.VERIFY
+    assert stricter_tls(TlsPolicy.REQUIRED, TlsPolicy.VERIFY) is TlsPolicy.VERIFY
