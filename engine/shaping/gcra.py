@@ -22,21 +22,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from engine.shaping.units import SECONDS
+
 __all__ = ["Rate", "RateError", "first_conforming", "parse_rate", "schedule"]
 
-_UNITS = {
-    "s": 1.0,
-    "sec": 1.0,
-    "second": 1.0,
-    "m": 60.0,
-    "min": 60.0,
-    "minute": 60.0,
-    "h": 3600.0,
-    "hr": 3600.0,
-    "hour": 3600.0,
-    "d": 86400.0,
-    "day": 86400.0,
-}
 _SPEC = re.compile(r"^\s*([0-9][0-9,_]*(?:\.[0-9]+)?)\s*/\s*([0-9]*)\s*([a-z]+)\s*$")
 
 
@@ -72,10 +61,10 @@ class Rate:
 def parse_rate(text: str) -> Rate:
     """ "100/s", "50/min", "20000/h", "1,000/hr", "5/10s", "3/d"."""
     m = _SPEC.match(text.lower())
-    if m is None or m.group(3) not in _UNITS:
+    if m is None or m.group(3) not in SECONDS:
         raise RateError(f'expected "<count>/<unit>" such as "100/s", "20000/h"; got {text!r}')
     count = float(m.group(1).replace(",", "").replace("_", ""))
-    period = _UNITS[m.group(3)] * (int(m.group(2)) if m.group(2) else 1)
+    period = SECONDS[m.group(3)] * (int(m.group(2)) if m.group(2) else 1)
     if count <= 0 or period <= 0:
         raise RateError(f"a rate must be positive; got {text!r}")
     return Rate(count, period)

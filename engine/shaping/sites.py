@@ -1,7 +1,7 @@
 """Sites: the receiver a destination domain really is, named by its MX hosts.
 
 Responsible for: naming the site of a resolved route (the set of its MX host names,
-factored like KumoMTA's site names: "(alt1|alt2).gmail-smtp-in.l.google.com"), the
+factored like KumoMTA's site names: "(alt1|alt2).mx.example.net"), the
 site of a domain that opts out of rollup (`mx_rollup = false`: the domain alone), and
 the `Site` value the rest of shaping keys on: its name, its provider, and the keys of
 the shared limits (connections, rates) that apply to it.
@@ -46,8 +46,8 @@ def site_name(hosts: Iterable[str], port: int | None = None) -> str:
     """The name of the site whose MX hosts are `hosts` (any order, any preference).
 
     Names sharing a parent are factored, and a parent that is itself one of the hosts
-    makes its group optional, as KumoMTA names sites: gmail-smtp-in.l.google.com and
-    alt1..alt4 of it give "(alt1|alt2|alt3|alt4)?.gmail-smtp-in.l.google.com".  Groups
+    makes its group optional, as KumoMTA names sites: mx.example.net and alt1..alt4 of
+    it give "(alt1|alt2|alt3|alt4)?.mx.example.net".  Groups
     are sorted, so equal sets give equal names.  A `port` (a relay's) is part of it.
     """
     names = {h.lower().rstrip(".") for h in hosts}

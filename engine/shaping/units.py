@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["parse_span"]
+__all__ = ["SECONDS", "parse_span"]
 
-_SECONDS = {
+SECONDS = {  # one unit in seconds; engine.shaping.gcra reads rates with it too
     "ms": 0.001,
     "s": 1.0,
     "sec": 1.0,
@@ -46,9 +46,9 @@ def parse_span(text: str) -> float:
     """
     m = _SPAN.fullmatch(text)
     unit = m.group(2).lower() if m else ""
-    if unit not in _SECONDS and unit.endswith("s"):
+    if unit not in SECONDS and unit.endswith("s"):
         unit = unit[:-1]  # a plural: "hours", "mins"
-    if m is None or unit not in _SECONDS:
+    if m is None or unit not in SECONDS:
         raise ValueError(f"{text!r} is not a length of time like 90m, 2h, 2 hours")
     count = float(m.group(1)) if m.group(1) is not None else 1.0
-    return count * _SECONDS[unit]
+    return count * SECONDS[unit]
