@@ -34,7 +34,7 @@ from typing import Any
 
 from bench.backpressure_mix import parse_mix
 from bench.backpressure_sink import BackpressureSinks
-from bench.measure import TreeSampler
+from bench.measure import TreeSampler, run_numbers
 from bench.phases import (
     drop_all,
     pct,
@@ -130,7 +130,7 @@ def _volley(
             time.sleep(_POLL)
         wall = time.monotonic() - t0
         sampler.stop()
-        result = _rates(n, wall, sampler)
+        result = run_numbers(n, wall, sampler)
         result["drop_s"] = round(drop_s, 3)
         result["exit_status"] = stop_volley(v)
     result["queue"] = volley_outcomes(v.log(), rcpts)
@@ -242,7 +242,7 @@ def _postfix(
                 time.sleep(_POLL)
             wall = time.monotonic() - t0
             sampler.stop()
-            result = _rates(n, wall, sampler)
+            result = run_numbers(n, wall, sampler)
             result["inject_s"] = round(inject_s, 3)
             result["processes"] = sampler.processes
             log_text = relay.log.read_text(errors="replace")
@@ -296,18 +296,6 @@ def postfix_outcomes(log_text: str, rcpts: set[str]) -> dict[str, Any]:
 
 
 # -- both --------------------------------------------------------------------------------
-
-
-def _rates(n: int, wall: float, sampler: TreeSampler) -> dict[str, Any]:
-    return {
-        "messages": n,
-        "wall_s": round(wall, 3),
-        "msgs_per_s": round(n / wall, 1),
-        "cpu_s": round(sampler.cpu_seconds, 3),
-        "cpu_us_per_msg": round(sampler.cpu_seconds / n * 1e6, 1),
-        "user_us_per_msg": round(sampler.user_seconds / n * 1e6, 1),
-        "peak_rss_mb": round(sampler.peak_rss / 2**20, 1),
-    }
 
 
 def _receiver_summary(counts: dict[str, Any], t0_wall: float) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.measure import TreeSampler
+from bench.measure import TreeSampler, run_numbers
 from bench.phases import running, stop_volley, temporary_dir, volley_config, wait_until
 from bench.postfix import PostfixRelay
 from bench.sinks import find_tool
@@ -54,18 +54,6 @@ def _smtp_source(
     return time.monotonic() - t0
 
 
-def _numbers(n: int, wall: float, sampler: TreeSampler) -> dict[str, Any]:
-    return {
-        "messages": n,
-        "wall_s": round(wall, 3),
-        "msgs_per_s": round(n / wall, 1),
-        "cpu_s": round(sampler.cpu_seconds, 3),
-        "cpu_us_per_msg": round(sampler.cpu_seconds / n * 1e6, 1),
-        "user_us_per_msg": round(sampler.user_seconds / n * 1e6, 1),
-        "peak_rss_mb": round(sampler.peak_rss / 2**20, 1),
-    }
-
-
 def volley_listener(args: argparse.Namespace, root: Path, sample: Mail, n: int) -> dict[str, Any]:
     root.mkdir(parents=True, exist_ok=True)
     port = free_port(["127.0.0.1"])
@@ -84,7 +72,7 @@ def volley_listener(args: argparse.Namespace, root: Path, sample: Mail, n: int) 
         sampler = TreeSampler(v.proc.pid).start()
         wall = _smtp_source(sample, n, args.listener_sessions, port, root, args.timeout)
         sampler.stop()
-        res = _numbers(n, wall, sampler)
+        res = run_numbers(n, wall, sampler)
         res["workers"] = args.workers
         res["sessions"] = args.listener_sessions
         if not wait_until(lambda: len(v.queued()) >= n or not running(v), 30):
@@ -116,7 +104,7 @@ def postfix_listener(
                 raise RuntimeError(f"only {relay.held()} of {n} messages reached Postfix's queue")
             wall = time.monotonic() - t0
             sampler.stop()
-        res = _numbers(n, wall, sampler)
+        res = run_numbers(n, wall, sampler)
         res["sessions"] = args.listener_sessions
         res["instance_dir"] = str(root)
     return res

@@ -35,6 +35,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "CLK_TCK",
@@ -49,6 +50,7 @@ __all__ = [
     "read_pss",
     "read_rss",
     "read_stat",
+    "run_numbers",
     "snapshot",
 ]
 
@@ -289,6 +291,19 @@ class TreeSampler:
                     }
                 )
         return out
+
+
+def run_numbers(n: int, wall: float, sampler: TreeSampler) -> dict[str, Any]:
+    """The figures every phase reports for `n` messages in `wall` seconds."""
+    return {
+        "messages": n,
+        "wall_s": round(wall, 3),
+        "msgs_per_s": round(n / wall, 1),
+        "cpu_s": round(sampler.cpu_seconds, 3),
+        "cpu_us_per_msg": round(sampler.cpu_seconds / n * 1e6, 1),
+        "user_us_per_msg": round(sampler.user_seconds / n * 1e6, 1),
+        "peak_rss_mb": round(sampler.peak_rss / 2**20, 1),
+    }
 
 
 class PySpy:
