@@ -222,6 +222,8 @@ class Deliverer:
                 self._verdicts.connection_failed(domain, policy, session)
                 return
             self._tally.inc("volley_connections", "opened")
+            if self._feed is not None:
+                self._feed.opened(site, ceiling)
             # Slow start: the window doubles with each session that reaches READY, so a
             # destination that fails sees one connection per worker, not max_connections.
             # Capped by a constant, not by the policy: max_connections applies where the

@@ -1,7 +1,8 @@
 """A worker's side of adaptive shaping: what its receivers said, and what is in force.
 
-Responsible for: gathering, per site, the messages delivered and the non-2xx replies
-(transaction replies from recipient outcomes, refusals from failed connections) and
+Responsible for: gathering, per site, the messages delivered, the connections let in and
+the non-2xx replies (transaction replies from recipient outcomes, refusals from failed
+connections) and
 sending them to the supervisor as one "shaping" report per site at each flush (about a
 second); counting throttling replies (`volley_throttling_replies_total{stage}`); and
 keeping the table of limits in force the supervisor broadcasts ("shaping_limits":
@@ -47,6 +48,7 @@ class _Pending:
     site: Site
     ceiling: SiteLimits
     delivered: int = 0
+    opened: int = 0
     samples: list[list[Any]] = field(default_factory=list)
 
 
@@ -57,6 +59,7 @@ class ShapingFeed:
         self._throttling = shipped_throttling()
         self._pending: dict[str, _Pending] = {}
         self._in_force: dict[str, InForce] = {}
+        self._flushed_at: float | None = None  # monotonic time of the last flush
         self.version = 0  # one more per table received: live connections re-read it
 
     # -- reports ------------------------------------------------------------------------
@@ -70,6 +73,10 @@ class ShapingFeed:
             elif o.origin is Origin.REPLY:
                 self._sample(p, o.code, o.enhanced, o.text, Stage.TRANSACTION)
 
+    def opened(self, site: Site, ceiling: SiteLimits) -> None:
+        """A connection the site let in: refusals are judged against connections tried."""
+        self._pending_for(site, ceiling).opened += 1
+
     def refused(self, site: Site, ceiling: SiteLimits, failure: ConnectFailure) -> None:
         """A connection the site refused with a reply (a 421 greeting, EHLO refused)."""
         reply = failure.reply
@@ -78,7 +85,13 @@ class ShapingFeed:
         p = self._pending_for(site, ceiling)
         self._sample(p, reply.code, reply.enhanced, reply.text, Stage.CONNECT)
 
-    def flush(self) -> None:
+    def flush(self, now: float) -> None:
+        """Send the reports; `now` (monotonic) dates them: each says how many seconds
+        it covers, so the supervisor's first window of a site starts when its first
+        deliveries did, not when their report came (a report that waited on a busy
+        start-up made a receiver taking 200/s look like 248/s)."""
+        span = 0.0 if self._flushed_at is None else now - self._flushed_at
+        self._flushed_at = now
         for name, p in self._pending.items():
             rate = p.ceiling.message_rate
             self._send(
@@ -89,6 +102,8 @@ class ShapingFeed:
                 None if rate is None else rate.per_second,
                 p.delivered,
                 p.samples,
+                p.opened,
+                round(span, 3),
             )
         self._pending.clear()
 

@@ -81,12 +81,20 @@ class ShapingService:
         return ["shaping_limits", self._table]
 
     def on_report(self, msg: Message) -> None:
-        _, site, provider, conns, rate, delivered, samples = msg
+        _, site, provider, conns, rate, delivered, samples, opened, span = msg
         replies = [ReplySample(int(c), e, str(t), Stage(s)) for c, e, t, s in samples]
         ceiling = Ceiling(int(conns), None if rate is None else float(rate))
         now = self._clock()
         changes = self.shaper.observe(
-            site, provider, int(delivered), replies, ceiling, now, in_use=self._in_use(site)
+            site,
+            provider,
+            int(delivered),
+            replies,
+            ceiling,
+            now,
+            in_use=self._in_use(site),
+            opened=int(opened),
+            span=float(span),
         )
         if changes:
             self._changed(changes, now)

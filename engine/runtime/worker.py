@@ -389,7 +389,7 @@ class Worker:
                 self.queue.refresh_oldest()
                 self._oldest_at = now
             set_domain_gauges(t, self.queue, self.deliverer, now)
-        self.shared.shaping.flush()
+        self.shared.shaping.flush(self.clock.monotonic())
         counts, gauges, histograms = t.drain()
         self.channel.send("metrics", counts, gauges, histograms)
         self.suppression.flush()

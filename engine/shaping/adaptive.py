@@ -135,11 +135,14 @@ class Shaper:
         now: float,
         *,
         in_use: int | None = None,
+        opened: int = 0,
+        span: float = 0.0,
     ) -> list[Change]:
-        """A worker's report for `site`: `delivered` messages accepted and the non-2xx
-        `replies` since its last report.  `in_use`: the most connections the site held
-        meanwhile (the supervisor's leases), if known; without it a window with
-        `min_samples` counts as using its connections."""
+        """A worker's report for `site`: `delivered` messages accepted, the non-2xx
+        `replies` and `opened` connections let in over the `span` seconds before `now`.
+        `in_use`: the most connections the site held meanwhile (the supervisor's leases),
+        if known; without it a window with `min_samples` counts as using its
+        connections.  A new window starts where its first report's span does."""
         self._settle(now)
         if not self.settings.enabled:
             return []
@@ -160,10 +163,10 @@ class Shaper:
         st.replies += len(replies)
         st.throttled += throttled
         if st.window is None:
-            st.window = Window(start=now)
+            st.window = Window(start=now - span)
         # The batch counts before rules fire: a fraction of an unlimited rate is of the
         # rate delivered up to now.
-        st.window.add(delivered, len(replies), throttled, in_txn, in_use)
+        st.window.add(delivered, len(replies), throttled, in_txn, in_use, opened)
         changes: list[Change] = []
         for rule in matched:
             changes.extend(self._hit(rule, site, provider, ceiling, now))

@@ -9,28 +9,34 @@ Not responsible for: which replies are throttling (engine.shaping.replies), name
 replies (engine.shaping.rules), combining limits with rules or persisting them
 (engine.shaping.adaptive, .store), or enforcing them (the supervisor's arbiter).
 
-Design (TCP's AIMD, Postfix's and Netflix's concurrency limits, capability-anchors §8):
-  * Cut: connections times decrease, at least one fewer (Netflix AIMDLimit), never below
-    `floor_connections`.  The rate is cut only when some throttling reply came inside a
-    transaction: a 421 at the greeting says "fewer connections", a 451 at RCPT says
-    "fewer messages".  The new rate is RATE_KEEP (0.9) times the rate the receiver
-    *accepted* in the window (deliveries / seconds), or times the rate limit if that was
-    lower: what a throttling receiver accepts is about what it takes, so this converges
-    on it instead of halving below it.  With no configured rate ("unlimited") this is
-    where a rate limit first comes from.
+Design (TCP's AIMD and CUBIC, Postfix's and Netflix's concurrency limits,
+capability-anchors §8):
+  * Cut connections when the share of throttling replies among messages reaches
+    `throttle_share` (times decrease, at least one fewer: Netflix AIMDLimit), or when
+    refusals at connect do among the connections tried (`refusing`: one fewer, as a cap
+    says exactly "no more"); never below `floor_connections`.  A count the site refused
+    at is not reached again for REFUSAL_MEMORY windows.
+  * Cut the rate only when some throttling reply came inside a transaction: a 421 at
+    the greeting says "fewer connections", a 451 at RCPT says "fewer messages".  The new
+    rate is RATE_KEEP (0.9) times the limit at which the receiver takes what we send
+    (`limit_taken`: the limit less the share refused, or what was accepted when no limit
+    bound), never more than `decrease` off the limit in force in one verdict.  With no
+    configured rate ("unlimited") this is where a rate limit first comes from.  That
+    limit is kept (`scale`, CUBIC's W_max).
   * A heavily throttled window is judged early (after a fifth of it, at least 1 s:
     `Window.alarming`), not at its end.
-  * Raise: +increase_connections when the window used at least half the connections
-    (Netflix: in-flight ≥ limit/2; Postfix never raises a limit that is not in use), and
-    +increase_rate times the site's maximum rate when it delivered at ≥ 80 % of its rate.  A
-    site with no maximum rate steps by `increase_rate` times the delivery rate it had when
-    last cut (`scale`): a step proportional to what the receiver once took, e.g. +10/s
-    per clean minute for a receiver that started throttling at 100/s.
+  * Raise connections by `increase_connections` when the window used at least half of
+    them (Netflix: in-flight ≥ limit/2; Postfix never raises a limit that is not in use)
+    and none was refused.  Raise the rate when it delivered at ≥ 80 % of it, by a step of
+    `increase_rate` times the site's maximum rate (or `scale` without one): back up to
+    `scale` at full steps, beyond it probing from a quarter step, doubling each clean
+    window (CUBIC's concave then convex growth).  A probe that is throttled while the
+    receiver still takes about `scale` goes back to the limit it takes, not below.
   * Clean means a throttling share of at most half `throttle_share` (hysteresis: a
-    share between half and the whole holds still, so the limit does not flap).  The rate
-    looks at throttling inside transactions only: a site refusing one connection in
-    twenty must not keep its rate from climbing back, and connections are what it is
-    saying something about.
+    share between half and the whole holds connections still, so they do not flap; the
+    rate is trimmed to the limit it takes, so it does not sit just above the receiver's).
+    The rate looks at throttling inside transactions only: a site refusing one
+    connection in twenty must not keep its rate from climbing back.
   * A window needs `min_samples` before it may cut (3 throttled of 5 is noise), not to
     raise: at the floor of 1 message a minute a window holds one message, and it must
     still find its way back.  A throttled window short of samples carries on into the
@@ -65,6 +71,15 @@ __all__ = [
 # to this many window lengths (10 minutes with the default 1 m window); older evidence
 # says little about the receiver now.
 MAX_CARRY = 10
+# Refusals at connect that make a window cut connections (with the share, `refusing`):
+# one 421 can be a receiver restarting; Postfix's qmgr also cuts at its first failed
+# cohort, but a cohort there is a whole concurrency step.
+MIN_REFUSED = 2
+# Connections a site refused at are not tried again for this many windows: a receiver
+# capped at 4 refuses the fifth every time, and raising to it after each clean window
+# cost a burst of 421s and a worker's ready mail deferred each time (bench/shaping.py:
+# 5 cycles in a 110 s campaign).  After it, one probe tells whether the cap moved.
+REFUSAL_MEMORY = 10
 # A throttled window may be judged early (Window.alarming), after this share of its
 # length and at least EARLIEST seconds.
 EARLY_SHARE = 0.2
@@ -75,6 +90,11 @@ EARLIEST = 1.0
 # receiver takes, with 9.9 instead of 16.2 throttling replies per 1 000 delivered (a
 # 200/s receiver: 87 % either way, 6.4 instead of 11.7 per 1 000).
 RATE_KEEP = 0.9
+# A probe above the rate a receiver took (AimdState.scale) starts at this share of the
+# step and doubles each clean window; throttled while it still takes at least
+# PROBE_KEEPS of that rate, the limit goes back to what it accepted, not below.
+PROBE_FIRST = 0.25
+PROBE_KEEPS = 0.95
 # The rate limit is "in use" when the site delivered at least this share of it: GCRA
 # grants in batches and connections open and close, so 100 % is never reached.
 RATE_BINDING = 0.8
@@ -95,9 +115,21 @@ class AimdState:
 
     connections: int | None = None
     rate: float | None = None  # messages per second
-    scale: float | None = None  # msgs/s delivered when last cut: the step without a max rate
+    # msgs/s the receiver accepted when last cut: what it takes (CUBIC's W_max), and the
+    # step without a maximum rate.
+    scale: float | None = None
     changed: float = 0.0  # when a limit last changed (wall clock)
     reason: str = ""
+    probe: int = 0  # clean windows in a row at or above `scale`: the probe step doubles
+    refused_at: int | None = None  # connections the site refused at (REFUSAL_MEMORY)
+    refused_when: float = 0.0  # ... and when (wall clock)
+
+    def refusal_cap(self, s: ShapingSettings, now: float) -> int | None:
+        """Connections not to reach again yet: those the site last refused at, for
+        REFUSAL_MEMORY windows after."""
+        if self.refused_at is None or now - self.refused_when >= REFUSAL_MEMORY * s.window:
+            return None
+        return self.refused_at
 
     @property
     def at_ceiling(self) -> bool:
@@ -121,18 +153,31 @@ class Window:
     throttled: int = 0  # throttling replies
     throttled_txn: int = 0  # ... of which inside a transaction (rate evidence)
     in_use: int | None = None  # most connections the site held, when told
+    opened: int = 0  # connections the site let in (greeting and EHLO answered 2xx)
 
     @property
     def samples(self) -> int:
         return self.delivered + self.replies
 
+    @property
+    def refused(self) -> int:
+        """Throttling replies at connect (a 421 greeting): "fewer connections"."""
+        return self.throttled - self.throttled_txn
+
     def add(
-        self, delivered: int, replies: int, throttled: int, throttled_txn: int, in_use: int | None
+        self,
+        delivered: int,
+        replies: int,
+        throttled: int,
+        throttled_txn: int,
+        in_use: int | None,
+        opened: int = 0,
     ) -> None:
         self.delivered += delivered
         self.replies += replies
         self.throttled += throttled
         self.throttled_txn += throttled_txn
+        self.opened += opened
         if in_use is not None:
             self.in_use = in_use if self.in_use is None else max(self.in_use, in_use)
 
@@ -148,7 +193,19 @@ class Window:
         if now - self.start < max(EARLIEST, s.window * EARLY_SHARE):
             return False
         samples = self.samples
-        return samples >= s.min_samples and self.throttled >= s.throttle_share * samples
+        return (
+            samples >= s.min_samples and self.throttled >= s.throttle_share * samples
+        ) or refusing(self, s)
+
+
+def refusing(w: Window, s: ShapingSettings) -> bool:
+    """The site refuses connections: at least MIN_REFUSED throttling replies at connect,
+    and at least `throttle_share` of the connections tried.  Judged against connections,
+    not messages: a receiver capped at 4 connections refusing the fifth 4 times a second
+    is 100 % of the extra connections but 2 % of 200 messages a second (bench/shaping.py
+    held 5-8 connections against such a cap when connections were judged by messages)."""
+    refused = w.refused
+    return refused >= MIN_REFUSED and refused >= s.throttle_share * (w.opened + refused)
 
 
 class Verdict(enum.Enum):
@@ -172,10 +229,12 @@ def judge(
     if samples == 0:
         return Judgement(Verdict.HOLD, state)
     elapsed = max(now - w.start, EARLIEST)
-    share = w.throttled / samples
-    if share >= s.throttle_share:
-        if samples >= s.min_samples:
-            return _decrease(state, w, ceiling, s, now, elapsed)
+    throttled = w.throttled >= s.throttle_share * samples
+    if throttled and samples >= s.min_samples:
+        return _decrease(state, w, ceiling, s, now, elapsed, cut_rate=True)
+    if refusing(w, s):
+        return _decrease(state, w, ceiling, s, now, elapsed, cut_rate=False)
+    if throttled:
         if now - w.start < MAX_CARRY * s.window:
             return Judgement(Verdict.CARRY, state)
         return Judgement(Verdict.HOLD, state)
@@ -183,33 +242,94 @@ def judge(
 
 
 def _decrease(
-    state: AimdState, w: Window, ceiling: Ceiling, s: ShapingSettings, now: float, elapsed: float
+    state: AimdState,
+    w: Window,
+    ceiling: Ceiling,
+    s: ShapingSettings,
+    now: float,
+    elapsed: float,
+    *,
+    cut_rate: bool,
 ) -> Judgement:
     conns, rate = state.limits(ceiling)
     new_conns = conns
     if conns > s.floor_connections:
-        new_conns = max(s.floor_connections, min(conns - 1, math.floor(conns * s.decrease)))
+        # Refusals at connect alone take one connection off (Postfix's negative feedback
+        # of one per failed cohort): a receiver capped at N connections says so exactly,
+        # and a multiplicative cut from N + 1 went to N - 2.
+        fewer = conns - 1 if not cut_rate else math.floor(conns * s.decrease)
+        new_conns = max(s.floor_connections, min(conns - 1, fewer))
     new_rate, scale = rate, state.scale
     accepted = w.delivered / elapsed
-    if w.throttled_txn:
-        base = _min_rate(rate, accepted if accepted > 0 else None)
-        if base is not None:
-            # What the receiver accepted while it throttled (or the limit, if lower) is
-            # about what it takes: go just under it (RATE_KEEP), not a `decrease` share
-            # of it.  Nothing accepted: `decrease` of the limit.
-            keep = base * RATE_KEEP if accepted > 0 else base * s.decrease
+    if cut_rate and w.throttled_txn:
+        takes = limit_taken(w, rate, elapsed)
+        if takes is not None:
+            # Go just under the limit at which the receiver takes what we send (RATE_KEEP),
+            # not a `decrease` share of it.  Nothing accepted: `decrease` of the limit.
+            keep = takes * RATE_KEEP if accepted > 0 else takes * s.decrease
+            if rate is not None:
+                # But one verdict takes at most `decrease` off a limit in force: a window
+                # judged early, right after a cut, still holds mail sent before the cut
+                # took effect and says little about the receiver (bench/shaping.py: a
+                # second cut 2 s after the first went from 253/s to 124/s against a
+                # receiver taking 200/s, and took 50 s to climb back).
+                keep = max(keep, rate * s.decrease)
+            if _overshot(state, rate, takes):
+                # Probing above what the receiver took, and it still takes that: back to
+                # it, no cut below it and connections as they were (CUBIC returns to
+                # W_max; cutting there too made the 200/s receiver's campaign 8 % slower
+                # than no shaping at all, bench/shaping.py).
+                keep, new_conns = takes, conns
             new_rate = max(s.floor_rate, keep)
             if rate is not None:
                 new_rate = min(rate, new_rate)  # at the floor already: stays
-            scale = accepted if accepted > 0 else (scale or rate)
+            scale = takes if accepted > 0 else (scale or rate)
     if (new_conns, new_rate) == (conns, rate):
         return Judgement(Verdict.HOLD, state)
     reason = (
         f"{w.throttled} of {w.samples} replies throttling ({w.throttled / w.samples:.0%}) "
         f"in {elapsed:.0f}s, {accepted:.3g} msg/s accepted"
     )
-    kept = _normalise(AimdState(new_conns, new_rate, scale, now, reason), ceiling)
-    return Judgement(Verdict.DECREASE, kept)
+    refused_at, refused_when = state.refused_at, state.refused_when
+    if w.refused >= MIN_REFUSED:
+        # As many as were held: connections opened under a higher limit before a cut
+        # stay open, and the receiver counts them too.
+        refused_at, refused_when = max(conns, w.in_use or 0), now
+    kept = AimdState(
+        new_conns,
+        new_rate,
+        scale,
+        now,
+        reason,
+        refused_at=refused_at,
+        refused_when=refused_when,
+    )
+    return Judgement(Verdict.DECREASE, _normalise(kept, ceiling))
+
+
+def _overshot(state: AimdState, rate: float | None, takes: float) -> bool:
+    """The rate in force was above the limit the receiver took when last cut (a probe),
+    and it still takes nearly that (at least PROBE_KEEPS of it)."""
+    known = state.scale
+    return known is not None and rate is not None and rate > known and takes >= PROBE_KEEPS * known
+
+
+def limit_taken(w: Window, rate: float | None, elapsed: float) -> float | None:
+    """The rate limit at which the site would have taken all we sent in `w`.
+
+    With a limit that bound (we sent at least RATE_BINDING of it), the limit less the
+    share refused inside transactions: a limit is never met exactly (connections open
+    and close, instants go unused: 88-97 % of it was delivered in bench/shaping.py), so
+    setting the limit to what was accepted would set the next window's deliveries below
+    that, and each trim would cut further.  Otherwise (or with no limit) what was
+    accepted, the only measure there is.  None: nothing to go on."""
+    accepted = w.delivered / elapsed
+    sent = (w.delivered + w.throttled_txn) / elapsed
+    if rate is not None and sent >= RATE_BINDING * rate and sent > 0:
+        return rate * accepted / sent if accepted > 0 else rate
+    if accepted > 0:
+        return accepted if rate is None else min(rate, accepted)
+    return rate
 
 
 def _increase(
@@ -217,9 +337,14 @@ def _increase(
 ) -> Judgement:
     conns, rate = state.limits(ceiling)
     new_conns, new_rate = conns, rate
+    probe, scale = state.probe, state.scale
     clean = s.throttle_share / 2
     used = w.in_use if w.in_use is not None else (conns if w.samples >= s.min_samples else 0)
-    if state.connections is not None and 2 * used >= conns and w.throttled <= clean * w.samples:
+    # Any refusal at connect holds connections where they are: the receiver said so.
+    calm = w.refused == 0 and w.throttled <= clean * w.samples
+    cap = state.refusal_cap(s, now)
+    below_cap = cap is None or conns + s.increase_connections < cap
+    if state.connections is not None and 2 * used >= conns and calm and below_cap:
         new_conns = min(ceiling.connections, conns + s.increase_connections)
     accepted = w.delivered / elapsed
     rate_clean = w.throttled_txn <= clean * w.samples
@@ -230,16 +355,51 @@ def _increase(
         and accepted >= RATE_BINDING * rate
     ):
         step = s.increase_rate * (ceiling.rate or state.scale or rate)
-        new_rate = rate + step if ceiling.rate is None else min(ceiling.rate, rate + step)
+        known = state.scale
+        if known is not None and rate < known:
+            # Below what the receiver took when last cut: back up to it at full steps,
+            # and no further in one step (CUBIC's concave region).
+            new_rate, probe = min(known, rate + step), 0
+        elif known is not None:
+            # At or above it: probe, a quarter step first, doubling with each clean
+            # window (CUBIC's convex region): a receiver that still takes what it took
+            # costs a few throttled messages, one that now takes twice as much is found
+            # within 7 windows (tests/unit/shaping/test_adaptive.py).
+            new_rate = rate + min(step, step * PROBE_FIRST * 2**state.probe)
+            probe = state.probe + 1
+        else:
+            new_rate = rate + step
+        if ceiling.rate is not None:
+            new_rate = min(ceiling.rate, new_rate)
+    elif rate is not None and not rate_clean and accepted > 0:
+        # Between half and the whole share, inside transactions: the limit is above what
+        # the receiver takes by about that share.  Trim it to the limit it takes rather
+        # than hold it there (simulated, a receiver taking 200/s: held, the limit sat at
+        # 210/s provoking 4.8 % throttling for ever).
+        takes = limit_taken(w, rate, elapsed)
+        if takes is not None and takes < rate:
+            new_rate = scale = max(s.floor_rate, takes)
     tidy = _normalise(state, ceiling)
     if (new_conns, new_rate) == (conns, rate):
         return Judgement(Verdict.HOLD, tidy)
+    if new_rate is not None and rate is not None and new_rate < rate:
+        verdict, what = Verdict.DECREASE, "rate trimmed to what the receiver takes"
+    else:
+        verdict, what = Verdict.INCREASE, "clean window"
     reason = (
-        f"clean window: {w.throttled} of {w.samples} replies throttling, "
+        f"{what}: {w.throttled} of {w.samples} replies throttling, "
         f"{accepted:.3g} msg/s accepted, {used} of {conns} connections in use"
     )
-    kept = _normalise(AimdState(new_conns, new_rate, state.scale, now, reason), ceiling)
-    return Judgement(Verdict.INCREASE, kept)
+    kept = replace(
+        state,
+        connections=new_conns,
+        rate=new_rate,
+        scale=scale,
+        changed=now,
+        reason=reason,
+        probe=probe,
+    )
+    return Judgement(verdict, _normalise(kept, ceiling))
 
 
 def _normalise(state: AimdState, ceiling: Ceiling) -> AimdState:

@@ -92,6 +92,9 @@ def encode_state(state: SiteState) -> str:
                 "scale": a.scale,
                 "changed": a.changed,
                 "reason": a.reason,
+                "probe": a.probe,
+                "refused_at": a.refused_at,
+                "refused_when": a.refused_when,
             },
             "actions": [
                 {
@@ -120,6 +123,10 @@ def decode_state(text: str) -> SiteState:
             scale=a["scale"],
             changed=float(a["changed"]),
             reason=str(a["reason"]),
+            # Not written before 2026-12-07:
+            probe=int(a.get("probe", 0)),
+            refused_at=a.get("refused_at"),
+            refused_when=float(a.get("refused_when", 0.0)),
         )
         actions = tuple(
             ActiveAction(

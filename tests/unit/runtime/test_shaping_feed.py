@@ -24,6 +24,7 @@ def _feed() -> tuple[ShapingFeed, list[tuple[Any, ...]], CheckedTally]:
 
 def test_one_report_per_site_with_deliveries_and_bare_reply_samples() -> None:
     feed, sent, tally = _feed()
+    feed.flush(5.0)  # nothing to report yet: nothing sent
     outcomes = [
         RecipientOutcome("a@x", Disposition.DELIVERED, 250, "2.0.0", "2.0.0 ok"),
         RecipientOutcome("b@x", Disposition.DEFERRED, 451, "4.7.1", "4.7.1 rate limited"),
@@ -34,7 +35,9 @@ def test_one_report_per_site_with_deliveries_and_bare_reply_samples() -> None:
     feed.outcomes(SITE, CEILING, outcomes)
     refused = ConnectFailure("mx1.p.test", "127.0.0.9", Reply(421, ("4.7.0 too many",)))
     feed.refused(SITE, CEILING, refused)
-    feed.flush()
+    feed.opened(SITE, CEILING)
+    feed.opened(SITE, CEILING)
+    feed.flush(5.25)
     assert sent == [
         (
             "shaping",
@@ -44,12 +47,14 @@ def test_one_report_per_site_with_deliveries_and_bare_reply_samples() -> None:
             10.0,
             1,
             [[451, "4.7.1", "rate limited", "transaction"], [421, "4.7.0", "too many", "connect"]],
+            2,  # connections let in
+            0.25,  # seconds the report covers
         )
     ]
     counts, _, _ = tally.drain()
     assert ["volley_throttling_replies", ["connect"], 1] in counts
     assert ["volley_throttling_replies", ["transaction"], 1] in counts
-    feed.flush()
+    feed.flush(5.5)
     assert len(sent) == 1  # nothing new: no report
 
 
@@ -60,7 +65,7 @@ def test_samples_are_capped_per_report() -> None:
         for i in range(MAX_SAMPLES + 50)
     ]
     feed.outcomes(SITE, CEILING, many)
-    feed.flush()
+    feed.flush(1.0)
     assert len(sent[0][6]) == MAX_SAMPLES
 
 

@@ -42,9 +42,9 @@ def test_a_throttled_window_cuts_logs_and_tells_every_worker(tmp_path: Path) -> 
     exporter = Exporter()
     service, sent, now, log = _service(tmp_path, exporter)
     throttled = [[421, "4.7.0", "too many connections", "connect"]] * 30
-    service.on_report(["shaping", "mx.s.test", None, 10, None, 20, throttled])
+    service.on_report(["shaping", "mx.s.test", None, 10, None, 20, throttled, 0, 0.25])
     now[0] += 2.5
-    service.on_report(["shaping", "mx.s.test", None, 10, None, 20, throttled])
+    service.on_report(["shaping", "mx.s.test", None, 10, None, 20, throttled, 0, 0.25])
     records = [r for r in read_log(log) if r["event"] == "shaping"]
     assert records and records[0]["kind"] == "decrease" and records[0]["key"] == "mx.s.test"
     assert records[0]["connections"] < 10

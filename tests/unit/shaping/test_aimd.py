@@ -6,11 +6,21 @@ from __future__ import annotations
 import pytest
 
 from engine.config.shaping import ShapingSettings
-from engine.shaping.aimd import MAX_CARRY, AimdState, Ceiling, Judgement, Verdict, Window, judge
+from engine.shaping.aimd import (
+    MAX_CARRY,
+    REFUSAL_MEMORY,
+    AimdState,
+    Ceiling,
+    Judgement,
+    Verdict,
+    Window,
+    judge,
+)
 
 S = ShapingSettings(decrease=0.5)  # +1 conn, +10 % rate, 60 s, 5 %, 20 samples
 T0 = 1_000_000.0
 END = T0 + 60
+C20 = Ceiling(20, None)
 
 
 def window(
@@ -19,9 +29,10 @@ def window(
     throttled: int = 0,
     txn: int = 0,
     in_use: int | None = None,
+    opened: int = 0,
 ) -> Window:
     w = Window(start=T0)
-    w.add(delivered, replies, throttled, txn, in_use)
+    w.add(delivered, replies, throttled, txn, in_use, opened)
     return w
 
 
@@ -56,9 +67,10 @@ def test_cut_is_at_least_one_connection_and_never_below_the_floors() -> None:
 
 
 def test_rate_cut_never_raises_a_lower_rate_limit() -> None:
-    # Limited to 10/s, yet 6 000 went through in a minute (a batch's slack): cut from 10.
+    # Limited to 10/s, yet 6 000 went through in a minute (a batch's slack): cut from
+    # the limit less the share refused (10 x 6000/6600), not from the 100/s accepted.
     j = verdict(AimdState(rate=10.0), window(6000, 600, 600, 600), Ceiling(20, None))
-    assert j.state.rate == pytest.approx(9.0)
+    assert j.state.rate == pytest.approx(10 * 6000 / 6600 * 0.9)
 
 
 def test_too_few_samples_carry_on_then_are_dropped() -> None:
@@ -99,19 +111,91 @@ def test_without_in_use_a_busy_window_counts_as_using_its_connections() -> None:
     assert j.verdict is Verdict.HOLD
 
 
-def test_hysteresis_between_half_and_whole_share_holds() -> None:
+def test_between_half_and_whole_share_connections_hold_and_the_rate_is_trimmed() -> None:
     state = AimdState(connections=10, rate=50.0, scale=100.0)
-    # 3 % throttled inside transactions: not enough to cut, too much to raise.
+    # 3 % throttled inside transactions: not enough to cut, too much to raise; the rate
+    # limit loses that share (50 x 2940/3031), not a `decrease` share of it.
     j = verdict(state, window(2940, 91, 91, 91, in_use=10), Ceiling(20, None))
-    assert (j.verdict, j.state) == (Verdict.HOLD, state)
+    assert j.verdict is Verdict.DECREASE
+    assert (j.state.connections, j.state.rate) == (10, pytest.approx(50 * 2940 / 3031))
+    assert j.state.scale == j.state.rate
+    assert j.state.reason.startswith("rate trimmed to what the receiver takes")
 
 
 def test_connection_refusals_do_not_hold_the_rate_back() -> None:
-    # 3 % refused at connect: connections hold, the rate (clean in transactions) climbs.
+    # 91 refused at connect of 2 091 connections tried (4.4 %): connections hold (no
+    # refusal may raise them), the rate (clean in transactions) climbs.
     state = AimdState(connections=10, rate=50.0, scale=100.0)
-    j = verdict(state, window(2940, 91, 91, 0, in_use=10), Ceiling(20, None))
+    j = verdict(state, window(2940, 91, 91, 0, in_use=10, opened=2000), Ceiling(20, None))
     assert j.verdict is Verdict.INCREASE
     assert (j.state.connections, j.state.rate) == (10, pytest.approx(60.0))
+
+
+def test_refusals_judged_against_connections_cut_connections_only() -> None:
+    # 20 refusals against 5 connections let in: 2 % of the 1 020 samples, 80 % of the
+    # connections tried.  One connection goes (a cap says exactly "no more"), the rate
+    # stays.
+    state = AimdState(connections=5, rate=50.0, scale=100.0)
+    j = verdict(state, window(1000, 20, 20, 0, in_use=5, opened=5), Ceiling(20, None))
+    assert j.verdict is Verdict.DECREASE
+    assert (j.state.connections, j.state.rate) == (4, 50.0)
+    # One refusal is not enough (a receiver restarting), whatever its share.
+    j = verdict(state, window(1000, 1, 1, 0, in_use=5, opened=0), Ceiling(20, None))
+    assert j.state.connections == 5
+
+
+def test_connections_a_site_refused_at_are_not_tried_again_for_a_while() -> None:
+    # Limited to 5 with 6 still open from before a cut: refused at 6, not 5.  Down to 4,
+    # back to 5, and not to 6 until REFUSAL_MEMORY windows after the refusals.
+    j = verdict(AimdState(connections=5), window(1000, 20, 20, 0, in_use=6, opened=5), C20)
+    state = j.state
+    assert (state.connections, state.refused_at, state.refused_when) == (4, 6, END)
+    got = []
+    for i in range(1, REFUSAL_MEMORY + 1):
+        now = END + i * S.window
+        state = verdict(state, window(3000, in_use=state.connections), C20, now=now).state
+        got.append(state.connections)
+    assert got == [5] * (REFUSAL_MEMORY - 1) + [6]
+
+
+def test_one_verdict_takes_at_most_decrease_off_a_rate_in_force() -> None:
+    # A window judged right after a cut: 40/s accepted while limited to 100/s.  Not
+    # 0.9 x 40 = 36/s: 0.5 x 100 = 50/s (decrease 0.5).
+    j = verdict(AimdState(rate=100.0), window(2400, 2400, 2400, 2400), Ceiling(20, None))
+    assert j.state.rate == pytest.approx(50.0)
+
+
+def test_below_what_the_receiver_took_the_rate_returns_at_full_steps_but_no_further() -> None:
+    # Cut to 90/s from the 100/s accepted: one clean window goes back to 100, not 100.
+    state = AimdState(rate=80.0, scale=100.0, probe=3)
+    j = verdict(state, window(4740), Ceiling(20, None))  # 79/s of 80: in use
+    assert (j.verdict, j.state.rate, j.state.probe) == (Verdict.INCREASE, 90.0, 0)
+    j = verdict(AimdState(rate=95.0, scale=100.0), window(5640), Ceiling(20, None))
+    assert j.state.rate == pytest.approx(100.0)  # + 10 would pass it
+
+
+def test_at_what_the_receiver_took_probes_start_small_and_double() -> None:
+    rates, state = [], AimdState(rate=100.0, scale=100.0)
+    for _ in range(4):
+        j = verdict(state, window(int(state.rate * 60 * 0.99)), Ceiling(20, None), now=END)
+        state = j.state
+        assert state.rate is not None
+        rates.append(round(state.rate, 1))
+    assert rates == [102.5, 107.5, 117.5, 127.5]  # 2.5, 5, 10, then the full step
+    assert state.probe == 4
+
+
+def test_an_overshooting_probe_goes_back_to_the_limit_taken_not_below() -> None:
+    # Probing at 107.5/s, 8 % refused at RCPT, 100/s still accepted: back to the limit it
+    # takes (107.5 x 6000/6520, ~99/s), with the connections it had; a receiver that
+    # takes less than before is cut as usual.
+    state = AimdState(connections=6, rate=107.5, scale=100.0, probe=2)
+    j = verdict(state, window(6000, 520, 520, 520, in_use=6), Ceiling(20, None))
+    assert j.verdict is Verdict.DECREASE
+    takes = 107.5 * 6000 / 6520
+    assert (j.state.connections, j.state.rate, j.state.probe) == (6, pytest.approx(takes), 0)
+    j = verdict(state, window(4800, 1700, 1700, 1700, in_use=6), Ceiling(20, None))
+    assert (j.state.connections, j.state.rate) == (3, pytest.approx(107.5 * 4800 / 6500 * 0.9))
 
 
 def test_back_at_the_maximum_is_stored_as_none() -> None:

@@ -22,7 +22,7 @@ from engine.shaping.store import (
 )
 
 STATE = SiteState(
-    AimdState(connections=4, rate=12.5, scale=25.0, changed=1000.0, reason="9% throttling"),
+    AimdState(4, 12.5, 25.0, 1000.0, "9% throttling", 2, refused_at=6, refused_when=990.0),
     (
         ActiveAction("yahoo-tss04", Action.SUSPEND, 8200.0, reason="rule yahoo-tss04"),
         ActiveAction("ip-reputation", Action.REDUCE, 6400.0, 1, 1 / 60, "rule ip-reputation"),
