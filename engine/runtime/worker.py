@@ -290,6 +290,9 @@ class Worker:
         loop = asyncio.get_running_loop()
         pickup = Pickup(self.spool, self.k, self.s)
         while True:
+            if pickup.idle(self.clock.wall()):
+                await asyncio.sleep(self.s.intake_interval)
+                continue
             try:
                 batch: IntakeBatch = await loop.run_in_executor(
                     None,

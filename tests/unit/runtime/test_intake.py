@@ -9,7 +9,15 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from engine.auth.dkim import signer_for, unstuff
 from engine.config import DkimDomain, Settings, UnsubscribeSettings
-from engine.runtime.intake import Noted, interrupted_take, shard_of, take_batch
+from engine.runtime.intake import (
+    QUIET_AFTER,
+    RESCAN,
+    Noted,
+    Pickup,
+    interrupted_take,
+    shard_of,
+    take_batch,
+)
 from engine.suppress.gate import IntakeGate
 from engine.suppress.model import GLOBAL, Entry, Source
 from engine.suppress.store import SqliteSuppressionStore, StoreError
@@ -171,6 +179,41 @@ def test_batch_limit_reports_more(tmp_path: Path) -> None:
     assert b.more and len({t.drop for t in b.taken}) == 3
     b = take_batch(sp, sp.shard(0), 0, s, now=1.0)
     assert not b.more and len({t.drop for t in b.taken}) == 2
+
+
+def test_an_unchanged_empty_incoming_is_not_listed_again(tmp_path: Path) -> None:
+    sp = Spool(tmp_path)
+    sp.ensure(1)
+    pickup = Pickup(sp, 0, settings(tmp_path))
+    now = 2_000_000_000.0
+    os.utime(sp.incoming, (now - 10, now - 10))  # last changed 10 s ago
+    assert not pickup.idle(now)  # never listed: list it
+    assert pickup.next_batch(now) == ([], False)
+    assert pickup.idle(now + 0.05)  # unchanged since: no listing, only a stat
+    assert not pickup.idle(now + RESCAN)  # listed at least every RESCAN anyway
+    drop(sp, "m1.eml", MSG)
+    os.utime(sp.incoming, (now - 9, now - 9))  # what the drop did, on the test's clock
+    assert not pickup.idle(now + 0.1)
+    assert pickup.next_batch(now + 0.1) == (["m1.eml"], False)
+    assert pickup.idle(now + 0.2)  # handed out; nothing new since
+    (sp.incoming / "m1.eml").unlink()  # taking it moves the mtime: list once more
+    os.utime(sp.incoming, (now - 8, now - 8))
+    assert not pickup.idle(now + 0.3)
+
+
+def test_a_recent_mtime_is_not_trusted(tmp_path: Path) -> None:
+    # Changed within QUIET_AFTER of the listing: a drop landing in the same tick of a
+    # coarse filesystem clock would leave the mtime as it was, so list again.
+    sp = Spool(tmp_path)
+    sp.ensure(1)
+    pickup = Pickup(sp, 0, settings(tmp_path))
+    now = 2_000_000_000.0
+    os.utime(sp.incoming, (now - 0.5, now - 0.5))
+    pickup.next_batch(now)
+    assert not pickup.idle(now + 0.05)
+    assert pickup.idle(now - 0.5 + QUIET_AFTER + 0.01) is False  # listed over RESCAN ago
+    pickup.next_batch(now + QUIET_AFTER)
+    assert pickup.idle(now + QUIET_AFTER + 0.05)
 
 
 # -- the suppression list and List-Unsubscribe (engine.suppress.gate) --------------------
