@@ -66,7 +66,9 @@ class Settings:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     max_message_size: int = 50 * 1024 * 1024
     max_recipients: int = 1000
-    intake_interval: float = 0.05  # seconds between scans of incoming/ when it was empty
+    # Seconds between looks at an empty incoming/: a stat, a listing when its mtime moved
+    # (and at least every second: engine.runtime.intake.Pickup.idle).
+    intake_interval: float = 0.05
     intake_batch: int = 256  # drops taken per group commit
     dns_nameservers: tuple[str, ...] | None = None  # None: the system resolver
     dns_timeout: float = 5.0
