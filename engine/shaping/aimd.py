@@ -376,9 +376,13 @@ def _increase(
         # the receiver takes by about that share.  Trim it to the limit it takes rather
         # than hold it there (simulated, a receiver taking 200/s: held, the limit sat at
         # 210/s provoking 4.8 % throttling for ever).
+        # Only a limit that bound (what was sent was at least RATE_BINDING of it) says
+        # how far above the receiver it is: a draining queue sends less, and trimming to
+        # what it accepted then cut 214/s to 124/s (bench/shaping.py, the last window).
         takes = limit_taken(w, rate, elapsed)
-        if takes is not None and takes < rate:
-            new_rate = scale = max(s.floor_rate, takes)
+        sent = (w.delivered + w.throttled_txn) / elapsed
+        if takes is not None and takes < rate and sent >= RATE_BINDING * rate:
+            new_rate = scale = max(s.floor_rate, takes, rate * s.decrease)
     tidy = _normalise(state, ceiling)
     if (new_conns, new_rate) == (conns, rate):
         return Judgement(Verdict.HOLD, tidy)

@@ -122,6 +122,14 @@ def test_between_half_and_whole_share_connections_hold_and_the_rate_is_trimmed()
     assert j.state.reason.startswith("rate trimmed to what the receiver takes")
 
 
+def test_a_limit_that_did_not_bind_is_not_trimmed() -> None:
+    # A draining queue: 20/s sent under a 50/s limit, 4 % of it refused.  No trim (the
+    # limit said nothing about the receiver), no raise either.
+    state = AimdState(connections=10, rate=50.0, scale=100.0)
+    j = verdict(state, window(1152, 48, 48, 48, in_use=10), Ceiling(20, None))
+    assert (j.verdict, j.state) == (Verdict.HOLD, state)
+
+
 def test_connection_refusals_do_not_hold_the_rate_back() -> None:
     # 91 refused at connect of 2 091 connections tried (4.4 %): connections hold (no
     # refusal may raise them), the rate (clean in transactions) climbs.
