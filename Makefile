@@ -57,7 +57,7 @@ demo: $(BIN)/.installed-demo
 
 # Optional: compile the hot, already strict-typed modules with mypyc (issue #15; measured in
 # bench/README.md, "mypyc on the hot modules"). Each module below gets a .so beside its .py
-# (and one shared *__mypyc*.so at the top); Python imports the .so first, and
+# (and a shared runtime per package, _mypyc__mypyc.*.so); Python imports the .so first, and
 # `make mypyc-clean` removes them so the same .py files run as before. Nothing else
 # (run, test, CI) depends on this. Rebuild after editing a listed module: a stale .so
 # shadows the edited .py (tests/conftest.py fails the run when it finds one).
@@ -77,7 +77,6 @@ MYPYC_MODULES += engine/net/wire.py          # Wire.data_received/write: per rep
 MYPYC_MODULES += spool/record.py             # encode/decode: per entry
 MYPYC_MODULES += spool/segment.py            # segment index: per intake batch
 MYPYC_MODULES += engine/runtime/intake.py    # take_batch: per drop
-MYPYC_MODULES += engine/runtime/outcome.py   # Outcomes.record: per recipient
 MYPYC_MODULES += engine/runtime/sevenbit.py  # body_for: per transaction
 MYPYC_MODULES += engine/runtime/inflight.py  # in-flight journal: per message
 MYPYC_MODULES += engine/sched/queue.py       # WorkQueue push/pop: per message
@@ -97,7 +96,10 @@ MYPYC_MODULES += spool/ids.py                # entry_id: per entry
 #     compiled code checks them (TypeError); session.py's STARTTLS-fallback tests fail
 #     too. delivery.py and engine/shaping/* are also under active change. (With these,
 #     parse, read, flight, eventlog and metrics compiled as well, user CPU per message
-#     fell ~15 % against ~8 % for this list: bench/README.md.)
+#     fell ~15 % against 5-8 % for this list: bench/README.md.)
+#   engine/runtime/outcome.py: tests/unit/runtime/test_verdicts.py replaces
+#     `Outcomes.apply` on an instance to inject a failure; a compiled class's methods
+#     are read-only (AttributeError).
 #   engine/telemetry/eventlog.py: an int passed where `float` is declared becomes a
 #     float in compiled code: `"queued_at":0` came out as `0.0` (its json.dumps property
 #     test fails).
@@ -106,9 +108,16 @@ MYPYC_MODULES += spool/ids.py                # entry_id: per entry
 #   engine/runtime/writebehind.py: mypyc emits its attribute `_thread` as the C field
 #     `__thread`, a GCC keyword: the C does not compile (mypy 2.4.1).
 #   engine/smtp/downgrade.py: 7-bit conversion, rare (email package does the work).
+# Two groups, each with its shared runtime inside its own package (spool/_mypyc__mypyc.*.so,
+# engine/_mypyc__mypyc.*.so): the `mypyc` command puts one <hash>__mypyc.*.so at the top
+# of the checkout, where a process started elsewhere (the workers run with -P) cannot
+# import it, and one runtime for both would make `import spool` import engine.
 .PHONY: mypyc mypyc-clean
 mypyc: $(BIN)/.installed-test
-	$(BIN)/mypyc $(MYPYC_MODULES)
+	$(BIN)/python -c 'import sys; from setuptools import setup; from mypyc.build import mypycify; \
+	mods = sys.argv[1:]; groups = [([m for m in mods if m.startswith(p + "/")], p + "._mypyc") for p in ("spool", "engine")]; \
+	setup(name="volley-mypyc", script_args=["build_ext", "--inplace"], \
+	      ext_modules=mypycify(mods, separate=[g for g in groups if g[0]]))' $(MYPYC_MODULES)
 
 mypyc-clean:
 	find engine spool -name '*.cpython-*.so' -delete

@@ -19,7 +19,10 @@ def stale_builds(root: Path = ROOT) -> list[str]:
     stale = []
     for package in ("engine", "spool"):
         for so in sorted((root / package).rglob("*.cpython-*.so")):
-            py = so.with_name(so.name.split(".", 1)[0] + ".py")
+            stem = so.name.split(".", 1)[0]
+            if stem.endswith("__mypyc"):
+                continue  # the shared runtime (engine/_mypyc__mypyc): no .py of its own
+            py = so.with_name(stem + ".py")
             if not py.exists() or py.stat().st_mtime_ns > so.stat().st_mtime_ns:
                 stale.append(str(py.relative_to(root)))
     return stale
