@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Settings
-from engine.model import Disposition, RecipientOutcome
+from engine.model import Disposition, Origin, RecipientOutcome
 from engine.runtime.bounces import BounceReports, diagnostic_code
 from engine.sched.queue import WorkQueue
 from engine.telemetry.eventlog import EventLog, read_log
@@ -94,5 +94,7 @@ def test_diagnostic_code_does_not_repeat_the_status_and_names_local_decisions() 
     assert diagnostic_code(remote) == "smtp; 550 5.1.1 no such user"
     bare = RecipientOutcome("a@b.test", D.BOUNCED, 550, "5.0.0", "go away")
     assert diagnostic_code(bare) == "smtp; 550 5.0.0 go away"
-    dns = RecipientOutcome("a@b.test", D.BOUNCED, 550, "5.1.2", "domain not found: NXDOMAIN", False)
+    dns = RecipientOutcome(
+        "a@b.test", D.BOUNCED, 550, "5.1.2", "domain not found: NXDOMAIN", Origin.ROUTE
+    )
     assert diagnostic_code(dns) == "X-Volley; domain not found: NXDOMAIN"

@@ -157,8 +157,8 @@ def test_decode_meta_skips_the_body_check() -> None:
 
 def test_decode_accepts_bytearray_and_memoryview() -> None:
     data = encode(META, BODY)
-    assert decode(bytearray(data)) == (META, BODY)  # type: ignore[arg-type]
-    assert decode(memoryview(data)) == (META, BODY)  # type: ignore[arg-type]
+    assert decode(bytearray(data)) == (META, BODY)
+    assert decode(memoryview(data)) == (META, BODY)
 
 
 _values = st.recursive(
