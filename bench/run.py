@@ -181,7 +181,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         const=DEFAULT_MIX,
         metavar="MIX",
         help="backpressure mode: receivers answering a seeded mix, Volley and Postfix "
-        f'(--only volley,postfix); default mix "{DEFAULT_MIX}"',
+        f'(--only volley,postfix); default mix "{DEFAULT_MIX.replace("%", "%%")}"',
     )
     p.add_argument(
         "--backpressure-retry",
