@@ -222,6 +222,7 @@ class Deliverer:
                 self._verdicts.connection_failed(domain, policy, session)
                 return
             self._tally.inc("volley_connections", "opened")
+            self._verdicts.connected(domain)
             if self._feed is not None:
                 self._feed.opened(site, ceiling)
             # Slow start: the window doubles with each session that reaches READY, so a

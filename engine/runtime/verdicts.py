@@ -1,7 +1,8 @@
 """Verdicts a connection hands down on entries outside a transaction's own outcome.
 
-Responsible for: a failed connection's feedback (a lower concurrency window, or, for
-the last one, a dead destination), applying a whole-destination failure (no route, no MX
+Responsible for: a failed connection's feedback (a lower concurrency window; for the last
+one a short pause when the receiver said "not now" (a 4xx greeting), else a dead
+destination), applying a whole-destination failure (no route, no MX
 host would take a session) to every ready entry of the destination, bouncing a site's
 ready mail when a shaping rule says so, recording outcomes so that even a
 bug of ours leaves the entry decided (retried after the first retry step), loading an
@@ -35,6 +36,15 @@ __all__ = ["Verdicts"]
 # Route failures that suspend the destination for a retry step (the rest bounce): DNS
 # trouble, and an MTA-STS policy that lists none of the MX hosts (it may be fixed).
 _TEMPORARY_ROUTE = frozenset({RouteFailureKind.TEMPORARY, RouteFailureKind.POLICY})
+# A worker's last connection refused with a 4xx reply (a 421 greeting: a receiver at its
+# connection limit) pauses the destination this long, entries untouched, before the
+# next try; the next refusal in a row pauses for the next step, and one more fails the
+# destination (every ready entry deferred a retry step).  A receiver capped at 4
+# connections refuses a fifth for as long as the other four last; failing the
+# destination at once deferred a worker's whole ready queue and left it idle for a retry
+# step: a 20 000-message campaign to such a receiver took 124-126 s with adaptive
+# shaping, 116 s with the pauses (bench/shaping.py, 2026-12-07).
+REFUSAL_PAUSES = (1.0, 2.0)
 
 
 def _utc(ts: float) -> str:
@@ -59,6 +69,7 @@ class Verdicts:
         self._tally = tally
         self._clock = clock
         self._rng = rng
+        self._refusals: dict[str, int] = {}  # domain -> 4xx refusals in a row (pauses)
 
     def reconfigure(self, settings: Settings) -> None:
         self._s = settings
@@ -66,14 +77,28 @@ class Verdicts:
     def connection_failed(self, domain: str, policy: DomainPolicy, failure: ConnectFailure) -> None:
         """Negative feedback (Postfix qmgr_queue_throttle): a connection that failed while
         others of this worker to the domain live lowers the window; the last one failing
-        makes the destination dead for one retry step (every ready entry deferred)."""
+        makes the destination dead for one retry step (every ready entry deferred),
+        unless it was refused with a 4xx reply: then the first REFUSAL_PAUSES in a row
+        only pause it."""
         self._tally.inc("volley_connections", "failed")
         state = self._queue.domain(domain)
         if state.connections > 1:
             state.window = max(1, state.connections - 1)
-        else:
-            state.window = 1
-            self.fail_destination(domain, policy, connect=failure)
+            return
+        state.window = 1
+        streak = self._refusals.get(domain, 0)
+        reply = failure.reply
+        if reply is not None and 400 <= reply.code < 500 and streak < len(REFUSAL_PAUSES):
+            self._refusals[domain] = streak + 1
+            self._queue.pause(domain, self._clock.wall() + REFUSAL_PAUSES[streak], "connection")
+            return
+        self._refusals.pop(domain, None)
+        self.fail_destination(domain, policy, connect=failure)
+
+    def connected(self, domain: str) -> None:
+        """A session to `domain` came up: a refusal after it starts a new streak."""
+        if self._refusals:
+            self._refusals.pop(domain, None)
 
     def bounce_ready(self, domain: str, site: str, until: float) -> None:
         """A shaping rule in force bounces the site's mail (its `bounce` action): every

@@ -283,7 +283,11 @@ def _decrease(
             new_rate = max(s.floor_rate, keep)
             if rate is not None:
                 new_rate = min(rate, new_rate)  # at the floor already: stays
-            scale = takes if accepted > 0 else (scale or rate)
+            # Never below the limit just set: a window whose evidence says less than the
+            # one-step bound kept (noise right after a cut) would make every probe from
+            # here a small one (bench/shaping.py: 115/s kept under a 158/s limit left the
+            # site 30 s at 158 against a receiver taking 200).
+            scale = max(takes, new_rate) if accepted > 0 else (scale or rate)
     if (new_conns, new_rate) == (conns, rate):
         return Judgement(Verdict.HOLD, state)
     reason = (

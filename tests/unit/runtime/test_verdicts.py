@@ -14,8 +14,9 @@ from engine.config import DomainPolicy, Settings
 from engine.model import ConnectFailure, FailureKind, Phase, TransportFailure
 from engine.net.mx import RouteFailure, RouteFailureKind
 from engine.runtime.outcome import Attempt, Outcomes
-from engine.runtime.verdicts import Verdicts
+from engine.runtime.verdicts import REFUSAL_PAUSES, Verdicts
 from engine.sched.queue import WorkQueue
+from engine.smtp.replies import Reply
 from engine.telemetry.eventlog import EventLog, read_log
 from engine.telemetry.metrics import CheckedTally
 from spool import EntryRef, NewEntry, Spool, entry_id
@@ -85,6 +86,44 @@ def test_a_temporary_route_failure_defers_every_ready_entry_once(tmp_path: Path)
     )
     s.v.fail_destination("d.test", s.settings.policy("d.test"), connect=connect)
     assert len(s.events()) == 3  # nothing was ready any more
+
+
+def test_a_4xx_refusal_of_the_last_connection_pauses_before_it_fails(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    s.entries(2)
+    policy = s.settings.policy("d.test")
+    state = s.queue.domain("d.test")
+    state.connections = 1  # the caller counts the failing connection
+    busy = ConnectFailure("mx1.d.test", "127.0.0.2", Reply(421, ("4.7.0 too many",)))
+    for pause in REFUSAL_PAUSES:  # 1 s, then 2 s: nothing deferred
+        s.v.connection_failed("d.test", policy, busy)
+        assert s.queue.paused("d.test") == "connection"
+        assert s.queue.next_due() == pytest.approx(NOW + pause)
+        assert s.events() == []
+        s.queue.unpause("connection")
+    s.v.connection_failed("d.test", policy, busy)  # the third in a row: the usual failure
+    assert s.events() == ["deferred"] * 2
+    assert state.suspended_until == NOW + 60.0
+
+
+def test_a_session_ends_a_refusal_streak_and_a_silent_refusal_fails_at_once(
+    tmp_path: Path,
+) -> None:
+    s = Setup(tmp_path)
+    s.entries(1)
+    policy = s.settings.policy("d.test")
+    s.queue.domain("d.test").connections = 1
+    busy = ConnectFailure("mx1.d.test", "127.0.0.2", Reply(421, ("4.7.0 too many",)))
+    for _ in range(5):  # refused, a session, refused, ...: never the destination's failure
+        s.v.connection_failed("d.test", policy, busy)
+        s.queue.unpause("connection")
+        s.v.connected("d.test")
+    assert s.events() == []
+    tcp = ConnectFailure(
+        "mx1.d.test", "127.0.0.2", failure=TransportFailure(Phase.CONNECT, FailureKind.REFUSED, "x")
+    )
+    s.v.connection_failed("d.test", policy, tcp)
+    assert s.events() == ["deferred"]
 
 
 def test_a_vanished_entry_is_done_and_a_failed_record_still_decides(tmp_path: Path) -> None:
