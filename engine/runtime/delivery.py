@@ -166,6 +166,7 @@ class Deliverer:
             self.egress.forget(domain)
             self._work.pop(domain, None)
             self._contended.pop(domain, None)
+            self._verdicts.clear_refusals(domain)
             if not self.open_sessions.get(domain):
                 self.open_sessions.pop(domain, None)
             if not self.idle_sessions.get(domain):
@@ -222,7 +223,7 @@ class Deliverer:
                 self._verdicts.connection_failed(domain, policy, session)
                 return
             self._tally.inc("volley_connections", "opened")
-            self._verdicts.connected(domain)
+            self._verdicts.clear_refusals(domain)
             if self._feed is not None:
                 self._feed.opened(site, ceiling)
             # Slow start: the window doubles with each session that reaches READY, so a

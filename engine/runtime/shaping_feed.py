@@ -2,12 +2,12 @@
 
 Responsible for: gathering, per site, the messages delivered, the connections let in and
 the non-2xx replies (transaction replies from recipient outcomes, refusals from failed
-connections) and
-sending them to the supervisor as one "shaping" report per site at each flush (about a
-second); counting throttling replies (`volley_throttling_replies_total{stage}`); and
-keeping the table of limits in force the supervisor broadcasts ("shaping_limits":
-per site or provider, connections, rate, suspended until, bouncing until), which
-engine.runtime.sites applies to every new connection.
+connections) and sending them to the supervisor as one "shaping" report per site at each
+flush (four a second), with the seconds it covers; counting throttling replies
+(`volley_throttling_replies_total{stage}`); and keeping the table of limits in force the
+supervisor broadcasts ("shaping_limits": per site or provider, connections, rate,
+suspended until, bouncing until), which engine.runtime.sites applies to every new
+connection.
 Not responsible for: deciding anything (the supervisor's engine.shaping.adaptive.Shaper)
 or acting on a suspension (engine.runtime.delivery pauses the destination).
 """

@@ -43,7 +43,8 @@ _TEMPORARY_ROUTE = frozenset({RouteFailureKind.TEMPORARY, RouteFailureKind.POLIC
 # connections refuses a fifth for as long as the other four last; failing the
 # destination at once deferred a worker's whole ready queue and left it idle for a retry
 # step: a 20 000-message campaign to such a receiver took 124-126 s with adaptive
-# shaping, 116 s with the pauses (bench/shaping.py, 2026-12-07).
+# shaping and 109 s without, 116-120 s and 105 s with the pauses (bench/shaping.py,
+# 2026-12-07).
 REFUSAL_PAUSES = (1.0, 2.0)
 
 
@@ -95,8 +96,9 @@ class Verdicts:
         self._refusals.pop(domain, None)
         self.fail_destination(domain, policy, connect=failure)
 
-    def connected(self, domain: str) -> None:
-        """A session to `domain` came up: a refusal after it starts a new streak."""
+    def clear_refusals(self, domain: str) -> None:
+        """A session to `domain` came up (a refusal after it starts a new streak), or
+        the queue forgot the domain."""
         if self._refusals:
             self._refusals.pop(domain, None)
 

@@ -84,15 +84,16 @@ REFUSAL_MEMORY = 10
 # length and at least EARLIEST seconds.
 EARLY_SHARE = 0.2
 EARLIEST = 1.0
-# A throttled window cuts the rate to this share of what the receiver accepted in it.
-# Simulated (tests/unit/shaping/test_adaptive.py's receiver, decrease 0.7), against
-# cutting to `decrease` times the accepted rate: 91 % instead of 86 % of what a 100/s
-# receiver takes, with 9.9 instead of 16.2 throttling replies per 1 000 delivered (a
-# 200/s receiver: 87 % either way, 6.4 instead of 11.7 per 1 000).
+# A throttled window cuts the rate to this share of the limit the receiver takes
+# (`limit_taken`; with no limit that bound, of what it accepted).
+# Simulated before the return to `scale` existed (tests/unit/shaping/test_adaptive.py,
+# decrease 0.7), against cutting to `decrease` times the accepted rate: 91 % instead of
+# 86 % of what a 100/s receiver takes, with 9.9 instead of 16.2 throttling replies per
+# 1 000 delivered (a 200/s receiver: 87 % either way, 6.4 instead of 11.7 per 1 000).
 RATE_KEEP = 0.9
-# A probe above the rate a receiver took (AimdState.scale) starts at this share of the
+# A probe above the limit a receiver took (AimdState.scale) starts at this share of the
 # step and doubles each clean window; throttled while it still takes at least
-# PROBE_KEEPS of that rate, the limit goes back to what it accepted, not below.
+# PROBE_KEEPS of that limit, the limit goes back to the one it takes, not below.
 PROBE_FIRST = 0.25
 PROBE_KEEPS = 0.95
 # The rate limit is "in use" when the site delivered at least this share of it: GCRA
@@ -115,8 +116,8 @@ class AimdState:
 
     connections: int | None = None
     rate: float | None = None  # messages per second
-    # msgs/s the receiver accepted when last cut: what it takes (CUBIC's W_max), and the
-    # step without a maximum rate.
+    # The limit (msgs/s) at which the receiver took what was sent when last cut
+    # (`limit_taken`, CUBIC's W_max), and the step without a maximum rate.
     scale: float | None = None
     changed: float = 0.0  # when a limit last changed (wall clock)
     reason: str = ""

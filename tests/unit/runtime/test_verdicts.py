@@ -117,7 +117,7 @@ def test_a_session_ends_a_refusal_streak_and_a_silent_refusal_fails_at_once(
     for _ in range(5):  # refused, a session, refused, ...: never the destination's failure
         s.v.connection_failed("d.test", policy, busy)
         s.queue.unpause("connection")
-        s.v.connected("d.test")
+        s.v.clear_refusals("d.test")
     assert s.events() == []
     tcp = ConnectFailure(
         "mx1.d.test", "127.0.0.2", failure=TransportFailure(Phase.CONNECT, FailureKind.REFUSED, "x")
