@@ -404,7 +404,8 @@ class Shaper:
         verdict = judge(st.aimd, w, ceiling, self.settings, now)
         if verdict.verdict is Verdict.CARRY:
             return []
-        st.window = None if w.samples == 0 else Window(start=now)
+        after = w.throttled / w.samples if verdict.verdict is Verdict.DECREASE else None
+        st.window = None if w.samples == 0 else Window(start=now, after_cut=after)
         before, st.aimd = st.aimd, verdict.state
         if st.aimd != before:
             self._save(site)

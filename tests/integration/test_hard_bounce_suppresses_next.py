@@ -25,7 +25,10 @@ def test_a_hard_bounce_stops_the_next_message(net, volley) -> None:
     [sup] = v.events("suppressed")
     assert sup["rcpt"] == "permfail-gone@x.test" and sup["source"] == "bounce"
     assert [list(m.rcpt_tos) for m in x.messages[before:]] == [["ok@x.test"]]
-    assert v.count("bounced") == 1  # not tried again
+    # Not tried again.  Counted by recipient: the bounce report to news@sender.test
+    # (a domain the test's DNS does not know) may bounce too by now, on a loaded machine.
+    gone = [r for r in v.events("bounced") if r["rcpt"] == "permfail-gone@x.test"]
+    assert len(gone) == 1
     wait_for(
         lambda: metric(v.metrics_port, "volley_suppressions_added_total", source="bounce") == 1,
         timeout=10,

@@ -166,6 +166,22 @@ def test_connections_a_site_refused_at_are_not_tried_again_for_a_while() -> None
     assert got == [5] * (REFUSAL_MEMORY - 1) + [6]
 
 
+def test_the_window_after_a_cut_is_judged_early_only_if_the_cut_is_not_working() -> None:
+    # The cut window had 50 % throttling.  The next one waits twice a fifth (24 s, not
+    # 12 s), then cuts early only while at least half of that (25 %) is still throttled:
+    # a receiver's memory of the rate before the cut fades, it does not need a new cut.
+    def after(throttled: int) -> Window:
+        w = Window(start=T0, after_cut=0.5)
+        w.add(100 - throttled, throttled, throttled, throttled, None)
+        return w
+
+    assert not after(40).alarming(T0 + 12, S)
+    assert after(40).alarming(T0 + 24, S)
+    assert not after(10).alarming(T0 + 24, S)  # 10 % >= 5 %, but the cut is working
+    fresh = window(90, 10, 10, 10)  # no cut before it: 10 % after 12 s is alarming
+    assert fresh.alarming(T0 + 12, S)
+
+
 def test_one_verdict_takes_at_most_decrease_off_a_rate_in_force() -> None:
     # A window judged right after a cut: 40/s accepted while limited to 100/s.  Not
     # 0.9 x 40 = 36/s: 0.5 x 100 = 50/s (decrease 0.5).
