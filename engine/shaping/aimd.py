@@ -242,6 +242,10 @@ def judge(
         return Judgement(Verdict.HOLD, state)
     elapsed = max(now - w.start, EARLIEST)
     throttled = w.throttled >= s.throttle_share * samples
+    if w.after_cut is not None and not w.due(now, s.window):
+        # Judged early after a cut (for refusals, say): the rate only if the cut is not
+        # working (Window.alarming).
+        throttled = throttled and w.throttled >= w.after_cut / 2 * samples
     if throttled and samples >= s.min_samples:
         return _decrease(state, w, ceiling, s, now, elapsed, cut_rate=True)
     if refusing(w, s):

@@ -180,6 +180,12 @@ def test_the_window_after_a_cut_is_judged_early_only_if_the_cut_is_not_working()
     assert not after(10).alarming(T0 + 24, S)  # 10 % >= 5 %, but the cut is working
     fresh = window(90, 10, 10, 10)  # no cut before it: 10 % after 12 s is alarming
     assert fresh.alarming(T0 + 12, S)
+    # Judged early for its refusals, such a window cuts connections, not the rate.
+    w = Window(start=T0, after_cut=0.5)
+    w.add(100, 10, 10, 5, None, opened=3)  # 5 refused at connect, 5 % of 105 at RCPT
+    assert w.alarming(T0 + 24, S)
+    j = judge(AimdState(connections=6, rate=100.0), w, C20, S, T0 + 24)
+    assert (j.verdict, j.state.connections, j.state.rate) == (Verdict.DECREASE, 5, 100.0)
 
 
 def test_one_verdict_takes_at_most_decrease_off_a_rate_in_force() -> None:
