@@ -24,7 +24,8 @@ capability-anchors §8):
     configured rate ("unlimited") this is where a rate limit first comes from.  That
     limit is kept (`scale`, CUBIC's W_max).
   * A heavily throttled window is judged early (after a fifth of it, at least 1 s:
-    `Window.alarming`), not at its end.
+    `Window.alarming`), not at its end; the window after a cut only after twice that,
+    and its rate only while at least half the cut's throttling remains.
   * Raise connections by `increase_connections` when the window used at least half of
     them (Netflix: in-flight ≥ limit/2; Postfix never raises a limit that is not in use)
     and none was refused.  Raise the rate when it delivered at ≥ 80 % of it, by a step of
