@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.phases import Interrupted
 from tests.support.internet import MiniInternet, message
 from tests.support.net import wait_for
 from tests.support.throttling import LoadSheddingServer, ThrottlingServer
@@ -95,12 +97,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--messages", type=int, default=20_000)
     ap.add_argument("--only", choices=sorted(RECEIVERS), action="append")
     args = ap.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so `with v:` stops the `volley run` it started (a
+    # killed bench left one running, retrying 20 000 messages for 45 min).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _sigterm)
     with tempfile.TemporaryDirectory(prefix="volley-shaping-") as tmp:
         for kind in args.only or list(RECEIVERS):
             for shaping in (True, False):
                 got = run_one(kind, shaping, args.messages, Path(tmp))
                 print(json.dumps(got), flush=True)
     return 0
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    raise Interrupted("SIGTERM")
 
 
 if __name__ == "__main__":
