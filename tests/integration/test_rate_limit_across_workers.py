@@ -22,7 +22,7 @@ RATE = 50
 # 50 ms late rather than waste it, so a one-second window can hold the limit plus 2.5
 # messages; the receiver's clock (`at`: the end of DATA, 1-50 ms after the instant on a
 # loaded 2-core machine) blurs the edges by as much again.  Measured: 50 per calendar
-# second, 52-53 per sliding second.
+# second, 52-53 per sliding second (quiet); 55 and 58 under load.
 SLACK = 3
 
 
@@ -59,10 +59,11 @@ def test_message_rate_holds_across_workers(net, volley) -> None:
     per_second = Counter(int(t) for t in times)
     per_window = _max_in_window(times, 1.0)
     print(f"max per calendar second {max(per_second.values())}, per sliding second {per_window}")
-    assert max(per_second.values()) <= RATE + SLACK, per_second
-    # Any one-second window, not just calendar seconds: the receiver's timestamps carry
-    # the jitter of a loaded machine (55 seen once at load 8, with the suite running
-    # beside two other engineers' tests), so the window check allows that once more.
+    # The receiver's timestamps carry the jitter of a loaded machine: a stall of ~100 ms
+    # moves a few messages across a second's boundary (CI, 2026-12-07: 45 in one
+    # calendar second, 55 in the next; 58 in a sliding second once at load 8), so both
+    # checks allow the slack twice.  A limit not enforced across workers gives 100+.
+    assert max(per_second.values()) <= RATE + 2 * SLACK, per_second
     assert per_window <= RATE + 2 * SLACK, per_window
     # The limit was the bottleneck and was used: 1 999 intervals of 20 ms.
     span = times[-1] - times[0]
