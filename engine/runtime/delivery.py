@@ -204,11 +204,12 @@ class Deliverer:
                 self._pause(domain, later, "warmup")
                 return
             site, limits = out.apply(site, limits)  # keys per (source, site); quota caps
+            base = out.apply(site, ceiling)[1]  # before shaping: it may go up as well as down
             await self._sites.acquire(domain, site, limits, held)
             if not state.ready or self.draining:
                 return
             # The wait for a slot can be long: what shaping has in force now decides.
-            limits, suspended, _ = self._sites.in_force(site, limits, self._clock.wall())
+            limits, suspended, _ = self._sites.in_force(site, base, self._clock.wall())
             if suspended is not None:
                 self._queue.pause(domain, suspended, "shaping")
                 return
@@ -234,7 +235,7 @@ class Deliverer:
             self._kick()
             self.open_sessions[domain] += 1
             try:
-                pace = self._sites.pacing(site, limits, out.counter)
+                pace = self._sites.pacing(site, base, out.counter)
                 broke = await self._serve(session, domain, limits, pace(None), pace)
             finally:
                 self.open_sessions[domain] -= 1

@@ -58,20 +58,32 @@ class Pacer:
         `keys`, every message may go at once: the Pacer only counts."""
         self._grants = grants
         self._keys = keys
-        self._rates = rates
         self._clock = clock
         self._patience = patience
         self._times: tuple[float, ...] = ()
         self._next = 0
+        self.retune(rates)
+        self._on_close = on_close
+        self.sent = 0
+        self.waiting = False  # sleeping until an instant (for the "rate" gauge)
+
+    @property
+    def keys(self) -> list[str]:
+        return self._keys
+
+    def retune(self, rates: list[Rate]) -> None:
+        """New limits for the same keys (adaptive shaping changed them): the next batch
+        is asked for under them; the instants held stay (at most one batch, BATCH_SPAN of
+        the old limit).  Closing the Pacer instead gave back only the instants of the
+        site's newest grant: the other connections' were lost, a dip of ~30 messages at
+        each change against a 200/s receiver (bench/shaping.py, 12 in a campaign)."""
+        self._rates = rates
         slowest = min((r.per_second for r in rates), default=0.0)
         self._batch = max(1, min(MAX_BATCH, math.ceil(slowest * BATCH_SPAN)))
         # An instant used later than this after it is dropped, not used: late instants
         # sent back to back would bunch beyond the limit.  With it, any window of the
         # limit's period holds at most the limit plus one batch.
         self._late = max(BATCH_SPAN, max((r.interval for r in rates), default=0.0))
-        self._on_close = on_close
-        self.sent = 0
-        self.waiting = False  # sleeping until an instant (for the "rate" gauge)
 
     async def take(self, want: int) -> float | None:
         """Wait for the next instant (None: send now), or return the monotonic time of

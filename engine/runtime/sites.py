@@ -147,10 +147,13 @@ class SiteAccess:
     def pacing(
         self, site: Site, limits: SiteLimits, on_close: Callable[[int], None] | None = None
     ) -> Callable[[Pacer | None], Pacer | None]:
-        """A connection's pacer under `limits` and what shaping has in force now:
-        `current(p)` returns `p` while the shaping table is unchanged, else a Pacer under
-        the new limits (p's unused instants go back), so a cut slows the connections
-        already open, not only those opened after it."""
+        """A connection's pacer under `limits` (the site's, before shaping: a limit
+        already lowered can only be lowered further, and a raise reached only the
+        connections opened after it) and what shaping has in force now:
+        `current(p)` returns `p` while the shaping table is unchanged, else `p` retuned
+        to the new limits (the same rate keys) or a new Pacer (p's unused instants go
+        back), so a cut slows the connections already open, not only those opened
+        after it."""
         version: int | None = None  # the first call makes the first Pacer
 
         def current(p: Pacer | None) -> Pacer | None:
@@ -159,9 +162,14 @@ class SiteAccess:
             if now == version:
                 return p
             version = now
+            force = self.in_force(site, limits, self._clock.wall())[0]
             if p is not None:
+                keys, rates = _keyed(site, "#msg", force.message_rate, force.provider_message_rate)
+                if keys and keys == p.keys:
+                    p.retune(rates)
+                    return p
                 p.close()
-            return self.pacer(site, self.in_force(site, limits, self._clock.wall())[0], on_close)
+            return self.pacer(site, force, on_close)
 
         return current
 

@@ -12,15 +12,17 @@ replies (engine.shaping.rules), combining limits with rules or persisting them
 Design (TCP's AIMD and CUBIC, Postfix's and Netflix's concurrency limits,
 capability-anchors §8):
   * Cut connections when the share of throttling replies among messages reaches
-    `throttle_share` (times decrease, at least one fewer: Netflix AIMDLimit), or when
+    `throttle_share` (times decrease, at least one fewer: Netflix AIMDLimit), unless
+    the throttling came inside transactions while the rate limit bound (then the rate
+    alone is cut: the limit that bound is the one the receiver objects to); or when
     refusals at connect do among the connections tried (`refusing`: one fewer, as a cap
     says exactly "no more"); never below `floor_connections`.  A count the site refused
     at is not reached again for REFUSAL_MEMORY windows.
   * Cut the rate only when some throttling reply came inside a transaction: a 421 at
     the greeting says "fewer connections", a 451 at RCPT says "fewer messages".  The new
-    rate is RATE_KEEP (0.9) times the limit at which the receiver takes what we send
-    (`limit_taken`: the limit less the share refused, or what was accepted when no limit
-    bound), never more than `decrease` off the limit in force in one verdict.  With no
+    rate is the limit at which the receiver takes what we send (`limit_taken`: the
+    limit less the share refused) when the limit bound, else RATE_KEEP (0.9) times what
+    was accepted, never more than `decrease` off the limit in force in one verdict.  With no
     configured rate ("unlimited") this is where a rate limit first comes from.  That
     limit is kept (`scale`, CUBIC's W_max).
   * A heavily throttled window is judged early (after a fifth of it, at least 1 s:
@@ -81,12 +83,15 @@ MIN_REFUSED = 2
 # cost a burst of 421s and a worker's ready mail deferred each time (bench/shaping.py:
 # 5 cycles in a 110 s campaign).  After it, one probe tells whether the cap moved.
 REFUSAL_MEMORY = 10
+# Workers report every 0.25 s (engine.runtime.worker's METRICS_INTERVAL): a window whose
+# newest report is at most this old is still being reported on (Window.elapsed).
+REPORT_GAP = 1.0
 # A throttled window may be judged early (Window.alarming), after this share of its
 # length and at least EARLIEST seconds.
 EARLY_SHARE = 0.2
 EARLIEST = 1.0
-# A throttled window cuts the rate to this share of the limit the receiver takes
-# (`limit_taken`; with no limit that bound, of what it accepted).
+# A throttled window whose rate limit did not bind cuts the rate to this share of what
+# the receiver accepted (`limit_taken`); one whose limit bound, to the limit it takes.
 # Simulated before the return to `scale` existed (tests/unit/shaping/test_adaptive.py,
 # decrease 0.7), against cutting to `decrease` times the accepted rate: 91 % instead of
 # 86 % of what a 100/s receiver takes, with 9.9 instead of 16.2 throttling replies per
@@ -157,6 +162,7 @@ class Window:
     in_use: int | None = None  # most connections the site held, when told
     opened: int = 0  # connections the site let in (greeting and EHLO answered 2xx)
     after_cut: float | None = None  # the throttling share of the window that was cut
+    end: float | None = None  # when the newest evidence was reported (None: now)
 
     @property
     def samples(self) -> int:
@@ -175,7 +181,11 @@ class Window:
         throttled_txn: int,
         in_use: int | None,
         opened: int = 0,
+        at: float | None = None,
     ) -> None:
+        """`at`: when this evidence was reported (it covers up to then)."""
+        if at is not None:
+            self.end = at if self.end is None else max(self.end, at)
         self.delivered += delivered
         self.replies += replies
         self.throttled += throttled
@@ -186,6 +196,18 @@ class Window:
 
     def due(self, now: float, length: float) -> bool:
         return now - self.start >= length
+
+    def elapsed(self, now: float) -> float:
+        """The seconds the evidence covers (at least EARLIEST): up to the newest report
+        while reports are coming in, not up to `now`.  Workers report 4 times a second,
+        so a window judged early (2 s) between reports looked up to 12 % slower than it
+        was (bench/shaping.py: a probe taking 193/s looked like 174/s and was cut as a
+        receiver taking less).  A site whose reports stopped (its queue drained) is
+        judged up to `now`: it delivered nothing since."""
+        end = now
+        if self.end is not None and now - self.end <= REPORT_GAP:
+            end = min(now, self.end)
+        return max(end - self.start, EARLIEST)
 
     def alarming(self, now: float, s: ShapingSettings) -> bool:
         """Enough throttling to cut before the window is over: `min_samples` with at
@@ -241,7 +263,7 @@ def judge(
     samples = w.samples
     if samples == 0:
         return Judgement(Verdict.HOLD, state)
-    elapsed = max(now - w.start, EARLIEST)
+    elapsed = w.elapsed(now)
     throttled = w.throttled >= s.throttle_share * samples
     if w.after_cut is not None and not w.due(now, s.window):
         # Judged early after a cut (for refusals, say): the rate only if the cut is not
@@ -270,41 +292,60 @@ def _decrease(
 ) -> Judgement:
     conns, rate = state.limits(ceiling)
     new_conns = conns
-    if conns > s.floor_connections:
+    # Throttled inside transactions while the rate limit bound: the rate is what the
+    # receiver objects to, and cutting it is enough.  Cutting connections too left 3
+    # connections delivering 180/s under a 200/s limit against a receiver taking 200/s
+    # (bench/shaping.py: 15 s at 90 % of its rate, twice in a campaign).
+    rate_bound = cut_rate and w.throttled_txn > 0 and _bound(w, rate, elapsed)
+    multiplicative = cut_rate and not rate_bound
+    if conns > s.floor_connections and (multiplicative or refusing(w, s)):
         # Refusals at connect alone take one connection off (Postfix's negative feedback
         # of one per failed cohort): a receiver capped at N connections says so exactly,
         # and a multiplicative cut from N + 1 went to N - 2.
-        fewer = conns - 1 if not cut_rate else math.floor(conns * s.decrease)
+        fewer = math.floor(conns * s.decrease) if multiplicative else conns - 1
         new_conns = max(s.floor_connections, min(conns - 1, fewer))
     new_rate, scale = rate, state.scale
     accepted = w.delivered / elapsed
     if cut_rate and w.throttled_txn:
         takes = limit_taken(w, rate, elapsed)
         if takes is not None:
-            # Go just under the limit at which the receiver takes what we send (RATE_KEEP),
-            # not a `decrease` share of it.  Nothing accepted: `decrease` of the limit.
-            keep = takes * RATE_KEEP if accepted > 0 else takes * s.decrease
+            # Go to the limit at which the receiver takes what we send, not a `decrease`
+            # share of it: when the limit bound, that limit less the share refused is
+            # what the receiver took (going RATE_KEEP under it left a receiver taking
+            # 200/s a whole window at 180/s after each cut: bench/shaping.py); else just
+            # under what it accepted (RATE_KEEP).  Nothing accepted: `decrease` of it.
+            if accepted <= 0:
+                keep = takes * s.decrease
+            else:
+                keep = takes if rate_bound else takes * RATE_KEEP
             if rate is not None:
                 # But one verdict takes at most `decrease` off a limit in force: a window
                 # judged early, right after a cut, still holds mail sent before the cut
                 # took effect and says little about the receiver (bench/shaping.py: a
                 # second cut 2 s after the first went from 253/s to 124/s against a
                 # receiver taking 200/s, and took 50 s to climb back).
+                bounded = keep < rate * s.decrease
                 keep = max(keep, rate * s.decrease)
+            else:
+                bounded = False
             if _overshot(state, rate, takes):
                 # Probing above what the receiver took, and it still takes that: back to
                 # it, no cut below it and connections as they were (CUBIC returns to
                 # W_max; cutting there too made the 200/s receiver's campaign 8 % slower
                 # than no shaping at all, bench/shaping.py).
-                keep, new_conns = takes, conns
+                keep, new_conns, bounded = takes, conns, False
             new_rate = max(s.floor_rate, keep)
             if rate is not None:
                 new_rate = min(rate, new_rate)  # at the floor already: stays
-            # Never below the limit just set: a window whose evidence says less than the
-            # one-step bound kept (noise right after a cut) would make every probe from
-            # here a small one (bench/shaping.py: 115/s kept under a 158/s limit left the
-            # site 30 s at 158 against a receiver taking 200).
+            # Never below the limit just set.  And a window whose evidence says less than
+            # the one-step bound kept (noise right after a cut) is no measure of the
+            # receiver at all: without one, the climb back goes at full steps, not as a
+            # probe from here (bench/shaping.py: 115/s kept under a 158/s limit left the
+            # site 30 s at 158 against a receiver taking 200; kept as that measure, 181/s
+            # probed up for 30 s).
             scale = max(takes, new_rate) if accepted > 0 else (scale or rate)
+            if bounded:
+                scale = None
     if (new_conns, new_rate) == (conns, rate):
         return Judgement(Verdict.HOLD, state)
     reason = (
@@ -346,11 +387,18 @@ def limit_taken(w: Window, rate: float | None, elapsed: float) -> float | None:
     accepted, the only measure there is.  None: nothing to go on."""
     accepted = w.delivered / elapsed
     sent = (w.delivered + w.throttled_txn) / elapsed
-    if rate is not None and sent >= RATE_BINDING * rate and sent > 0:
+    if rate is not None and _bound(w, rate, elapsed):
         return rate * accepted / sent if accepted > 0 else rate
     if accepted > 0:
         return accepted if rate is None else min(rate, accepted)
     return rate
+
+
+def _bound(w: Window, rate: float | None, elapsed: float) -> bool:
+    """The rate limit was in use: what was sent in `w` (delivered, or refused inside a
+    transaction) came to at least RATE_BINDING of it."""
+    sent = (w.delivered + w.throttled_txn) / elapsed
+    return rate is not None and sent > 0 and sent >= RATE_BINDING * rate
 
 
 def _increase(
@@ -401,8 +449,7 @@ def _increase(
         # how far above the receiver it is: a draining queue sends less, and trimming to
         # what it accepted then cut 214/s to 124/s (bench/shaping.py, the last window).
         takes = limit_taken(w, rate, elapsed)
-        sent = (w.delivered + w.throttled_txn) / elapsed
-        if takes is not None and takes < rate and sent >= RATE_BINDING * rate:
+        if takes is not None and takes < rate and _bound(w, rate, elapsed):
             new_rate = scale = max(s.floor_rate, takes, rate * s.decrease)
     tidy = _normalise(state, ceiling)
     if (new_conns, new_rate) == (conns, rate):

@@ -27,9 +27,11 @@ class Rates:
     def __init__(self, at: float) -> None:
         self.at = at
         self.asked: list[list[str]] = []
+        self.limits: list[list[float]] = []
 
     async def grant(self, keys: list[str], rates: list[Rate], want: int) -> Grant:
         self.asked.append(keys)
+        self.limits.append([r.per_second for r in rates])
         return Grant((), self.at)
 
     def give_back(self, keys: list[str], unused: list[float]) -> None:
@@ -111,12 +113,22 @@ async def test_a_live_connection_paces_under_the_limits_in_force_now() -> None:
 
     s = load_settings(None, {})
     feed = ShapingFeed(lambda *m: None, CheckedTally())
-    access = SiteAccess(s, Leases(), Rates(at=0.0), FakeClock(0.0), lambda d: None, feed)
+    rates = Rates(at=0.0)
+    access = SiteAccess(s, Leases(), rates, FakeClock(0.0), lambda d: None, feed)
     site, limits = access.site("a.test", _route("mx1.a.test"), s.policy("a.test"))
     pace = access.pacing(site, limits)
     assert pace(None) is None  # no rate configured, none in force: nothing to pace
     feed.apply({site.name: [2, 5.0, None, None]})  # shaping cut the site to 5 msg/s
     pacer = pace(None)
     assert pacer is not None and pace(pacer) is pacer  # the same while nothing changes
+    # Cut again: the same Pacer (its instants kept), asking under the new limit.
+    feed.apply({site.name: [2, 4.0, None, None]})
+    assert pace(pacer) is pacer
+    await pacer.take(1)
+    assert rates.limits[-1] == [4.0]
+    feed.apply({site.name: [2, 6.0, None, None]})  # and raised: the raise applies too
+    assert pace(pacer) is pacer
+    await pacer.take(1)
+    assert rates.limits[-1] == [6.0]
     feed.apply({})  # the cut ended
     assert pace(pacer) is None

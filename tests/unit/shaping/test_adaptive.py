@@ -224,6 +224,19 @@ def test_a_window_starts_where_its_first_report_span_does() -> None:
     assert cut.rate == pytest.approx(RATE_KEEP * 120 / 12)
 
 
+def test_a_report_that_began_before_its_window_counts_for_its_part_inside_it() -> None:
+    """Each worker's first report after a cut began before the cut: half of this one's
+    second lies in the new window, so half its counts do (whole, it would bring the
+    throttling of the old limits; left out, it would make the new look slower)."""
+    sh = shaper()
+    sh.observe("s", None, 100, [RATE] * 50, C, T0)
+    (cut,) = sh.observe("s", None, 0, [RATE] * 10, C, T0 + 12)  # the new window starts
+    assert cut.kind is ChangeKind.DECREASE
+    assert sh.observe("s", None, 200, [RATE] * 20, C, T0 + 12.5, span=1.0) == []
+    (verdict,) = sh.tick(T0 + 72)
+    assert "10 of 110 replies throttling" in verdict.reason
+
+
 def test_state_survives_a_restart_and_ended_actions_are_not_restored() -> None:
     store = MemoryShapingStore()
     sh = shaper(combine([]), store)

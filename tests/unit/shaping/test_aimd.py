@@ -7,8 +7,10 @@ import pytest
 
 from engine.config.shaping import ShapingSettings
 from engine.shaping.aimd import (
+    EARLIEST,
     MAX_CARRY,
     REFUSAL_MEMORY,
+    REPORT_GAP,
     AimdState,
     Ceiling,
     Judgement,
@@ -50,6 +52,23 @@ def test_transaction_throttling_cuts_connections_and_rate_from_what_was_accepted
     assert (j.state.changed, "600 of 6600 replies throttling (9%)" in j.state.reason) == (END, True)
 
 
+def test_transaction_throttling_under_a_rate_limit_that_bound_cuts_the_rate_only() -> None:
+    # Limited to 100/s, 100/s sent (5 700 accepted, 300 refused at RCPT: 5 %): the rate
+    # limit is what the receiver objects to, and it took 95 % of it.  Connections stay,
+    # unless some were refused at connect too (one fewer).
+    j = verdict(AimdState(rate=100.0), window(5700, 300, 300, 300, in_use=8), Ceiling(8, None))
+    assert j.verdict is Verdict.DECREASE
+    assert (j.state.connections, j.state.rate) == (None, pytest.approx(100 * 0.95))
+    j = verdict(
+        AimdState(rate=100.0), window(5700, 310, 310, 300, in_use=8, opened=40), Ceiling(8, None)
+    )
+    assert (j.state.connections, j.state.rate) == (7, pytest.approx(100 * 0.95))
+    # Limited to 200/s but sending 100/s: the limit did not bind, both are cut (the rate
+    # by at most `decrease`, 0.5 here).
+    j = verdict(AimdState(rate=200.0), window(5700, 300, 300, 300, in_use=8), Ceiling(8, None))
+    assert (j.state.connections, j.state.rate) == (4, pytest.approx(100.0))
+
+
 def test_connection_throttling_cuts_connections_only() -> None:
     j = verdict(AimdState(), window(1000, 100, 100, 0, in_use=8), Ceiling(8, None))
     assert j.verdict is Verdict.DECREASE
@@ -67,10 +86,19 @@ def test_cut_is_at_least_one_connection_and_never_below_the_floors() -> None:
 
 
 def test_rate_cut_never_raises_a_lower_rate_limit() -> None:
-    # Limited to 10/s, yet 6 000 went through in a minute (a batch's slack): cut from
-    # the limit less the share refused (10 x 6000/6600), not from the 100/s accepted.
+    # Limited to 10/s, yet 6 000 went through in a minute (a batch's slack): cut to
+    # the limit less the share refused (10 x 6000/6600), not to the 100/s accepted.
     j = verdict(AimdState(rate=10.0), window(6000, 600, 600, 600), Ceiling(20, None))
-    assert j.state.rate == pytest.approx(10 * 6000 / 6600 * 0.9)
+    assert j.state.rate == pytest.approx(10 * 6000 / 6600)
+
+
+def test_a_window_covers_up_to_its_newest_report_while_reports_come_in() -> None:
+    w = Window(start=T0)
+    w.add(380, 0, 0, 0, None, at=T0 + 1.9)
+    assert w.elapsed(T0 + 2.1) == pytest.approx(1.9)  # between two reports: not 2.1
+    assert w.elapsed(T0 + 1.9 + REPORT_GAP + 0.1) == pytest.approx(3.0)  # reports stopped
+    assert w.elapsed(T0 + 0.2) == EARLIEST
+    assert window(380).elapsed(T0 + 2.1) == pytest.approx(2.1)  # no report time: up to now
 
 
 def test_too_few_samples_carry_on_then_are_dropped() -> None:
@@ -195,6 +223,16 @@ def test_one_verdict_takes_at_most_decrease_off_a_rate_in_force() -> None:
     assert j.state.rate == pytest.approx(50.0)
 
 
+def test_a_cut_held_to_the_one_step_bound_is_no_measure_and_climbs_back_at_full_steps() -> None:
+    # 30/s accepted of 80/s sent under 100/s right after a cut (it takes 37.5): held at
+    # 50/s, and 50 is not taken as what the receiver takes, so a clean window adds a
+    # full step, not a probe's quarter.
+    j = verdict(AimdState(rate=100.0, scale=120.0), window(1800, 3000, 3000, 3000), C20)
+    assert (j.state.rate, j.state.scale) == (pytest.approx(50.0), None)
+    k = verdict(j.state, window(2970), C20)  # 49.5/s of 50: in use, clean
+    assert k.state.rate == pytest.approx(55.0)
+
+
 def test_below_what_the_receiver_took_the_rate_returns_at_full_steps_but_no_further() -> None:
     # Cut to 90/s from the 100/s accepted: one clean window goes back to 100, not 100.
     state = AimdState(rate=80.0, scale=100.0, probe=3)
@@ -218,14 +256,14 @@ def test_at_what_the_receiver_took_probes_start_small_and_double() -> None:
 def test_an_overshooting_probe_goes_back_to_the_limit_taken_not_below() -> None:
     # Probing at 107.5/s, 8 % refused at RCPT, 100/s still accepted: back to the limit it
     # takes (107.5 x 6000/6520, ~99/s), with the connections it had; a receiver that
-    # takes less than before is cut as usual.
+    # takes less than before is cut as usual (the rate only: it bound).
     state = AimdState(connections=6, rate=107.5, scale=100.0, probe=2)
     j = verdict(state, window(6000, 520, 520, 520, in_use=6), Ceiling(20, None))
     assert j.verdict is Verdict.DECREASE
     takes = 107.5 * 6000 / 6520
     assert (j.state.connections, j.state.rate, j.state.probe) == (6, pytest.approx(takes), 0)
     j = verdict(state, window(4800, 1700, 1700, 1700, in_use=6), Ceiling(20, None))
-    assert (j.state.connections, j.state.rate) == (3, pytest.approx(107.5 * 4800 / 6500 * 0.9))
+    assert (j.state.connections, j.state.rate) == (6, pytest.approx(107.5 * 4800 / 6500))
 
 
 def test_back_at_the_maximum_is_stored_as_none() -> None:
