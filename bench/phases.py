@@ -30,6 +30,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import threads
 from bench.measure import PySpy, TreeSampler, hotspots
 from bench.postfix import PostfixRelay
 from bench.sinks import SmtpSinks
@@ -248,6 +249,7 @@ def run_volley(
             spy = PySpy(v.proc.pid, root / "py-spy.txt", gil=gil).start(_pyspy())
             stack.callback(spy.stop)
         sampler = TreeSampler(v.proc.pid).start()
+        before = threads.take(v.proc.pid) if getattr(args, "threads", False) else None
         t0 = time.monotonic()
         drop_times, drop_s = drop_all(v.spool / "incoming", mails)
         result["drop_s"] = round(drop_s, 3)
@@ -255,6 +257,10 @@ def run_volley(
         first = sinks.first_message_at
         wait_until(lambda: count_event(v.log_path, "delivered") >= n, 30)
         sampler.stop()
+        if before is not None:
+            after = threads.take(v.proc.pid)
+            named = {pid: threads.names(pid, _pyspy()) for pid in {p for p, _ in after.ticks}}
+            result["threads"] = threads.per_thread(before, after, named, n)
         wall = end - t0
         result.update(
             wall_s=round(wall, 3),

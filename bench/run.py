@@ -166,6 +166,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="py-spy the Volley phase: wall (threads not idle, incl. syscalls; default) "
         "or gil (Python CPU only)",
     )
+    p.add_argument(
+        "--threads",
+        action="store_true",
+        help="Volley's CPU per message per thread (supervisor, event loop, intake, "
+        "write-behind), named with py-spy dump",
+    )
     p.add_argument("--wan-rtt", type=_duration, help="WAN mode: reply delay, e.g. 50ms")
     p.add_argument("--wan-min-messages", type=int, default=10)
     p.add_argument("--scale", type=int, help="scale mode: queued messages, e.g. 1000000")
