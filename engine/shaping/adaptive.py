@@ -176,7 +176,7 @@ class Shaper:
         # its deliveries (bench/shaping.py).
         inside = 1.0
         if now - span < st.window.start - STRADDLE:
-            inside = max(0.0, now - st.window.start) / span
+            inside = max(0.0, now - st.window.start) / span if span > 0 else 0.0
         if inside > 0:
             part = [round(n * inside) for n in (delivered, len(replies), throttled, in_txn, opened)]
             st.window.add(part[0], part[1], part[2], part[3], in_use, part[4], at=now)

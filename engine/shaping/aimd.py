@@ -24,7 +24,8 @@ capability-anchors §8):
     limit less the share refused) when the limit bound, else RATE_KEEP (0.9) times what
     was accepted, never more than `decrease` off the limit in force in one verdict.  With no
     configured rate ("unlimited") this is where a rate limit first comes from.  That
-    limit is kept (`scale`, CUBIC's W_max).
+    limit is kept (`scale`, CUBIC's W_max), unless the cut was held to the one-step
+    bound: evidence saying less than that is no measure of the receiver.
   * A heavily throttled window is judged early (after a fifth of it, at least 1 s:
     `Window.alarming`), not at its end; the window after a cut only after twice that,
     and its rate only while at least half the cut's throttling remains.
@@ -309,15 +310,15 @@ def _decrease(
     if cut_rate and w.throttled_txn:
         takes = limit_taken(w, rate, elapsed)
         if takes is not None:
-            # Go to the limit at which the receiver takes what we send, not a `decrease`
-            # share of it: when the limit bound, that limit less the share refused is
-            # what the receiver took (going RATE_KEEP under it left a receiver taking
-            # 200/s a whole window at 180/s after each cut: bench/shaping.py); else just
-            # under what it accepted (RATE_KEEP).  Nothing accepted: `decrease` of it.
+            # To the limit at which the receiver takes what we send when the limit bound
+            # (RATE_KEEP under it left a 200/s receiver a window at 180/s after each cut,
+            # bench/shaping.py); else, or judged early after a cut (the receiver still
+            # counts what came before), RATE_KEEP under it.  Nothing accepted: `decrease`.
+            settled = w.after_cut is None or w.due(now, s.window)
             if accepted <= 0:
                 keep = takes * s.decrease
             else:
-                keep = takes if rate_bound else takes * RATE_KEEP
+                keep = takes if rate_bound and settled else takes * RATE_KEEP
             if rate is not None:
                 # But one verdict takes at most `decrease` off a limit in force: a window
                 # judged early, right after a cut, still holds mail sent before the cut

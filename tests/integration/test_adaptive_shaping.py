@@ -40,11 +40,15 @@ def test_shaping_backs_off_then_climbs_back(net, volley) -> None:
         wait_for(lambda: "decrease" in kinds(), timeout=60, message=lambda: repr(list(v.log)))
         cut = next(r for r in v.events("shaping") if r["kind"] == "decrease")
         assert cut["connections"] < 10 and "throttl" in cut["reason"], cut
-        # The cut is enforced, on the connections already open too: 300 messages later
-        # the receiver is throttling a few per hundred, not one per message (~0.5 per
-        # delivered before the cut; also when the limits are decided but not applied).
+        # The cut is enforced, on the connections already open too: the next 300
+        # messages come with a few throttling replies per hundred, not one per message
+        # (~0.5 per delivered before the cut; also when the limits are decided but not
+        # applied).  Counted after the window that follows the cut (~300 messages at the
+        # receiver's 100/s, 2 s windows): a first cut from the unlimited burst can still
+        # be above 100/s, and only that window's verdict brings it under (under CI load a
+        # count started 100 messages after the cut saw 0.32).
         throttled, delivered = rx.throttling_replies, len(rx.messages)
-        wait_for(lambda: len(rx.messages) >= delivered + 100, timeout=30)
+        wait_for(lambda: len(rx.messages) >= delivered + 300, timeout=30)
         throttled, delivered = rx.throttling_replies, len(rx.messages)
         wait_for(lambda: len(rx.messages) >= delivered + 300, timeout=60)
         share = (rx.throttling_replies - throttled) / (len(rx.messages) - delivered)
