@@ -223,6 +223,19 @@ def test_one_verdict_takes_at_most_decrease_off_a_rate_in_force() -> None:
     assert j.state.rate == pytest.approx(50.0)
 
 
+def test_a_cut_judged_early_right_after_another_keeps_a_margin_under_the_limit_taken() -> None:
+    # 100/s in force, a quarter refused at RCPT: the receiver takes 75/s.  Judged at the
+    # window's end: 75.  Judged early in the window after a cut (24 s, twice the fifth),
+    # where the receiver still counts what came before: RATE_KEEP x 75.
+    state = AimdState(rate=100.0)
+    due = window(4500, 1500, 1500, 1500)
+    assert verdict(state, due, C20).state.rate == pytest.approx(75.0)
+    early = Window(start=T0, after_cut=0.5)
+    early.add(1800, 600, 600, 600, None)
+    j = judge(state, early, C20, S, T0 + 24)
+    assert (j.verdict, j.state.rate) == (Verdict.DECREASE, pytest.approx(75.0 * 0.9))
+
+
 def test_a_cut_held_to_the_one_step_bound_is_no_measure_and_climbs_back_at_full_steps() -> None:
     # 30/s accepted of 80/s sent under 100/s right after a cut (it takes 37.5): held at
     # 50/s, and 50 is not taken as what the receiver takes, so a clean window adds a
