@@ -19,11 +19,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.measure import descendants
+from bench.measure import CLK_TCK, descendants
 
-__all__ = ["ThreadTimes", "per_thread", "take"]
+__all__ = ["CLK_TCK", "ThreadTimes", "per_thread", "take"]
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 _THREAD = re.compile(r'^Thread (\d+) \([^)]*\): "(.*)"', re.MULTILINE)
 _NUMBERED = re.compile(r"_\d+$")  # asyncio_0, asyncio_1: one pool
 
@@ -44,6 +43,8 @@ def take(root: int) -> ThreadTimes:
         except OSError:
             continue
         for tid in tids:
+            # /proc/<pid>/task/<tid>/stat, not bench.measure.read_stat's /proc/<tid>/stat:
+            # for the main thread (tid = pid) that is the whole process's times.
             try:
                 raw = Path(f"/proc/{pid}/task/{tid}/stat").read_bytes()
             except OSError:

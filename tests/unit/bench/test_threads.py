@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 from bench.threads import CLK_TCK, ThreadTimes, per_thread, take
 
@@ -75,3 +76,31 @@ def test_take_reads_every_thread_of_a_process() -> None:
     finally:
         stop.set()
         t.join()
+
+
+def test_the_main_thread_counts_its_own_time_not_the_process_total() -> None:
+    """/proc/<pid>/stat is the whole process's; the main thread's own is under task/."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    t = threading.Thread(target=spin, daemon=True)
+    t.start()
+    assert t.native_id is not None
+    me, spinner = (os.getpid(), os.getpid()), (os.getpid(), t.native_id)
+    try:
+        first = take(os.getpid())
+        deadline = time.monotonic() + 30
+        while True:
+            last = take(os.getpid())
+            busy = last.ticks[spinner][0] - first.ticks[spinner][0]
+            if busy >= 20 or time.monotonic() > deadline:
+                break
+            stop.wait(0.05)
+    finally:
+        stop.set()
+        t.join()
+    assert busy >= 20
+    assert last.ticks[me][0] - first.ticks[me][0] < busy / 2
